@@ -1,0 +1,194 @@
+"""``stream-backend mount`` / ``umount``: a store, a scope or an archive as a directory.
+
+Foreground by default: the mount lives exactly as long as the command (Ctrl-C, SIGTERM
+and even SIGKILL unmount it). ``--background`` starts the same command detached, waits
+until the mount is up, prints how to unmount, and returns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+from ..errors import NotFoundError, StreamBackendError, UsageError
+from . import main
+from .common import open_store_for, store_options
+
+
+def _parse_targets(args: tuple[str, ...], archive: str | None) -> tuple[str, str]:
+    if archive:
+        if len(args) != 1:
+            raise UsageError("with --archive give exactly one argument: MOUNTPOINT")
+        return archive, args[0]
+    if len(args) != 2:
+        raise UsageError("expected URL MOUNTPOINT (or --archive ARCHIVE_URL MOUNTPOINT)")
+    return args[0], args[1]
+
+
+def _archive_operations(url: str, endpoint_url: str | None):
+    """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
+    import fsspec
+
+    from ..fs.fuse import FsspecOperations
+
+    target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
+    storage_options = {}
+    if endpoint_url and target.startswith("s3://"):
+        storage_options = {"s3": {"endpoint_url": endpoint_url}}
+    try:
+        fs, path = fsspec.core.url_to_fs(f"sbarchive::{target}", **storage_options)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"cannot open archive {target!r}: {exc}") from None
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"archive not found: {target} ({exc})") from None
+    return FsspecOperations(fs, path or "")
+
+
+def _background(argv: list[str], mountpoint: str, wait: float) -> None:
+    """Re-run this command in the foreground, detached; return once it is mounted."""
+    log = tempfile.NamedTemporaryFile(prefix="stream-backend-mount-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-c", "import sys; from stream_backend.cli import main; sys.exit(main())", *argv]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        close_fds=True,
+    )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            click.echo(
+                f"mounted at {mountpoint} (pid {proc.pid}); unmount with: "
+                f"stream-backend umount {mountpoint}   (or fusermount -u {mountpoint})"
+            )
+            return
+        rc = proc.poll()
+        if rc is not None:
+            log.seek(0)
+            msg = open(log.name, encoding="utf-8", errors="replace").read().strip().splitlines()
+            os.unlink(log.name)
+            line = msg[-1] if msg else f"exit code {rc}"
+            if line.startswith("stream-backend: error: "):
+                line = line[len("stream-backend: error: "):]
+            err = StreamBackendError(line)
+            err.exit_code = rc or 1
+            raise err
+        time.sleep(0.05)
+    proc.terminate()
+    raise StreamBackendError(f"mount at {mountpoint} did not come up within {wait:.0f}s (log: {log.name})")
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, metavar="URL MOUNTPOINT")
+@click.option("--archive", "archive", metavar="ARCHIVE_URL",
+              help="Mount an archive (any fsspec URL, e.g. s3://bucket/prefix) read-only.")
+@click.option("--read-write", is_flag=True,
+              help="Allow creating streams and appending (never rewriting) through the mount.")
+@click.option("--background", is_flag=True,
+              help="Return once mounted; unmount later with `stream-backend umount MOUNTPOINT`.")
+@click.option("--attr-timeout", type=float, default=1.0, show_default=True,
+              help="Seconds the kernel may cache sizes/times (appends show up after at most this).")
+@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
+              help="S3 endpoint for archive mounts [env AWS_ENDPOINT_URL].")
+@click.option("--fuse-debug", is_flag=True, hidden=True)
+@store_options
+@click.pass_context
+def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url, fuse_debug,
+          root, controller, timeout):
+    """Mount a store or scope (stream://[SCOPE], pravega://[SCOPE]) or an archive at MOUNTPOINT.
+
+    \b
+    Scopes are directories; a single-segment stream is a file (its events' payloads
+    concatenated); a multi-segment stream is a directory with one file per segment.
+    Read-only unless --read-write. Runs in the foreground until Ctrl-C / SIGTERM or
+    `stream-backend umount MOUNTPOINT`.
+
+    \b
+    Examples:
+      stream-backend mount stream://demo /mnt/demo
+      stream-backend mount --background stream:// /mnt/streams
+      stream-backend mount sbarchive::s3://backups/logs /mnt/archive
+      stream-backend umount /mnt/streams
+    """
+    url, mountpoint = _parse_targets(args, archive)
+    mountpoint = os.path.abspath(mountpoint)
+    if not os.path.isdir(mountpoint):
+        raise NotFoundError(f"mount point {mountpoint!r} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise UsageError(f"{mountpoint!r} is already a mount point")
+    is_archive = bool(archive) or url.startswith("sbarchive::")
+    if is_archive and read_write:
+        raise UsageError("archives are mounted read-only; drop --read-write")
+
+    if background:
+        argv = ["mount", "--attr-timeout", str(attr_timeout), "--timeout", str(timeout)]
+        if archive:
+            argv += ["--archive", archive]
+        if read_write:
+            argv.append("--read-write")
+        for flag, value in (("--endpoint-url", endpoint_url), ("--root", root), ("--controller", controller)):
+            if value:
+                argv += [flag, value]
+        argv += ["--", *([] if archive else [url]), mountpoint]
+        _background(argv, mountpoint, wait=max(timeout, 10.0))
+        return
+
+    from ..fs.fuse import StoreOperations, run_mount
+
+    if is_archive:
+        ops = _archive_operations(url, endpoint_url)
+        run_mount(ops, mountpoint, read_only=True, fsname=f"sbarchive:{url.split('::')[-1]}",
+                  debug=fuse_debug, attr_timeout=attr_timeout)
+        return
+
+    from ..urls import parse_stream_url
+
+    parsed = parse_stream_url(url, need="store")
+    if parsed.stream:
+        raise UsageError(f"mount a store or a scope ({parsed.protocol}://[SCOPE]), not a stream: {url}")
+    store = open_store_for(parsed, root=root, controller=controller, timeout=timeout)
+    try:
+        if parsed.scope and parsed.scope not in store.list_scopes():
+            raise NotFoundError(f"scope not found: {parsed.scope}")
+        ops = StoreOperations(store, scope=parsed.scope, read_write=read_write,
+                              cache_ttl=min(attr_timeout, 1.0))
+        run_mount(ops, mountpoint, read_only=not read_write, fsname=str(parsed),
+                  debug=fuse_debug, attr_timeout=attr_timeout)
+    finally:
+        store.close()
+
+
+def unmount(mountpoint: str) -> None:
+    """Unmount a FUSE mount (fusermount -u, fusermount3 -u, then umount)."""
+    mountpoint = os.path.abspath(mountpoint)
+    if not os.path.ismount(mountpoint):
+        raise UsageError(f"{mountpoint!r} is not a mount point")
+    errors = []
+    for tool in (["fusermount", "-u"], ["fusermount3", "-u"], ["umount"]):
+        if shutil.which(tool[0]) is None:
+            continue
+        res = subprocess.run([*tool, mountpoint], capture_output=True, text=True)
+        if res.returncode == 0:
+            break
+        errors.append(res.stderr.strip() or f"{tool[0]} exit {res.returncode}")
+    else:
+        raise StreamBackendError(f"could not unmount {mountpoint}: {'; '.join(errors) or 'no fusermount/umount'}")
+    deadline = time.monotonic() + 10
+    while os.path.ismount(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@main.command()
+@click.argument("mountpoint", type=click.Path())
+def umount(mountpoint):
+    """Unmount a mount made by `stream-backend mount` (same as fusermount -u MOUNTPOINT)."""
+    unmount(mountpoint)
+    click.echo(f"unmounted {os.path.abspath(mountpoint)}")
