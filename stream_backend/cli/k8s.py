@@ -1,0 +1,177 @@
+"""``stream-backend k8s job|cronjob export|import``: print ready-to-apply manifests.
+
+Thin: options -> ``k8s.TransferSpec`` -> YAML on stdout. Nothing is read from the local
+environment (no AWS_*, no STREAM_BACKEND_ROOT, no controller URI): what runs in the
+cluster is exactly what the command line says, and credentials only ever come from
+Secrets named with --s3-secret / --pravega-secret.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import k8s as k8smod
+from ..errors import UsageError
+from . import main
+
+#: options people reach for to pass keys; each is refused without echoing its value
+_LITERAL_CREDENTIAL_OPTIONS = (
+    "--aws-access-key-id", "--aws-secret-access-key", "--aws-session-token",
+    "--access-key", "--access-key-id", "--secret-key", "--secret-access-key",
+    "--session-token", "--password", "--token", "--pravega-password", "--pravega-token",
+)
+
+
+def _refuse_literal(ctx, param, value):
+    if value:
+        raise UsageError(
+            f"{param.opts[0]} is refused: literal credentials would be written into the manifest "
+            "in clear text. Create a Secret (kubectl create secret generic NAME --from-env-file=FILE) "
+            "and pass --s3-secret NAME or --pravega-secret NAME"
+        )
+    return value
+
+
+def _literal_guards(f):
+    for opt in _LITERAL_CREDENTIAL_OPTIONS:
+        f = click.option(opt, hidden=True, expose_value=False, callback=_refuse_literal,
+                         is_eager=True, default=None)(f)
+    return f
+
+
+def _k8s_options(f):
+    """Options shared by every manifest command (applied bottom-up, listed top-down)."""
+    options = [
+        click.option("--image", default=k8smod.DEFAULT_IMAGE, show_default=True,
+                     help="Container image (built from the repository's Dockerfile)."),
+        click.option("--name", default=None,
+                     help="Object name [default: sb-OP-SCOPE-STREAM-HASH]."),
+        click.option("--namespace", "-n", default=None, help="metadata.namespace (else kubectl's current one)."),
+        click.option("--indexed", "--parallel-segments", "shards", type=int, default=None, metavar="N",
+                     help="Indexed Job of N pods; pod I moves the segments s with s % N == I "
+                          "into the same archive (JOB_COMPLETION_INDEX with --shards N)."),
+        click.option("--parallelism", type=int, default=None,
+                     help="Pods of an Indexed Job running at once [default: N]."),
+        click.option("--pvc", default=None, metavar="CLAIM",
+                     help="PersistentVolumeClaim holding the local store root (stream:// URLs); "
+                          "read-only for export."),
+        click.option("--archive-pvc", default=None, metavar="CLAIM",
+                     help="PersistentVolumeClaim holding a file:// archive."),
+        click.option("--archive-mount", default=None, metavar="PATH",
+                     help="Where --archive-pvc is mounted [default: the archive path's top directory]."),
+        click.option("--s3-secret", default=None, metavar="SECRET",
+                     help="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally "
+                          "AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL), referenced, never copied."),
+        click.option("--pravega-secret", default=None, metavar="SECRET",
+                     help="Secret whose keys become the Pravega client's env "
+                          "(pravega_client_auth_method, _username, _password, _token)."),
+        click.option("--controller", default=None, metavar="URI",
+                     help="Pravega controller URI as seen from the pod, e.g. tcp://pravega-controller:9090."),
+        click.option("--endpoint-url", default=None, metavar="URL",
+                     help="S3 endpoint as seen from the pod (MinIO, SeaweedFS, ...)."),
+        click.option("--timeout", type=float, default=None, help="Pravega connect timeout passed to the CLI."),
+        click.option("--segments", default=None, help="Only these segments, e.g. 0,2,5."),
+        click.option("--backoff-limit", type=int, default=6, show_default=True,
+                     help="Failures that count before the Job fails (exit 75 and evictions never count)."),
+        click.option("--grace-period", type=int, default=60, show_default=True,
+                     help="Seconds between SIGTERM and SIGKILL: time to save the checkpoint."),
+        click.option("--active-deadline", type=int, default=None, help="Job activeDeadlineSeconds."),
+        click.option("--ttl-after-finished", type=int, default=None,
+                     help="Delete the finished Job after this many seconds (its termination message goes too)."),
+        click.option("--suspend", is_flag=True, help="Create the Job (or CronJob) suspended."),
+        click.option("--service-account", default=None, help="Pod serviceAccountName (e.g. for IRSA)."),
+        click.option("--cpu", default="500m", show_default=True, help="CPU request (no CPU limit is set)."),
+        click.option("--memory", default=None,
+                     help="Memory request = limit [default: 256MiB + 2 x part-size x parallel].")
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return _literal_guards(f)
+
+
+def _export_options(f):
+    options = [
+        click.option("--object-size", default=None, help="Passed to export [CLI default 64MiB]."),
+        click.option("--part-size", default=None, help="Passed to export [CLI default 8MiB]; sizes memory."),
+        click.option("--parallel", type=int, default=None, help="Passed to export [CLI default 4]; sizes memory."),
+        click.option("--compression", type=click.Choice(["none", "zstd"]), default=None),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _emit(op: str, kind: str, stream_url: str, archive: str, opts: dict) -> None:
+    spec = k8smod.TransferSpec(op=op, kind=kind, stream_url=stream_url, archive=archive, **opts)
+    click.echo(k8smod.to_yaml(k8smod.build(spec)), nl=False)
+
+
+@main.group("k8s")
+def k8s() -> None:
+    """Kubernetes manifests that run export/import as Jobs.
+
+    \b
+    Print YAML for `kubectl apply -f -`. The pods run the same CLI; a pod
+    stopped by SIGTERM (eviction, node drain, `kubectl delete pod`) exits 75
+    with its checkpoint saved, and the Job's replacement pod resumes.
+    \b
+    Example:
+      stream-backend k8s job export pravega://app/events s3://backups/events \\
+          --controller tcp://pravega-controller:9090 --s3-secret s3-creds \\
+          --indexed 4 | kubectl apply -f -
+    """
+
+
+@k8s.group("job")
+def job() -> None:
+    """One-off transfer: a Job (or an Indexed Job with --indexed N)."""
+
+
+@k8s.group("cronjob")
+def cronjob() -> None:
+    """Scheduled transfers (incremental exports): a CronJob, concurrencyPolicy Forbid."""
+
+
+@job.command("export")
+@click.argument("source")
+@click.argument("archive")
+@_k8s_options
+@_export_options
+@click.option("--to-seq", type=int, default=None, help="Passed to export.")
+def job_export(source, archive, **opts):
+    """Job running `stream-backend export SOURCE ARCHIVE`."""
+    _emit("export", "Job", source, archive, opts)
+
+
+@job.command("import")
+@click.argument("archive")
+@click.argument("dest")
+@_k8s_options
+@click.option("--to-seq", type=int, default=None, help="Passed to import.")
+@click.option("--to-time", default=None, help="Passed to import (ISO 8601 or epoch seconds).")
+def job_import(archive, dest, **opts):
+    """Job running `stream-backend import ARCHIVE DEST`."""
+    _emit("import", "Job", dest, archive, opts)
+
+
+@cronjob.command("export")
+@click.argument("source")
+@click.argument("archive")
+@click.option("--schedule", required=True, help="Cron schedule, e.g. '0 * * * *' (hourly) or @daily.")
+@click.option("--time-zone", default=None, help="CronJob timeZone, e.g. Europe/Berlin [default: the controller's].")
+@_k8s_options
+@_export_options
+def cronjob_export(source, archive, **opts):
+    """CronJob: each run appends an incremental run to ARCHIVE."""
+    _emit("export", "CronJob", source, archive, opts)
+
+
+@cronjob.command("import")
+@click.argument("archive")
+@click.argument("dest")
+@click.option("--schedule", required=True, help="Cron schedule, e.g. '30 * * * *'.")
+@click.option("--time-zone", default=None, help="CronJob timeZone.")
+@_k8s_options
+def cronjob_import(archive, dest, **opts):
+    """CronJob: each run replays the archive's new runs into DEST (a standby copy)."""
+    _emit("import", "CronJob", dest, archive, opts)
