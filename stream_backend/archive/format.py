@@ -1,0 +1,686 @@
+"""Record framing and data objects (docs/format.md, "Records" and "Data objects").
+
+A data object is a sequence of records; a record is one chunk of one event. Objects are
+filled to a target size and an event that does not fit is split (spillover), so object
+size and event size never have to match. Everything here is a pure function of the
+events and the start position: the same input always yields the same keys and bytes,
+which is what makes a resumed export byte-identical to an uninterrupted one.
+
+The packer streams: an object's bytes come out as chunks while the caller uploads them,
+so memory is bounded by the chunk size plus one event, never by the object size.
+
+This module takes plain values (segment, seq, payload, routing key, timestamp) and knows
+nothing about stores or S3.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterable, Iterator
+
+import crc32c as _crc32c
+import zstandard
+
+from ..errors import CorruptionError, FormatVersionError
+from .layout import object_key, parse_object_key
+
+FORMAT_VERSION = 1
+
+MAGIC = b"SBR1"
+# magic, segment, seq, event size, chunk offset, chunk length, key length, flags,
+# timestamp ns, crc32c(header without crc + key + chunk)
+HEADER = struct.Struct("<4sIQQQQHHqI")
+HEADER_SIZE = HEADER.size  # 56
+_CRC_OFFSET = HEADER_SIZE - 4
+
+FLAG_ROUTING_KEY = 0x1  # a routing key is present (tells None from "")
+FLAG_TIMESTAMP = 0x2  # timestamp_ns is meaningful (tells None from 0)
+KNOWN_FLAGS = FLAG_ROUTING_KEY | FLAG_TIMESTAMP
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_KEY_BYTES = 0xFFFF
+DEFAULT_OBJECT_SIZE = 64 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+ZSTD_LEVEL = 3
+COMPRESSIONS = ("none", "zstd")
+_READ_PIECE = 1024 * 1024  # never trust a length field with one big allocation
+
+
+def crc32c(data: bytes | memoryview, value: int = 0) -> int:
+    return _crc32c.crc32c(data, value=value)
+
+
+def index_interval(object_size: int) -> int:
+    """Raw bytes between entries of an object's sparse record index (a function of the
+    object size only, so resumed exports write the same index)."""
+    return max(64 * 1024, object_size // 32)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decoded record: a chunk of one event."""
+
+    segment: int
+    seq: int
+    event_size: int
+    chunk_offset: int
+    chunk: bytes
+    routing_key: str | None
+    timestamp_ns: int | None
+    #: index of the record inside its object, and its byte position in the raw
+    #: (uncompressed) object — for error messages and ranged reads
+    index: int = 0
+    position: int = 0
+
+    @property
+    def size(self) -> int:
+        return HEADER_SIZE + len(self.routing_key.encode() if self.routing_key else b"") + len(self.chunk)
+
+    @property
+    def ends_event(self) -> bool:
+        return self.chunk_offset + len(self.chunk) == self.event_size
+
+
+def encode_record_head(
+    segment: int,
+    seq: int,
+    event_size: int,
+    chunk_offset: int,
+    chunk: bytes | memoryview,
+    routing_key: bytes | None,
+    timestamp_ns: int | None,
+) -> bytes:
+    """Header + routing key of one record (the chunk follows). Split from the chunk so
+    large chunks are never copied."""
+    flags = 0
+    key = b""
+    if routing_key is not None:
+        flags |= FLAG_ROUTING_KEY
+        key = routing_key
+    if timestamp_ns is not None:
+        flags |= FLAG_TIMESTAMP
+    if len(key) > MAX_KEY_BYTES:
+        raise ValueError(f"routing key longer than {MAX_KEY_BYTES} bytes")
+    head = HEADER.pack(
+        MAGIC, segment, seq, event_size, chunk_offset, len(chunk), len(key), flags,
+        timestamp_ns if timestamp_ns is not None else 0, 0,
+    )
+    crc = crc32c(head[:_CRC_OFFSET])
+    crc = crc32c(key, crc)
+    crc = crc32c(chunk, crc)
+    return head[:_CRC_OFFSET] + struct.pack("<I", crc) + key
+
+
+def encode_record(
+    segment: int,
+    seq: int,
+    event_size: int,
+    chunk_offset: int,
+    chunk: bytes,
+    routing_key: str | None = None,
+    timestamp_ns: int | None = None,
+) -> bytes:
+    """One whole record as bytes."""
+    key = routing_key.encode("utf-8") if routing_key is not None else None
+    return encode_record_head(segment, seq, event_size, chunk_offset, chunk, key, timestamp_ns) + bytes(chunk)
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    """Read ``n`` bytes or fewer at EOF, in bounded pieces (a garbled length field
+    must lead to "truncated", not to a huge allocation)."""
+    if n <= _READ_PIECE:
+        data = f.read(n)
+        if len(data) == n:
+            return data
+        parts = [data]
+        got = len(data)
+    else:
+        parts, got = [], 0
+    while got < n:
+        piece = f.read(min(_READ_PIECE, n - got))
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+class _CountingReader:
+    """Wraps the stored bytes: counts them and keeps their crc32c while they are read."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.size = 0
+        self.crc = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if data:
+            self.size += len(data)
+            self.crc = crc32c(data, self.crc)
+        return data
+
+    def readinto(self, b) -> int:  # zstandard may use it
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(_READ_PIECE):
+            pass
+
+
+def _as_file(src: Any) -> BinaryIO:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(src))
+    return src
+
+
+def iter_records(
+    src: Any,
+    key: str = "<object>",
+    *,
+    compressed: bool | None = None,
+    expected_size: int | None = None,
+    expected_crc32c: int | str | None = None,
+    expected_records: int | None = None,
+    start_position: int = 0,
+    start_index: int = 0,
+) -> Iterator[Record]:
+    """Decode the records of one object from bytes or a file-like.
+
+    ``compressed`` None means: decide from the key suffix, else from the zstd magic.
+    Any damage raises CorruptionError naming ``key`` and the record (index and byte
+    position in the raw object). With ``expected_*`` (from the manifest) a truncation at
+    a record boundary or a change in the stored bytes is detected too, after the last
+    record. ``start_position``/``start_index`` describe where ``src`` starts inside the
+    raw object when it is a ranged read (then no whole-object check is possible).
+    """
+    raw = _CountingReader(_as_file(src))
+    if compressed is None:
+        if key.endswith(".zst"):
+            compressed = True
+        elif isinstance(src, (bytes, bytearray, memoryview)):
+            compressed = bytes(src[:4]) == ZSTD_MAGIC
+        else:
+            compressed = False
+    if compressed:
+        f: Any = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=False, closefd=False)
+    else:
+        f = raw
+    pos, index = start_position, start_index
+
+    def bad(msg: str) -> CorruptionError:
+        return CorruptionError(f"corrupt archive object {key}: record {index} at byte {pos}: {msg}")
+
+    try:
+        while True:
+            head = _read_exact(f, HEADER_SIZE)
+            if not head:
+                break
+            if len(head) < HEADER_SIZE:
+                raise bad(f"truncated record header ({len(head)} of {HEADER_SIZE} bytes)")
+            magic, segment, seq, event_size, chunk_offset, chunk_len, key_len, flags, ts, crc = HEADER.unpack(head)
+            if magic != MAGIC:
+                # newer record formats come with a newer manifest version, which is
+                # refused before any object is read; here a bad magic is damage
+                raise bad("bad record magic")
+            if chunk_offset + chunk_len > event_size:
+                # garbled lengths: report as damage before trusting them for a read
+                raise bad("chunk extends beyond its event")
+            body = _read_exact(f, key_len + chunk_len)
+            if len(body) < key_len + chunk_len:
+                raise bad(f"truncated record ({len(body)} of {key_len + chunk_len} body bytes)")
+            check = crc32c(head[:_CRC_OFFSET])
+            check = crc32c(body, check)
+            if check != crc:
+                raise bad("checksum mismatch")
+            if flags & ~KNOWN_FLAGS:
+                raise FormatVersionError(
+                    f"archive object {key} record {index} uses flags {flags:#x} unknown to this "
+                    "version: upgrade stream-backend"
+                )
+            if flags & FLAG_ROUTING_KEY:
+                try:
+                    rkey: str | None = body[:key_len].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise bad("routing key is not UTF-8") from None
+            elif key_len:
+                raise bad("routing key bytes without the routing-key flag")
+            else:
+                rkey = None
+            yield Record(
+                segment, seq, event_size, chunk_offset, body[key_len:], rkey,
+                ts if flags & FLAG_TIMESTAMP else None, index, pos,
+            )
+            pos += HEADER_SIZE + key_len + chunk_len
+            index += 1
+        if compressed:
+            raw.drain()  # count trailing bytes too: they must match the manifest
+    except zstandard.ZstdError as exc:
+        raise bad(f"zstd: {exc}") from None
+    if expected_records is not None and index != expected_records:
+        raise CorruptionError(
+            f"corrupt archive object {key}: {index} records, manifest says {expected_records} (truncated?)"
+        )
+    if expected_size is not None and raw.size != expected_size:
+        raise CorruptionError(f"corrupt archive object {key}: {raw.size} bytes, manifest says {expected_size}")
+    if expected_crc32c is not None:
+        want = int(expected_crc32c, 16) if isinstance(expected_crc32c, str) else expected_crc32c
+        if raw.crc != want:
+            raise CorruptionError(f"corrupt archive object {key}: crc32c {raw.crc:08x}, manifest says {want:08x}")
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class ArchivedEvent:
+    """An event as read back from an archive (plain values, like the store's Event)."""
+
+    segment: int
+    seq: int
+    payload: bytes
+    routing_key: str | None = None
+    timestamp_ns: int | None = None
+
+    @property
+    def timestamp(self) -> float | None:
+        return None if self.timestamp_ns is None else self.timestamp_ns / 1e9
+
+
+def iter_events(records: Iterable[Record], key: str = "<archive>", *, skip_partial_start: bool = False) -> Iterator[ArchivedEvent]:
+    """Reassemble events from records, across spillover and object boundaries.
+
+    Checks that chunks continue each other exactly (same event, contiguous offsets) and
+    that seqs increase; an event still incomplete at the end is a truncation.
+    ``skip_partial_start`` drops the tail of an event whose start lies before ``records``
+    (reading from the middle of a segment); otherwise that is corruption.
+    """
+    pending: list[bytes] = []
+    cur: Record | None = None
+    have = 0
+    last_seq = -1
+    last_rec: Record | None = None
+    skipping = skip_partial_start
+
+    def where(r: Record) -> str:
+        return f"record {r.index} at byte {r.position}"
+
+    for r in records:
+        last_rec = r
+        if skipping and r.chunk_offset > 0:
+            last_seq = r.seq
+            continue
+        skipping = False
+        if cur is None:
+            if r.chunk_offset != 0:
+                raise CorruptionError(
+                    f"corrupt archive {key}: {where(r)}: continues event seq {r.seq} whose start is missing"
+                )
+            if r.seq <= last_seq:
+                raise CorruptionError(f"corrupt archive {key}: {where(r)}: seq {r.seq} after seq {last_seq}")
+            cur, pending, have = r, [r.chunk], len(r.chunk)
+        else:
+            if (
+                r.seq != cur.seq
+                or r.segment != cur.segment
+                or r.event_size != cur.event_size
+                or r.chunk_offset != have
+                or r.routing_key != cur.routing_key
+                or r.timestamp_ns != cur.timestamp_ns
+            ):
+                raise CorruptionError(
+                    f"corrupt archive {key}: {where(r)}: expected byte {have} of event seq {cur.seq}, "
+                    f"found byte {r.chunk_offset} of seq {r.seq}"
+                )
+            pending.append(r.chunk)
+            have += len(r.chunk)
+        if have == cur.event_size:
+            payload = pending[0] if len(pending) == 1 else b"".join(pending)
+            yield ArchivedEvent(cur.segment, cur.seq, payload, cur.routing_key, cur.timestamp_ns)
+            last_seq = cur.seq
+            cur, pending, have = None, [], 0
+    if cur is not None:
+        raise CorruptionError(
+            f"corrupt archive {key}: event seq {cur.seq} ends after {have} of {cur.event_size} bytes (truncated)"
+        )
+
+
+def read_objects(objects: Iterable[tuple[str, Any]], **kw) -> Iterator[ArchivedEvent]:
+    """Events of consecutive objects ``(key, bytes-or-file)`` of one segment, in order."""
+
+    def records() -> Iterator[Record]:
+        for key, src in objects:
+            yield from iter_records(src, key)
+
+    return iter_events(records(), **kw)
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def _normalize(ev: Any) -> tuple[int, bytes, bytes | None, int | None]:
+    """(seq, payload, routing key bytes, timestamp ns) from a tuple or an event-like object.
+
+    Accepts ``(seq, payload[, routing_key[, timestamp]])`` or anything with ``seq``,
+    ``payload`` and optionally ``routing_key`` and ``timestamp_ns`` or ``timestamp``
+    (float seconds), like the store's Event.
+    """
+    if isinstance(ev, tuple):
+        seq, payload = ev[0], ev[1]
+        rkey = ev[2] if len(ev) > 2 else None
+        ts = ev[3] if len(ev) > 3 else None
+        ts_ns = None if ts is None else (ts if isinstance(ts, int) else round(ts * 1e9))
+    else:
+        seq, payload = ev.seq, ev.payload
+        rkey = getattr(ev, "routing_key", None)
+        ts_ns = getattr(ev, "timestamp_ns", None)
+        if ts_ns is None:
+            ts = getattr(ev, "timestamp", None)
+            ts_ns = None if ts is None else round(ts * 1e9)
+    kb = rkey.encode("utf-8") if rkey is not None else None
+    if kb is not None and len(kb) > MAX_KEY_BYTES:
+        raise ValueError(f"routing key of event {seq} longer than {MAX_KEY_BYTES} bytes")
+    return seq, payload if isinstance(payload, bytes) else bytes(payload), kb, ts_ns
+
+
+@dataclass
+class ObjectInfo:
+    """What the manifest records about one data object (known after draining it)."""
+
+    key: str
+    size: int  # stored bytes
+    crc32c: int  # of the stored bytes
+    raw_size: int  # uncompressed record bytes
+    first_seq: int
+    first_offset: int
+    end_seq: int
+    end_offset: int
+    records: int
+    payload_bytes: int
+    first_time: int | None = None  # event timestamps (ns) of the first and last record
+    last_time: int | None = None
+    #: sparse record index of an uncompressed object: [raw position, payload position]
+    #: pairs at record starts, for ranged reads that skip to the right record
+    index: list[list[int]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "size": self.size,
+            "crc32c": f"{self.crc32c:08x}",
+            "raw_size": self.raw_size,
+            "first_seq": self.first_seq,
+            "first_offset": self.first_offset,
+            "end_seq": self.end_seq,
+            "end_offset": self.end_offset,
+            "records": self.records,
+            "payload_bytes": self.payload_bytes,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "index": [list(p) for p in self.index],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ObjectInfo":
+        return cls(
+            key=d["key"], size=int(d["size"]), crc32c=int(d["crc32c"], 16), raw_size=int(d["raw_size"]),
+            first_seq=int(d["first_seq"]), first_offset=int(d["first_offset"]),
+            end_seq=int(d["end_seq"]), end_offset=int(d["end_offset"]), records=int(d["records"]),
+            payload_bytes=int(d["payload_bytes"]), first_time=d.get("first_time"), last_time=d.get("last_time"),
+            index=[[int(a), int(b)] for a, b in d.get("index", [])],
+        )
+
+    @property
+    def compressed(self) -> bool:
+        return parse_object_key(self.key)[3]
+
+
+class _Peekable:
+    def __init__(self, events: Iterable[Any], end_seq: int | None):
+        self._it = iter(events)
+        self._end = end_seq
+        self._head: tuple | None = None
+        self._done = False
+        self.last_seq: int | None = None
+
+    def peek(self) -> tuple | None:
+        if self._head is None and not self._done:
+            try:
+                ev = _normalize(next(self._it))
+            except StopIteration:
+                self._done = True
+                return None
+            if self._end is not None and ev[0] >= self._end:
+                self._done = True
+                return None
+            if self.last_seq is not None and ev[0] <= self.last_seq:
+                raise ValueError(f"event seqs must increase: {ev[0]} after {self.last_seq}")
+            self._head = ev
+        return self._head
+
+    def advance(self) -> None:
+        assert self._head is not None
+        self.last_seq = self._head[0]
+        self._head = None
+
+
+class PackedObject:
+    """One data object being produced. Drain :meth:`chunks` (or :meth:`parts`) once;
+    afterwards :attr:`info` holds size, crc32c and the end position."""
+
+    def __init__(self, packer: "SegmentPacker", key: str, first_seq: int, first_offset: int):
+        self._packer = packer
+        self.key = key
+        self.first_seq = first_seq
+        self.first_offset = first_offset
+        self.info: ObjectInfo | None = None
+        self._started = False
+
+    @property
+    def done(self) -> bool:
+        return self.info is not None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The stored bytes, as a stream of chunks of about the packer's chunk size."""
+        if self._started:
+            raise RuntimeError(f"object {self.key} was already read; pack again to re-read it")
+        self._started = True
+        return self._packer._produce(self)
+
+    def parts(self, part_size: int) -> Iterator[bytes]:
+        """The stored bytes re-cut into pieces of exactly ``part_size`` (the last may be
+        shorter) — S3 multipart parts. Deterministic, so a resumed upload can skip the
+        parts ListParts reports and send the rest."""
+        buf = bytearray()
+        for chunk in self.chunks():
+            buf += chunk
+            while len(buf) >= part_size:
+                yield bytes(buf[:part_size])
+                del buf[:part_size]
+        if buf or self.info.size == 0:
+            yield bytes(buf)
+
+    def read(self) -> bytes:
+        """All stored bytes at once (small objects and tests only)."""
+        return b"".join(self.chunks())
+
+
+class SegmentPacker:
+    """Packs the events of one segment into data objects; see :func:`pack_segment`."""
+
+    def __init__(
+        self,
+        events: Iterable[Any],
+        segment: int,
+        start_seq: int = 0,
+        start_offset: int = 0,
+        object_size: int = DEFAULT_OBJECT_SIZE,
+        compression: str = "none",
+        end_seq: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ):
+        if object_size < 1:
+            raise ValueError("object size must be at least 1 byte")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}")
+        self.segment = segment
+        self.object_size = object_size
+        self.compression = compression
+        self.chunk_size = max(1, chunk_size)
+        self.end_seq = end_seq
+        self._events = _Peekable(events, end_seq)
+        self._offset = start_offset
+        self._start_seq = start_seq
+        self._current: PackedObject | None = None
+        first = self._events.peek()
+        if first is not None:
+            if first[0] < start_seq:
+                raise ValueError(f"first event seq {first[0]} is before the start seq {start_seq}")
+            if start_offset:
+                if first[0] != start_seq:
+                    raise ValueError(f"resuming inside event {start_seq} but the first event is {first[0]}")
+                if start_offset >= len(first[1]):
+                    raise ValueError(f"start offset {start_offset} is not inside event {start_seq}")
+        elif start_offset:
+            raise ValueError(f"resuming inside event {start_seq} but no events were given")
+
+    def __iter__(self) -> Iterator[PackedObject]:
+        while True:
+            if self._current is not None and not self._current.done:
+                raise RuntimeError(f"drain object {self._current.key} before asking for the next one")
+            ev = self._events.peek()
+            if ev is None:
+                return
+            obj = PackedObject(self, object_key(self.segment, ev[0], self._offset, self.compression == "zstd"), ev[0], self._offset)
+            self._current = obj
+            yield obj
+
+    def _produce(self, obj: PackedObject) -> Iterator[bytes]:
+        target = self.object_size
+        compress = self.compression == "zstd"
+        cobj = (
+            zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=False, threads=0).compressobj()
+            if compress else None
+        )
+        interval = index_interval(target)
+        next_mark = 0
+        index: list[list[int]] = []
+        used = 0  # raw bytes in this object
+        payload_bytes = 0
+        records = 0
+        first_time = last_time = None
+        size = 0
+        crc = 0
+        pending: list[bytes] = []
+        pending_len = 0
+
+        def emit(piece: bytes | memoryview) -> Iterator[bytes]:
+            nonlocal pending_len, size, crc
+            if cobj is not None:
+                piece = cobj.compress(piece)
+                if not piece:
+                    return
+            pending.append(piece)
+            pending_len += len(piece)
+            if pending_len >= self.chunk_size:
+                out = b"".join(pending)
+                pending.clear()
+                pending_len = 0
+                size += len(out)
+                crc = crc32c(out, crc)
+                yield out
+
+        events = self._events
+        while True:
+            ev = events.peek()
+            if ev is None:
+                break
+            seq, payload, rkey, ts = ev
+            off = self._offset
+            remaining = len(payload) - off
+            klen = len(rkey) if rkey is not None else 0
+            need = HEADER_SIZE + klen + (1 if remaining else 0)
+            if used > 0 and used + need > target:
+                break  # the object is full: this record starts the next one
+            room = target - used - HEADER_SIZE - klen
+            n = min(remaining, max(room, 1)) if remaining else 0
+            chunk = memoryview(payload)[off : off + n]
+            if not compress and used >= next_mark:
+                index.append([used, payload_bytes])
+                next_mark = used + interval
+            head = encode_record_head(self.segment, seq, len(payload), off, chunk, rkey, ts)
+            yield from emit(head)
+            if n:
+                yield from emit(chunk)
+            used += len(head) + n
+            payload_bytes += n
+            records += 1
+            if ts is not None:
+                if first_time is None:
+                    first_time = ts
+                last_time = ts
+            self._offset = off + n
+            if self._offset == len(payload):
+                events.advance()
+                self._offset = 0
+        if cobj is not None:
+            tail = cobj.flush()
+            if tail:
+                pending.append(tail)
+                pending_len += len(tail)
+        if pending:
+            out = b"".join(pending)
+            size += len(out)
+            crc = crc32c(out, crc)
+            yield out
+        nxt = events.peek()
+        if nxt is not None:
+            end_seq, end_offset = nxt[0], self._offset
+        else:
+            end_seq = self.end_seq if self.end_seq is not None else (events.last_seq + 1)
+            end_offset = 0
+        obj.info = ObjectInfo(
+            key=obj.key, size=size, crc32c=crc, raw_size=used, first_seq=obj.first_seq,
+            first_offset=obj.first_offset, end_seq=end_seq, end_offset=end_offset, records=records,
+            payload_bytes=payload_bytes, first_time=first_time, last_time=last_time, index=index,
+        )
+
+
+def pack_segment(
+    events: Iterable[Any],
+    segment: int,
+    start_seq: int = 0,
+    start_offset: int = 0,
+    object_size: int = DEFAULT_OBJECT_SIZE,
+    compression: str = "none",
+    end_seq: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> SegmentPacker:
+    """Pack one segment's events into data objects, yielded one at a time.
+
+    ``events`` yields events with increasing seqs, starting with event ``start_seq``
+    (whose first ``start_offset`` bytes are skipped: they ended the previous object);
+    events with seq >= ``end_seq`` are not consumed. Each yielded :class:`PackedObject`
+    must be drained (``chunks()``/``parts()``) before the next one is asked for.
+
+    ``object_size`` bounds the raw (uncompressed) record bytes of an object: an object
+    holds as many records as fit, and the event that does not fit is split. An object
+    exceeds the target only when not even a record with one payload byte fits into an
+    empty object (target smaller than header + routing key + 1).
+
+    Resuming at an object boundary — ``start_seq, start_offset = info.end_seq,
+    info.end_offset`` of the last finished object — yields exactly the objects (keys and
+    bytes) an uninterrupted run would have yielded after it. The end position of the
+    last object is ``(end_seq, 0)``, or ``(last seq + 1, 0)`` when ``end_seq`` is None.
+    """
+    return SegmentPacker(events, segment, start_seq, start_offset, object_size, compression, end_seq, chunk_size)

@@ -1,0 +1,75 @@
+"""Key names inside an archive prefix (docs/format.md, "Layout").
+
+Every name derives from segment numbers, run numbers and event positions only — never
+clocks or random ids — so a resumed export writes exactly the keys an uninterrupted one
+would. Keys are relative to the archive prefix and always use "/".
+"""
+
+from __future__ import annotations
+
+import re
+
+IDENTITY_KEY = "archive.json"
+DATA_DIR = "data"
+RUNS_DIR = "runs"
+CHECKPOINTS_DIR = "checkpoints"
+LEASES_DIR = "leases"
+
+OBJECT_SUFFIX = ".sbo"
+ZSTD_SUFFIX = ".sbo.zst"
+
+_OBJECT_RE = re.compile(r"^data/(\d{6})/(\d{20})-(\d{12})\.sbo(\.zst)?$")
+_RUN_RE = re.compile(r"^(\d{8})$")
+
+
+def object_key(segment: int, seq: int, offset: int, compressed: bool = False) -> str:
+    """Key of the data object of ``segment`` whose first record starts at ``(seq, offset)``."""
+    _check(segment, 6, "segment")
+    _check(seq, 20, "seq")
+    _check(offset, 12, "offset")
+    suffix = ZSTD_SUFFIX if compressed else OBJECT_SUFFIX
+    return f"{DATA_DIR}/{segment:06d}/{seq:020d}-{offset:012d}{suffix}"
+
+
+def parse_object_key(key: str) -> tuple[int, int, int, bool]:
+    """``(segment, seq, offset, compressed)`` of an object key (relative or with a prefix)."""
+    idx = key.rfind(DATA_DIR + "/")
+    m = _OBJECT_RE.match(key[idx:] if idx >= 0 else key)
+    if not m:
+        raise ValueError(f"not a data object key: {key!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4) is not None
+
+
+def run_dir(run: int) -> str:
+    _check(run, 8, "run")
+    return f"{RUNS_DIR}/{run:08d}"
+
+
+def run_manifest_key(run: int) -> str:
+    return f"{run_dir(run)}/manifest.json"
+
+
+def segment_part_key(run: int, segment: int) -> str:
+    _check(segment, 6, "segment")
+    return f"{run_dir(run)}/segments/{segment:06d}.json"
+
+
+def checkpoint_key(segment: int) -> str:
+    _check(segment, 6, "segment")
+    return f"{CHECKPOINTS_DIR}/{segment:06d}.json"
+
+
+def lease_key(segment: int) -> str:
+    _check(segment, 6, "segment")
+    return f"{LEASES_DIR}/{segment:06d}.json"
+
+
+def parse_run_dir(name: str) -> int | None:
+    """Run number of a ``runs/`` child name (``"00000003"`` -> 3), None if not a run."""
+    m = _RUN_RE.match(name.rstrip("/").rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
+def _check(value: int, digits: int, what: str) -> None:
+    if not isinstance(value, int) or value < 0 or value >= 10**digits:
+        raise ValueError(f"{what} {value!r} does not fit the archive layout ({digits} digits)")
