@@ -157,7 +157,7 @@ def job_import(archive, dest, **opts):
 @cronjob.command("export")
 @click.argument("source")
 @click.argument("archive")
-@click.option("--schedule", required=True, help="Cron schedule, e.g. '0 * * * *' (hourly) or @daily.")
+@click.option("--schedule", default=None, help="Cron schedule, e.g. '0 * * * *' (hourly) or @daily.")
 @click.option("--time-zone", default=None, help="CronJob timeZone, e.g. Europe/Berlin [default: the controller's].")
 @_k8s_options
 @_export_options
@@ -169,7 +169,7 @@ def cronjob_export(source, archive, **opts):
 @cronjob.command("import")
 @click.argument("archive")
 @click.argument("dest")
-@click.option("--schedule", required=True, help="Cron schedule, e.g. '30 * * * *'.")
+@click.option("--schedule", default=None, help="Cron schedule, e.g. '30 * * * *'.")
 @click.option("--time-zone", default=None, help="CronJob timeZone.")
 @_k8s_options
 def cronjob_import(archive, dest, **opts):
