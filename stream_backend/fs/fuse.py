@@ -248,6 +248,19 @@ class StoreOperations(Operations):
             "st_atime": t,
         }
 
+    def _scope_mtime(self, scope: str) -> float | None:
+        """Latest append in the scope (as the fsspec view reports it): stable, not "now"."""
+        times = []
+        for name in self.store.list_streams(scope):
+            try:
+                info = self._info(scope, name)
+            except StreamBackendError:
+                continue
+            t = info.last_append or info.created
+            if t:
+                times.append(t)
+        return max(times) if times else None
+
     def _scopes(self) -> list[str]:
         return [self.scope] if self.scope else sorted(self.store.list_scopes())
 
@@ -260,7 +273,7 @@ class StoreOperations(Operations):
         if stream is None:
             if scope not in self.store.list_scopes():
                 raise FuseOSError(errno.ENOENT)
-            return self._dir_attrs(scope, None)
+            return self._dir_attrs(scope, self._scope_mtime(scope))
         info = self._info(scope, stream)
         key = self._key(scope, stream, segment)
         if segment is None:

@@ -1,0 +1,228 @@
+"""End to end: `stream-backend mount` over a real local store, real kernel FUSE, real tools."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .mounting import CLI, cli, mounted, read_counter, wait_mounted, wait_unmounted
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def put(store, scope, stream, payloads, segments=1):
+    """Append payloads (round-robin over segments); returns the per-segment file views."""
+    store.create_stream(scope, stream, segments=segments, exist_ok=True)
+    views = [bytearray() for _ in range(segments)]
+    with store.writer(scope, stream) as w:
+        for i, p in enumerate(payloads):
+            w.append(p, segment=i % segments)
+            views[i % segments] += p
+    return [bytes(v) for v in views]
+
+
+def payloads(n, seed, max_size=3000):
+    rnd = random.Random(seed)
+    out = [rnd.randbytes(rnd.randint(0, max_size)) for _ in range(n)]
+    out[3] = b""  # zero-length events hold no byte of the file view
+    return out
+
+
+@pytest.fixture
+def populated(local_store):
+    logs = put(local_store, "demo", "logs", payloads(300, 1))[0]
+    multi = put(local_store, "demo", "multi", payloads(30, 2), segments=3)
+    local_store.create_stream("other", "empty", exist_ok=True)
+    return {"logs": logs, "multi": multi}
+
+
+def test_file_view_attributes_and_tools(local_store, store_root, populated, tmp_path):
+    mp = tmp_path / "mnt"
+    logs = populated["logs"]
+    with mounted("stream://", mp, root=store_root):
+        assert sorted(os.listdir(mp)) == ["demo", "other"]
+        assert sorted(os.listdir(mp / "demo")) == ["logs", "multi"]
+        assert sorted(os.listdir(mp / "demo" / "multi")) == ["0", "1", "2"]
+        assert os.listdir(mp / "other") == ["empty"]
+
+        f = mp / "demo" / "logs"
+        info = local_store.stream_info("demo", "logs")
+        st = os.stat(f)
+        assert st.st_size == len(logs) == info.length
+        assert abs(st.st_mtime - info.last_append) < 1e-3  # last append time, not "now"
+        assert st.st_mode & 0o777 == 0o444
+        time.sleep(1.2)  # beyond the attribute cache: the values are recomputed, and stable
+        st2 = os.stat(f)
+        assert (st2.st_ino, st2.st_mtime_ns, st2.st_size) == (st.st_ino, st.st_mtime_ns, st.st_size)
+        assert os.stat(mp / "other" / "empty").st_size == 0
+
+        assert f.read_bytes() == logs
+        for seg, view in enumerate(populated["multi"]):
+            assert (mp / "demo" / "multi" / str(seg)).read_bytes() == view
+
+        out = subprocess.run(["dd", f"if={f}", "bs=1000", "skip=7", "status=none"], capture_output=True, check=True)
+        assert out.stdout == logs[7000:]
+        out = subprocess.run(["sha256sum", str(f)], capture_output=True, text=True, check=True)
+        assert out.stdout.split()[0] == hashlib.sha256(logs).hexdigest()
+        subprocess.run(["cp", str(f), str(tmp_path / "copy")], check=True)
+        assert (tmp_path / "copy").read_bytes() == logs
+        with open(f, "rb") as fh:  # random access goes through the offset index
+            fh.seek(123_457)
+            assert fh.read(5000) == logs[123_457:128_457]
+        with pytest.raises(FileNotFoundError):
+            os.stat(mp / "demo" / "nope")
+        with pytest.raises(FileNotFoundError):
+            os.stat(mp / "demo" / "multi" / "3")
+        ino_logs = st.st_ino
+
+    with mounted("stream://demo", mp, root=store_root):  # a scope: its streams at the top
+        assert sorted(os.listdir(mp)) == ["logs", "multi"]
+        assert os.stat(mp / "logs").st_ino == ino_logs  # inodes are stable across mounts
+        assert (mp / "logs").read_bytes() == logs
+
+
+def _stat_number(out: str, label: str) -> int:
+    m = re.search(rf"^{label}: ([\d,]+)", out, re.M)
+    assert m, f"{label!r} not in rsync --stats output:\n{out}"
+    return int(m.group(1).replace(",", ""))
+
+
+def test_rsync_cp_tar_through_mount(local_store, store_root, populated, tmp_path):
+    mp, dest = tmp_path / "mnt", tmp_path / "dest"
+    with mounted("stream://demo", mp, "--attr-timeout", "0.2", root=store_root):
+        subprocess.run(["rsync", "-a", f"{mp}/", f"{dest}/"], check=True)
+        assert (dest / "logs").read_bytes() == populated["logs"]
+        assert (dest / "multi" / "2").read_bytes() == populated["multi"][2]
+
+        before = read_counter(mp / "multi" / "0")
+        out = subprocess.run(["rsync", "-a", "--stats", f"{mp}/", f"{dest}/"], capture_output=True, text=True,
+                             check=True).stdout
+        assert _stat_number(out, "Number of regular files transferred") == 0
+        assert read_counter(mp / "multi" / "0") == before  # unchanged: not even read
+
+        extra = random.Random(5).randbytes(10_000)
+        with local_store.writer("demo", "logs") as w:
+            w.append(extra)
+        time.sleep(0.5)  # > --attr-timeout
+        out = subprocess.run(["rsync", "-a", "--append-verify", "--stats", f"{mp}/", f"{dest}/"],
+                             capture_output=True, text=True, check=True).stdout
+        assert _stat_number(out, "Number of regular files transferred") == 1
+        assert _stat_number(out, "Literal data") == len(extra)  # only the new bytes travel
+        assert (dest / "logs").read_bytes() == populated["logs"] + extra
+
+        tar = subprocess.run(["tar", "-C", str(mp), "-cf", "-", "."], capture_output=True, check=True).stdout
+        (tmp_path / "untar").mkdir()
+        subprocess.run(["tar", "-C", str(tmp_path / "untar"), "-xf", "-"], input=tar, check=True)
+        assert subprocess.run(["diff", "-r", str(tmp_path / "untar"), str(dest)]).returncode == 0
+        sums = subprocess.run(["sha256sum", "logs", "multi/0", "multi/1", "multi/2"], cwd=mp,
+                              capture_output=True, text=True, check=True).stdout
+        sums_dest = subprocess.run(["sha256sum", "logs", "multi/0", "multi/1", "multi/2"], cwd=dest,
+                                   capture_output=True, text=True, check=True).stdout
+        assert sums == sums_dest
+
+
+def test_read_only_mount_refuses_writes_and_ends_with_the_command(store_root, populated, tmp_path):
+    mp = tmp_path / "mnt"
+    with mounted("stream://demo", mp, root=store_root) as proc:
+        f = mp / "logs"
+        attempts = {
+            "append": lambda: open(f, "ab"),
+            "create": lambda: open(mp / "new", "wb"),
+            "mkdir": lambda: os.mkdir(mp / "dir"),
+            "unlink": lambda: os.unlink(f),
+            "rename": lambda: os.rename(f, mp / "moved"),
+            "truncate": lambda: os.truncate(f, 0),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(OSError) as info:
+                attempt()
+            assert info.value.errno == errno.EROFS, what
+        assert f.read_bytes() == populated["logs"]
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert wait_unmounted(mp, timeout=5), "SIGTERM must unmount"
+
+    # even SIGKILL (no chance to clean up) leaves no mount behind
+    proc = subprocess.Popen([CLI, "mount", "stream://demo", str(mp), "--root", str(store_root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_mounted(mp, proc)
+    proc.kill()
+    proc.wait()
+    assert wait_unmounted(mp, timeout=10), "a killed mount command must not leave its mount behind"
+
+
+def test_read_write_mount_appends_and_never_rewrites(local_store, store_root, populated, tmp_path):
+    mp = tmp_path / "mnt"
+    max_event = local_store.max_event_size
+    data = random.Random(7).randbytes(max_event + 12345)  # spills over into a second event
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    with mounted("stream://demo", mp, "--read-write", root=store_root):
+        subprocess.run(["cp", str(src), str(mp / "new")], check=True)
+        assert local_store.stream_info("demo", "new").segment_count == 1
+        with open(mp / "new", "ab") as fh:  # >>
+            fh.write(b"tail\n")
+        subprocess.run(f"echo more >> {mp / 'new'}", shell=True, check=True)
+        expected = data + b"tail\nmore\n"
+
+        def refused(fn, code):
+            with pytest.raises(OSError) as info:
+                fn()
+            assert info.value.errno == code
+
+        refused(lambda: open(mp / "new", "wb"), errno.EPERM)  # `> file` would truncate
+        refused(lambda: os.truncate(mp / "new", 10), errno.EPERM)
+        refused(lambda: os.truncate(mp / "new", len(expected) + 100), errno.EOPNOTSUPP)  # zero-fill
+        refused(lambda: os.rename(mp / "new", mp / "renamed"), errno.EOPNOTSUPP)
+        fd = os.open(mp / "new", os.O_WRONLY)
+        try:
+            refused(lambda: os.pwrite(fd, b"XX", 5), errno.EOPNOTSUPP)  # rewrite in the middle
+        finally:
+            os.close(fd)
+        assert (mp / "new").read_bytes() == expected
+
+    events = list(local_store.read_events("demo", "new", 0))
+    assert b"".join(e.payload for e in events) == expected
+    assert max(len(e.payload) for e in events) <= max_event
+    assert len(events[0].payload) == max_event
+    assert local_store.stream_info("demo", "logs").length == len(populated["logs"])
+
+
+def test_background_mount_and_umount(store_root, populated, tmp_path):
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    res = cli("mount", "--background", "stream://demo", mp, "--root", store_root, timeout=60)
+    try:
+        assert os.path.ismount(mp)
+        assert "umount" in res.stdout
+        assert (mp / "logs").read_bytes() == populated["logs"]
+    finally:
+        cli("umount", mp)
+    assert not os.path.ismount(mp)
+    res = cli("umount", mp, check=False)
+    assert res.returncode == 64 and "not a mount point" in res.stderr
+
+
+def test_bad_input_is_one_line_with_exit_code(store_root, populated, tmp_path):
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    cases = [
+        (["stream://nosuchscope", mp], 66),
+        (["stream://demo", tmp_path / "missing"], 66),
+        (["stream://demo/logs", mp], 64),
+        (["bogus://x", mp], 64),
+    ]
+    for args, code in cases:
+        res = cli("mount", *args, "--root", store_root, check=False, timeout=30)
+        assert res.returncode == code, (args, res.stderr)
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not os.path.ismount(mp)
