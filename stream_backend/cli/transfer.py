@@ -1,0 +1,266 @@
+"""export, import, status, verify: the transfer commands (docs/transfer.md).
+
+Thin: parse options, open the store and the archive target, call the engine in
+stream_backend.transfer, print the result. A pause (SIGTERM/SIGINT) exits 75 with the
+command that resumes it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+
+import click
+
+from ..errors import Paused, UsageError
+from ..urls import parse_stream_url
+from . import main
+from .common import open_store_for, store_options
+
+
+def _size(text: str, what: str) -> int:
+    from ..archive import parse_size
+
+    n = parse_size(text)
+    if n <= 0:
+        raise UsageError(f"{what} must be positive, not {text!r}")
+    return n
+
+
+def _segments(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise UsageError(f"--segments takes numbers separated by commas, not {text!r}") from None
+
+
+def _shard(shard: str | None, shards: int | None) -> tuple[int, int] | None:
+    """--shard I/N, else JOB_COMPLETION_INDEX with --shards N / STREAM_BACKEND_SHARDS."""
+    if shard:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard takes I/N (for example 0/4), not {shard!r}") from None
+        return i, n
+    index = os.environ.get("JOB_COMPLETION_INDEX")
+    if shards is None and os.environ.get("STREAM_BACKEND_SHARDS"):
+        try:
+            shards = int(os.environ["STREAM_BACKEND_SHARDS"])
+        except ValueError:
+            raise UsageError("STREAM_BACKEND_SHARDS must be a number") from None
+    if index is not None and shards:
+        try:
+            return int(index), shards
+        except ValueError:
+            raise UsageError(f"JOB_COMPLETION_INDEX must be a number, not {index!r}") from None
+    if shards and index is None:
+        raise UsageError("--shards needs JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) or use --shard I/N")
+    return None
+
+
+def _to_time_ns(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(float(text) * 1e9)
+    except ValueError:
+        pass
+    try:
+        t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--to-time takes ISO 8601 (2026-01-31T12:00:00Z) or epoch seconds, not {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return int(t.timestamp() * 1e9)
+
+
+def _emit(summary: dict) -> None:
+    from ..transfer.progress import print_done
+
+    if sys.stdout.isatty():
+        keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
+        click.echo("  ".join(f"{k}={summary[k]}" for k in keys if k in summary and summary[k] is not None))
+    else:
+        print_done(summary)
+
+
+def _paused(exc: Paused) -> None:
+    from ..transfer.signals import resume_command
+
+    click.echo(f"stream-backend: {exc}; resume with: {resume_command()}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _progress_option(f):
+    return click.option(
+        "--progress", type=click.Choice(["auto", "bar", "json", "none"]), default="auto", show_default=True,
+        help="Progress: a bar on a terminal, JSON lines on stderr otherwise (auto).",
+    )(f)
+
+
+def _endpoint_option(f):
+    return click.option(
+        "--endpoint-url", default=None,
+        help="S3 endpoint (MinIO, SeaweedFS, Ceph...) [env AWS_ENDPOINT_URL].",
+    )(f)
+
+
+@main.command("export")
+@click.argument("source")
+@click.argument("archive")
+@click.option("--object-size", default="64MiB", show_default=True, help="Target size of each data object.")
+@click.option("--part-size", default="8MiB", show_default=True, help="Upload part size (S3: at least 5MiB).")
+@click.option("--parallel", default=4, show_default=True, type=int, help="Parts uploaded at once.")
+@click.option("--compression", type=click.Choice(["none", "zstd"]), default="none", show_default=True)
+@click.option("--to-seq", type=int, default=None, help="Export events with seq below N only.")
+@click.option("--segments", "segments_", default=None, help="Only these segments, e.g. 0,2,5.")
+@click.option("--shard", default=None, help="I/N: the segments s with s % N == I.")
+@click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
+@_endpoint_option
+@_progress_option
+@store_options
+def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
+               endpoint_url, progress, root, controller, timeout):
+    """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
+
+    Run again to export only what was appended since (a new run chained to the last);
+    after a pause or a crash, the same command resumes.
+    """
+    from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
+    from ..transfer.progress import Progress
+    from ..transfer.signals import PauseRequest
+    from ..transfer.targets import Target
+
+    url = parse_stream_url(source, need="stream")
+    if url.segment is not None:
+        raise UsageError("export takes a whole stream (stream://SCOPE/STREAM); use --segments to pick segments")
+    opts = ExportOptions(
+        object_size=_size(object_size, "--object-size"), part_size=_size(part_size, "--part-size"),
+        parallel=parallel, compression=compression, to_seq=to_seq,
+        checkpoint_interval=checkpoint_interval_from_env(),
+    )
+    if to_seq is not None and to_seq < 0:
+        raise UsageError("--to-seq must be >= 0")
+    sel, sh = _segments(segments_), _shard(shard, shards)
+    target = Target(archive, endpoint_url)
+    store = open_store_for(url, root=root, controller=controller, timeout=timeout)
+    try:
+        info = store.stream_info(url.scope, url.stream)
+        opts.segments = select_segments(info.segment_count, sel, sh)
+        with PauseRequest() as pause, Progress("export", progress) as prog:
+            try:
+                summary = export_stream(store, url.scope, url.stream, target, opts, pause, prog)
+            except Paused as exc:
+                prog.stop()
+                _paused(exc)
+    finally:
+        store.close()
+    _emit(summary)
+
+
+@main.command("import")
+@click.argument("archive")
+@click.argument("dest")
+@click.option("--to-seq", type=int, default=None, help="Restore events with seq below N only.")
+@click.option("--to-time", default=None, help="Restore events appended at or before T (ISO 8601 or epoch seconds).")
+@click.option("--segments", "segments_", default=None, help="Only these segments, e.g. 0,2,5.")
+@click.option("--shard", default=None, help="I/N: the segments s with s % N == I.")
+@click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
+@click.option("--part-size", default="8MiB", show_default=True, help="Bytes fetched per ranged read.")
+@_endpoint_option
+@_progress_option
+@store_options
+def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, endpoint_url, progress,
+               root, controller, timeout):
+    """Replay ARCHIVE into DEST (stream://SCOPE/STREAM; created if absent).
+
+    DEST must be new, empty, or this archive's own partial import; the same command
+    resumes after a pause or crash.
+    """
+    from ..transfer.export import select_segments
+    from ..transfer.import_ import ImportOptions, import_archive
+    from ..transfer.progress import Progress
+    from ..transfer.reader import load_chain
+    from ..transfer.signals import PauseRequest
+    from ..transfer.targets import Target
+
+    url = parse_stream_url(dest, need="stream")
+    if url.segment is not None:
+        raise UsageError("import takes a whole stream (stream://SCOPE/STREAM) as destination")
+    if to_seq is not None and to_seq < 0:
+        raise UsageError("--to-seq must be >= 0")
+    target = Target(archive, endpoint_url)
+    sel, sh = _segments(segments_), _shard(shard, shards)
+    opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"))
+    store = open_store_for(url, root=root, controller=controller, timeout=timeout)
+    try:
+        if sel is not None or sh is not None:
+            opts.segments = select_segments(load_chain(target).segments, sel, sh)
+        with PauseRequest() as pause, Progress("import", progress) as prog:
+            try:
+                summary = import_archive(target, store, url.scope, url.stream, opts, pause, prog)
+            except Paused as exc:
+                prog.stop()
+                _paused(exc)
+    finally:
+        store.close()
+    _emit(summary)
+
+
+@main.command("status")
+@click.argument("archive")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_endpoint_option
+def status_cmd(archive, as_json, endpoint_url):
+    """Runs in ARCHIVE and any export in progress or paused."""
+    from ..transfer.targets import Target
+    from ..transfer.verify import archive_status
+
+    st = archive_status(Target(archive, endpoint_url))
+    if as_json:
+        click.echo(json.dumps(st, sort_keys=True))
+        return
+    src = st["source"]
+    click.echo(f"archive {st['archive']}: {src.get('store')}://{src.get('scope')}/{src.get('stream')}, "
+               f"{src.get('segments')} segments, {len(st['runs'])} runs, {st['events']} events, {st['bytes']} bytes")
+    for r in st["runs"]:
+        ranges = " ".join(f"{s}:[{a},{b})" for s, (a, b) in sorted(r["ranges"].items(), key=lambda kv: int(kv[0])))
+        click.echo(f"  run {r['run']}: {r['events']} events, {r['bytes']} bytes, {r['objects']} objects, "
+                   f"segments {ranges}")
+    ip = st["in_progress"]
+    for r in ip["runs"]:
+        click.echo(f"  run {r}: in progress")
+    for cp in ip["checkpoints"]:
+        click.echo(f"  checkpoint segment {cp.get('segment')} (run {cp.get('run')}): {cp.get('done_events')}/"
+                   f"{cp.get('total_events')} events, {cp.get('done_bytes')}/{cp.get('total_bytes')} bytes "
+                   f"({cp.get('percent')}%)")
+    for lease in ip["leases"]:
+        click.echo(f"  lease segment {lease.get('segment')}: held by {lease.get('holder')}, "
+                   f"expires in {lease.get('expires_in_s')}s")
+
+
+@main.command("verify")
+@click.argument("archive")
+@click.option("--against", default=None, help="Also compare event for event with this stream.")
+@_endpoint_option
+@store_options
+def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
+    """Check every manifest, object and record of ARCHIVE (exit 65 naming the first damage)."""
+    from ..transfer.targets import Target
+    from ..transfer.verify import verify_archive
+
+    target = Target(archive, endpoint_url)
+    if against:
+        url = parse_stream_url(against, need="stream")
+        store = open_store_for(url, root=root, controller=controller, timeout=timeout)
+        try:
+            result = verify_archive(target, (store, url.scope, url.stream))
+        finally:
+            store.close()
+    else:
+        result = verify_archive(target)
+    _emit(dict(result, ok=True))

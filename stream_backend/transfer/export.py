@@ -1,0 +1,401 @@
+"""Export: a stream's events -> an archive, as runs chained one after the other.
+
+How a run is chosen. The archive's runs are numbered; a run is *complete* when its
+manifest exists. If some run is *open* (segment parts or checkpoints but no manifest),
+this export joins it — that is how a resumed export, or another shard of a Kubernetes
+Indexed Job, continues the same run. Otherwise, if any segment has events beyond the
+last complete run, a new run starts at ``last + 1``. Each segment's share of a run is
+``[previous run's to_seq, tail_seq)``, the tail read when that share starts (or
+``--to-seq``), so the totals — and progress and ETA — are fixed at the start.
+
+Exactly once. Objects are packed by ``archive.pack_segment`` from a start position
+only; the checkpoint keeps the objects already durable, so after any interruption
+the same objects (keys and bytes) are produced from the checkpoint's position. On S3,
+a multipart upload left by a killed exporter is adopted and its matching parts reused.
+A segment part is written when a segment's share is done, then its checkpoint is
+removed; the run manifest is written by whichever exporter sees all parts present.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..archive import (
+    RunManifest,
+    SegmentPart,
+    build_run_manifest,
+    build_segment_part,
+    pack_segment,
+    parse_identity,
+    run_manifest_key,
+    segment_part_key,
+    serialize_identity,
+)
+from ..archive import layout
+from ..archive.format import COMPRESSIONS, DEFAULT_OBJECT_SIZE
+from ..errors import AlreadyExistsError, Paused, UsageError
+from .checkpoint import Checkpoint, LeaseSet, delete_checkpoint, load_checkpoint, save_checkpoint
+from .progress import Progress
+from .signals import PauseRequest
+from .targets import S3_MIN_PART_SIZE, PartPool, Target
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+DEFAULT_PARALLEL = 4
+
+
+@dataclass
+class ExportOptions:
+    object_size: int = DEFAULT_OBJECT_SIZE
+    part_size: int = DEFAULT_PART_SIZE
+    parallel: int = DEFAULT_PARALLEL
+    compression: str = "none"
+    to_seq: int | None = None
+    #: the segments this worker exports (None: all) — from --segments and/or --shard
+    segments: list[int] | None = None
+    #: seconds between checkpoint writes (always one at the end and on pause)
+    checkpoint_interval: float = 1.0
+
+    def check(self, target: Target) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise UsageError(f"unknown compression {self.compression!r}: use one of {', '.join(COMPRESSIONS)}")
+        if self.object_size < 1024:
+            raise UsageError("--object-size must be at least 1KiB")
+        if self.part_size < 1:
+            raise UsageError("--part-size must be positive")
+        if self.parallel < 1:
+            raise UsageError("--parallel must be at least 1")
+        if target.is_s3 and self.part_size < S3_MIN_PART_SIZE and self.part_size < self.object_size:
+            raise UsageError(
+                "--part-size must be at least 5MiB on S3 (S3's minimum part size) "
+                "unless it is at least --object-size"
+            )
+
+
+def select_segments(count: int, segments: list[int] | None = None, shard: tuple[int, int] | None = None) -> list[int]:
+    """The segments one worker handles: ``--segments`` and/or ``--shard I/N`` (s % N == I)."""
+    chosen = list(range(count)) if segments is None else sorted(set(segments))
+    for s in chosen:
+        if s < 0 or s >= count:
+            raise UsageError(f"segment {s} does not exist (the stream has {count} segments: 0..{count - 1})")
+    if shard is not None:
+        i, n = shard
+        if n < 1 or not 0 <= i < n:
+            raise UsageError(f"bad shard {i}/{n}: expected I/N with 0 <= I < N")
+        chosen = [s for s in chosen if s % n == i]
+    return chosen
+
+
+def source_of(store, scope: str, stream: str, segments: int) -> dict:
+    return {"store": store.protocol, "scope": scope, "stream": stream, "segments": segments}
+
+
+class ArchiveState:
+    """What an archive holds right now: complete runs, the open run, parts, checkpoints."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        listing = target.list(layout.RUNS_DIR)
+        self.manifests: set[int] = set()
+        self.parts: dict[int, set[int]] = {}
+        for key in listing:
+            bits = key.split("/")
+            if len(bits) < 3:
+                continue
+            run = layout.parse_run_dir(bits[1])
+            if run is None:
+                continue
+            if bits[2] == "manifest.json" and len(bits) == 3:
+                self.manifests.add(run)
+            elif bits[2] == "segments" and len(bits) == 4 and bits[3].endswith(".json"):
+                try:
+                    self.parts.setdefault(run, set()).add(int(bits[3][:-5]))
+                except ValueError:
+                    pass
+        self.checkpoints: dict[int, str] = {}
+        for key in target.list(layout.CHECKPOINTS_DIR):
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and name[:-5].isdigit():
+                self.checkpoints[int(name[:-5])] = key
+
+    @property
+    def last_complete(self) -> int | None:
+        return max(self.manifests) if self.manifests else None
+
+    def open_run(self, checkpoint_runs: list[int]) -> int | None:
+        last = self.last_complete or 0
+        candidates = [r for r in self.parts if r not in self.manifests and r > last]
+        candidates += [r for r in checkpoint_runs if r > last]
+        return max(candidates) if candidates else None
+
+    def manifest(self, run: int) -> RunManifest:
+        key = run_manifest_key(run)
+        data = self.target.read(key)
+        if data is None:
+            from ..errors import CorruptionError
+
+            raise CorruptionError(f"archive run manifest {self.target.where(key)} vanished")
+        return RunManifest.parse(data, self.target.where(key))
+
+
+def ensure_identity(target: Target, source: dict, create: bool) -> dict:
+    """Read (or, for a new archive, write) ``archive.json``; refuse another stream's archive."""
+    data = target.read(layout.IDENTITY_KEY)
+    if data is None:
+        if not create:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"no archive at {target.display} ({layout.IDENTITY_KEY} missing)")
+        target.write(layout.IDENTITY_KEY, serialize_identity(source))
+        return parse_identity(serialize_identity(source))
+    ident = parse_identity(data, target.where(layout.IDENTITY_KEY))
+    have = ident.get("source") or {}
+    if create and (have.get("scope"), have.get("stream")) != (source["scope"], source["stream"]):
+        raise AlreadyExistsError(
+            f"{target.display} holds an archive of {have.get('store')}://{have.get('scope')}/{have.get('stream')}, "
+            f"not of {source['store']}://{source['scope']}/{source['stream']}: use another prefix"
+        )
+    if create and have.get("segments") != source["segments"]:
+        raise AlreadyExistsError(
+            f"{target.display} holds an archive of a stream with {have.get('segments')} segments; "
+            f"the stream now has {source['segments']}"
+        )
+    return ident
+
+
+def _count_events(store, scope, stream, seg_info, from_seq: int, to_seq: int) -> tuple[int, int]:
+    """(events, payload bytes) in ``[from_seq, to_seq)`` without reading them."""
+    if to_seq <= from_seq:
+        return 0, 0
+    idx = store.offset_index(scope, stream, seg_info.segment)
+    start = idx.offset_of(from_seq) if from_seq > seg_info.head_seq else 0
+    end = seg_info.length if to_seq >= seg_info.tail_seq else idx.offset_of(to_seq)
+    nbytes = max(0, end - start)
+    if seg_info.tail_seq - seg_info.head_seq == seg_info.events:  # dense seqs: count = distance
+        return to_seq - from_seq, nbytes
+    return -1, nbytes  # unknown without a scan (Pravega: seq is a byte offset)
+
+
+class Exporter:
+    def __init__(self, store, scope: str, stream: str, target: Target, opts: ExportOptions,
+                 pause: PauseRequest | None = None, progress: Progress | None = None):
+        self.store, self.scope, self.stream = store, scope, stream
+        self.target = target
+        self.opts = opts
+        self.pause = pause or PauseRequest()
+        self.progress = progress or Progress("export", "none")
+        self.objects_written = 0
+        self.reused_parts = 0
+        self.sent_bytes = 0
+
+    # ----------------------------------------------------------------- planning
+    def run(self) -> dict:
+        opts, target = self.opts, self.target
+        info = self.store.stream_info(self.scope, self.stream)  # NotFoundError: unknown stream
+        opts.check(target)
+        target.check_access(create=True)
+        nseg = info.segment_count
+        source = source_of(self.store, self.scope, self.stream, nseg)
+        ensure_identity(target, source, create=True)
+        mine = select_segments(nseg, opts.segments)
+        summary = {"op": "export", "archive": target.display, "source": f"{self.store.protocol}://{self.scope}/{self.stream}",
+                   "segments": mine}
+        if not mine:
+            return dict(summary, run=None, complete=False, events=0, bytes=0, objects=0, note="no segments selected")
+        with LeaseSet(target, mine, "export") as leases:
+            self.leases = leases
+            state = ArchiveState(target)
+            # every shard's checkpoints tell which run is open, even before any part exists
+            all_cps = {s: load_checkpoint(target, s) for s in state.checkpoints if s < nseg}
+            cps = {s: all_cps.get(s) for s in mine if all_cps.get(s) is not None}
+            last = state.last_complete
+            run = state.open_run([cp.run for cp in all_cps.values() if cp is not None])
+            prev = state.manifest(last) if last is not None else None
+            seg_infos = {s.segment: s for s in info.segments}
+
+            def share_range(s: int) -> tuple[int, int]:
+                si = seg_infos[s]
+                p = prev.segment(s) if prev is not None else None
+                start = p.to_seq if p is not None else si.head_seq
+                end = si.tail_seq if opts.to_seq is None else min(si.tail_seq, max(opts.to_seq, start))
+                return start, max(end, start)
+
+            if run is None:
+                new = [s for s in range(nseg) if share_range(s)[1] > share_range(s)[0]]
+                if not new:
+                    self._finish_leftovers(state, cps)
+                    return dict(summary, run=last, complete=True, events=0, bytes=0, objects=0,
+                                manifest_checksum=prev.checksum if prev else None, note="archive is up to date")
+                run = (last or 0) + 1
+            shares: list[Checkpoint] = []
+            for s in mine:
+                cp = cps.get(s)
+                if s in state.parts.get(run, set()):
+                    if cp is not None:
+                        delete_checkpoint(target, s)  # done, its part already written
+                    continue
+                if cp is not None and cp.run == run:
+                    shares.append(cp)
+                    continue
+                if cp is not None:  # a checkpoint of an older, finished run: stale
+                    delete_checkpoint(target, s)
+                start, end = share_range(s)
+                events, nbytes = _count_events(self.store, self.scope, self.stream, seg_infos[s], start, end)
+                shares.append(Checkpoint(run, s, start, end, opts.object_size, opts.compression, events, nbytes))
+            for cp in shares:
+                self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
+                self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
+            pool = PartPool(opts.parallel)
+            try:
+                for cp in shares:
+                    self._export_share(cp, pool)
+            finally:
+                pool.close(wait=True)
+            complete, manifest = self._finalize(run, nseg, source, prev)
+        return dict(
+            summary, run=run, complete=complete, events=sum(max(c.total_events, 0) for c in shares),
+            bytes=sum(c.total_bytes for c in shares), objects=self.objects_written, reused_parts=self.reused_parts,
+            uploaded_bytes=self.sent_bytes,
+            manifest_checksum=manifest.checksum if manifest is not None else None,
+            waiting_for=[] if complete else self._missing(run, nseg),
+        )
+
+    def _missing(self, run: int, nseg: int) -> list[int]:
+        have = ArchiveState(self.target).parts.get(run, set())
+        return [s for s in range(nseg) if s not in have]
+
+    def _finish_leftovers(self, state: ArchiveState, cps: dict) -> None:
+        for s, cp in cps.items():
+            if cp is not None and state.last_complete is not None and cp.run <= state.last_complete:
+                delete_checkpoint(self.target, s)
+
+    # ----------------------------------------------------------------- one segment
+    def _export_share(self, cp: Checkpoint, pool: PartPool) -> None:
+        target, opts = self.target, self.opts
+        self.progress.set_segment(cp.segment)
+        save_checkpoint(target, cp)  # marks the run open for other shards, even before data
+        last_save = time.monotonic()
+        if not cp.complete:
+            seq, off = cp.position
+            events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
+            packer = pack_segment(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
+                                  chunk_size=min(opts.part_size, 1024 * 1024))
+            pending: deque = deque()  # (packed object, future) in order
+
+            def drain(block: bool) -> None:
+                nonlocal last_save
+                while pending and (block or pending[0][1].done()):
+                    obj, fut, up = pending.popleft()
+                    fut.result()
+                    cp.objects.append(obj.info)
+                    self.objects_written += 1
+                    self.reused_parts += up.reused_parts
+                    self.sent_bytes += up.sent_bytes
+                    self.progress.add_done(
+                        obj.info.records - (1 if obj.info.first_offset > 0 else 0), obj.info.payload_bytes
+                    )
+                if time.monotonic() - last_save >= opts.checkpoint_interval:
+                    save_checkpoint(target, cp)
+                    last_save = time.monotonic()
+
+            try:
+                for obj in packer:
+                    self._check_stop(cp)
+                    up = target.upload(obj.key, opts.part_size, pool)
+                    try:
+                        for part in obj.parts(opts.part_size):
+                            up.write_part(part)
+                            if self.pause:  # leave this object's stored parts for reuse
+                                raise _Stop()
+                        fut = up.finish()
+                    except BaseException:
+                        up.abandon()
+                        raise
+                    pending.append((obj, fut, up))
+                    drain(block=False)
+                drain(block=True)
+            except _Stop:
+                self._pause_out(cp, pending)
+            except Paused:
+                self._pause_out(cp, pending)
+            except BaseException:
+                try:
+                    self._salvage(cp, pending)
+                finally:
+                    raise
+        self._complete_share(cp)
+
+    def _check_stop(self, cp: Checkpoint) -> None:
+        self.leases.check()
+        if self.pause:
+            raise _Stop()
+
+    def _salvage(self, cp: Checkpoint, pending: deque) -> None:
+        """After a failure: keep what is durable in the checkpoint (in order), then stop."""
+        while pending:
+            obj, fut, _up = pending[0]
+            try:
+                fut.result()
+            except BaseException:
+                break
+            pending.popleft()
+            cp.objects.append(obj.info)
+        try:
+            save_checkpoint(self.target, cp)
+        except Exception:
+            pass
+
+    def _pause_out(self, cp: Checkpoint, pending: deque) -> None:
+        self._salvage(cp, pending)
+        save_checkpoint(self.target, cp)
+        raise Paused(
+            f"export paused at segment {cp.segment}, {cp.done_events} of {cp.total_events} events of run {cp.run}; "
+            f"checkpoint saved in {self.target.display}"
+        )
+
+    def _complete_share(self, cp: Checkpoint) -> None:
+        target = self.target
+        part = build_segment_part(cp.run, cp.segment, cp.from_seq, cp.to_seq, cp.objects,
+                                  compression=cp.compression, object_size=cp.object_size)
+        part.check()
+        target.write(segment_part_key(cp.run, cp.segment), part.serialize())
+        delete_checkpoint(target, cp.segment)
+        # uploads still open under this segment were left by interrupted attempts
+        target.abort_stray_uploads(f"{layout.DATA_DIR}/{cp.segment:06d}/")
+
+    # ----------------------------------------------------------------- the manifest
+    def _finalize(self, run: int, nseg: int, source: dict, prev: RunManifest | None):
+        """Write the run manifest if every segment part exists (deterministic bytes)."""
+        target = self.target
+        key = run_manifest_key(run)
+        state = ArchiveState(target)
+        if run in state.manifests:
+            return True, state.manifest(run)
+        have = state.parts.get(run, set())
+        if len(have) < nseg or any(s not in have for s in range(nseg)):
+            return False, None
+        parts = []
+        for s in range(nseg):
+            pkey = segment_part_key(run, s)
+            data = target.read(pkey)
+            parts.append(SegmentPart.parse(data, target.where(pkey)))
+        manifest = build_run_manifest(run, parts, source, previous=prev)
+        target.write(key, manifest.serialize())
+        return True, manifest
+
+
+class _Stop(Exception):
+    """Internal: a pause was requested."""
+
+
+def export_stream(store, scope, stream, target: Target, opts: ExportOptions, pause=None, progress=None) -> dict:
+    return Exporter(store, scope, stream, target, opts, pause, progress).run()
+
+
+def checkpoint_interval_from_env(default: float = 1.0) -> float:
+    try:
+        return float(os.environ.get("STREAM_BACKEND_CHECKPOINT_INTERVAL", default))
+    except ValueError:
+        return default

@@ -1,0 +1,224 @@
+"""Import: replay an archive's chain of runs into a stream, resumably, exactly once.
+
+Where to resume comes from the destination itself: its event count per segment says
+how many of the archive's events are already there, so after a pause or a SIGKILL the
+import skips exactly those (no gap, no duplicate). That only holds if nobody else
+writes to the destination, hence the *import marker*.
+
+The marker. Before the first event is written, the import appends one small JSON
+event describing itself — the archive's identity checksum (``archive.json``) and the
+checksum of its first run manifest (the chain's root), plus the newest run imported —
+to a companion stream ``SCOPE/STREAM.sb-import`` in the destination store. A later
+import into a non-empty destination proceeds only if the marker's archive identity and
+chain root match its own: then the destination is this archive's partial (or earlier
+complete) import and its tail is a position in the archive. Anything else is refused
+(exit 73). The marker lives with the destination, not in the archive, because two
+archives can target the same stream: a checkpoint in one archive cannot know what
+another import wrote. Identity is content-based (same stream, same first run), so a
+copy of the archive under another URL resumes the same import. Before appending, the
+last event of each non-empty destination segment is compared with the archive's event
+at that position, which catches a foreign writer that slipped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..errors import NotEmptyError, NotFoundError, Paused, UsageError
+from ..urls import check_name
+from .export import select_segments
+from .progress import Progress
+from .reader import Chain, load_chain, segment_events
+from .signals import PauseRequest
+from .targets import Target
+
+MARKER_SUFFIX = ".sb-import"
+FLUSH_EVENTS = 1000
+FLUSH_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ImportOptions:
+    to_seq: int | None = None
+    to_time_ns: int | None = None
+    segments: list[int] | None = None
+    part_size: int = 8 * 1024 * 1024
+
+
+def marker_stream(stream: str) -> str:
+    name = stream + MARKER_SUFFIX
+    if len(name) > 255:
+        name = stream[:200] + "." + hashlib.sha256(stream.encode()).hexdigest()[:16] + MARKER_SUFFIX
+    return check_name("stream", name)
+
+
+def _identity(chain: Chain) -> dict:
+    return {
+        "kind": "import-marker",
+        "version": 1,
+        "archive": chain.identity_checksum,
+        "source": chain.source,
+        "root": chain.runs[0].checksum if chain.runs else None,
+        "latest": {"run": chain.runs[-1].run, "checksum": chain.runs[-1].checksum} if chain.runs else None,
+    }
+
+
+def _read_marker(store, scope: str, stream: str) -> dict | None:
+    name = marker_stream(stream)
+    try:
+        info = store.stream_info(scope, name)
+    except NotFoundError:
+        return None
+    last = None
+    for seg in info.segments:
+        if seg.tail_seq > seg.head_seq:
+            for ev in store.read_events(scope, name, seg.segment, from_seq=seg.head_seq, to_seq=seg.tail_seq):
+                last = ev
+    if last is None:
+        return None
+    try:
+        doc = json.loads(last.payload)
+        return doc if isinstance(doc, dict) else None
+    except ValueError:
+        return None
+
+
+def _write_marker(store, scope: str, stream: str, doc: dict) -> None:
+    name = marker_stream(stream)
+    store.create_stream(scope, name, segments=1, exist_ok=True)
+    with store.writer(scope, name) as w:
+        w.append(json.dumps(doc, sort_keys=True).encode(), None, segment=0)
+        w.flush()
+
+
+def _events_limit(part, opts: ImportOptions) -> bool:
+    """True when a whole run part lies beyond the restore point (nothing to import)."""
+    if opts.to_seq is not None and part.from_seq >= opts.to_seq:
+        return True
+    if opts.to_time_ns is not None and part.first_time is not None and part.first_time > opts.to_time_ns:
+        return True
+    return False
+
+
+def _planned(chain: Chain, segment: int, opts: ImportOptions) -> tuple[int, int]:
+    """(events, bytes) the import restores in ``segment`` (exact for dense seqs + --to-seq)."""
+    ev = by = 0
+    for p in chain.parts(segment):
+        if _events_limit(p, opts):
+            break
+        if opts.to_seq is not None and p.to_seq > opts.to_seq and p.to_seq - p.from_seq == p.events:
+            n = opts.to_seq - p.from_seq
+            ev += n
+            by += int(p.bytes * n / max(p.events, 1))
+            break
+        ev += p.events
+        by += p.bytes
+    return ev, by
+
+
+class Importer:
+    def __init__(self, target: Target, store, scope: str, stream: str, opts: ImportOptions,
+                 pause: PauseRequest | None = None, progress: Progress | None = None):
+        self.target, self.store, self.scope, self.stream = target, store, scope, stream
+        self.opts = opts
+        self.pause = pause or PauseRequest()
+        self.progress = progress or Progress("import", "none")
+
+    def run(self) -> dict:
+        chain = self._chain = load_chain(self.target)
+        nseg = chain.segments
+        if not chain.runs:
+            raise NotFoundError(f"archive {self.target.display} has no complete run yet")
+        mine = select_segments(nseg, self.opts.segments)
+        dest = f"{self.store.protocol}://{self.scope}/{self.stream}"
+        ident = _identity(chain)
+        try:
+            info = self.store.stream_info(self.scope, self.stream)
+        except NotFoundError:
+            info = None
+        if info is not None and info.segment_count != nseg:
+            raise NotEmptyError(
+                f"destination {dest} has {info.segment_count} segments, the archive {nseg}: import into a new stream"
+            )
+        marker = _read_marker(self.store, self.scope, self.stream)
+        if info is not None and info.events > 0:
+            if not marker or marker.get("archive") != ident["archive"] or marker.get("root") != ident["root"]:
+                raise NotEmptyError(
+                    f"destination {dest} is not empty and is not a partial import of {self.target.display}: "
+                    "import into a new or empty stream"
+                )
+        if info is None:
+            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True)
+            info = self.store.stream_info(self.scope, self.stream)
+        if marker != ident:
+            _write_marker(self.store, self.scope, self.stream, ident)
+
+        have = {s.segment: s.events for s in info.segments}
+        plan = {s: _planned(chain, s, self.opts) for s in mine}
+        for s in mine:
+            ev, by = plan[s]
+            if have[s] > ev:
+                raise NotEmptyError(
+                    f"destination {dest} segment {s} holds {have[s]} events, more than the {ev} this import "
+                    "restores: import into a new stream"
+                )
+            self.progress.add_total(ev, by)
+        appended = skipped = 0
+        writer = self.store.writer(self.scope, self.stream)
+        try:
+            for s in mine:
+                self.progress.set_segment(s)
+                done = have[s]
+                skipped += done
+                if done:
+                    self._check_tail(s, done)
+                    ev, by = plan[s]
+                    self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
+                pending = pbytes = 0
+                for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
+                    if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
+                        break
+                    if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
+                        break
+                    writer.append(ev.payload, ev.routing_key, segment=s)
+                    appended += 1
+                    pending += 1
+                    pbytes += len(ev.payload)
+                    if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
+                        writer.flush()
+                        self.progress.add_done(pending, pbytes)
+                        pending = pbytes = 0
+                        if self.pause:
+                            raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
+                writer.flush()
+                self.progress.add_done(pending, pbytes)
+                if self.pause and s != mine[-1]:
+                    raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
+        finally:
+            writer.close()
+        return {
+            "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
+            "runs": len(chain.runs), "events": appended, "skipped": skipped,
+            "bytes": sum(b for _e, b in plan.values()), "manifest_checksum": chain.runs[-1].checksum,
+        }
+
+    def _check_tail(self, segment: int, done: int) -> None:
+        """The destination's last event must be the archive's event number ``done - 1``."""
+        info = self.store.segment_info(self.scope, self.stream, segment)
+        last = None
+        for ev in self.store.read_events(self.scope, self.stream, segment, from_seq=max(info.tail_seq - 1, info.head_seq), to_seq=info.tail_seq):
+            last = ev
+        mine = next(iter(segment_events(self.target, self._chain, segment, skip=done - 1, piece=self.opts.part_size)), None)
+        if last is None or mine is None or last.payload != mine.payload or last.routing_key != mine.routing_key:
+            raise NotEmptyError(
+                f"destination {self.store.protocol}://{self.scope}/{self.stream} segment {segment}: its last event "
+                f"differs from the archive's event {done - 1}: someone else wrote to it; import into a new stream"
+            )
+
+
+def import_archive(target: Target, store, scope: str, stream: str, opts: ImportOptions, pause=None, progress=None) -> dict:
+    if opts.to_seq is not None and opts.to_seq < 0:
+        raise UsageError("--to-seq must be >= 0")
+    return Importer(target, store, scope, stream, opts, pause, progress).run()

@@ -1,0 +1,165 @@
+"""Progress of a transfer: a rich bar on a terminal, JSON lines on stderr otherwise.
+
+Totals are known at the start (the end of a run is fixed by the tail seqs read when it
+starts), so percent and ETA are honest. The rate counts only bytes moved by this
+process, not those a resumed run finds already done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+MODES = ("auto", "bar", "json", "none")
+
+
+def _interval() -> float:
+    try:
+        return max(0.01, float(os.environ.get("STREAM_BACKEND_PROGRESS_INTERVAL", "1")))
+    except ValueError:
+        return 1.0
+
+
+class Progress:
+    """Thread-safe counters + a periodic reporter."""
+
+    def __init__(self, op: str, mode: str = "auto", stream=None):
+        self.op = op
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "json"
+        self.mode = mode
+        self.total_events = 0
+        self.total_bytes = 0
+        self.done_events = 0
+        self.done_bytes = 0
+        self.segment: int | None = None
+        self._start_bytes = 0
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar = None
+        self._task = None
+
+    # -- counters ---------------------------------------------------------------
+    def add_total(self, events: int, nbytes: int) -> None:
+        with self._lock:
+            self.total_events += events
+            self.total_bytes += nbytes
+
+    def add_done(self, events: int, nbytes: int, resumed: bool = False) -> None:
+        """Count work done; ``resumed`` for work found done by an earlier attempt."""
+        with self._lock:
+            self.done_events += events
+            self.done_bytes += nbytes
+            if resumed:
+                self._start_bytes += nbytes
+
+    def set_segment(self, segment: int | None) -> None:
+        self.segment = segment
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            elapsed = max(time.monotonic() - self._t0, 1e-6)
+            moved = self.done_bytes - self._start_bytes
+            rate = moved / elapsed
+            left = max(self.total_bytes - self.done_bytes, 0)
+            if self.total_bytes:
+                percent = 100.0 * self.done_bytes / self.total_bytes
+            elif self.total_events:
+                percent = 100.0 * self.done_events / self.total_events
+            else:
+                percent = 100.0
+            eta = (left / rate) if rate > 0 else None
+            return {
+                "event": "progress",
+                "op": self.op,
+                "segment": self.segment,
+                "done_events": self.done_events,
+                "total_events": self.total_events,
+                "done_bytes": self.done_bytes,
+                "total_bytes": self.total_bytes,
+                "percent": round(min(percent, 100.0), 2),
+                "rate_bytes_per_s": round(rate, 1),
+                "eta_s": round(eta, 1) if eta is not None else None,
+            }
+
+    # -- reporting ------------------------------------------------------------------
+    def start(self) -> "Progress":
+        if self.mode == "none":
+            return self
+        if self.mode == "bar":
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress as RichProgress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.console import Console
+
+            self._bar = RichProgress(
+                TextColumn(f"{self.op}" + " [progress.description]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("", total=None)
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        iv = _interval()
+        while not self._stop.wait(iv):
+            self.emit()
+
+    def emit(self) -> None:
+        snap = self.snapshot()
+        if self.mode == "json":
+            try:
+                self.stream.write(json.dumps(snap, separators=(",", ":")) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+        elif self.mode == "bar" and self._bar is not None:
+            seg = "" if snap["segment"] is None else f"segment {snap['segment']}"
+            self._bar.update(
+                self._task,
+                total=snap["total_bytes"] or None,
+                completed=snap["done_bytes"],
+                description=f"{seg} {snap['done_events']}/{snap['total_events']} events",
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self.mode != "none":
+            self.emit()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> "Progress":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def print_done(summary: dict, stream=None) -> None:
+    """The final one-line JSON summary, on stdout (machine-readable result of the run)."""
+    out = stream or sys.stdout
+    out.write(json.dumps({"event": "done", **summary}, separators=(",", ":"), sort_keys=False) + "\n")
+    out.flush()

@@ -1,0 +1,141 @@
+"""verify and status: check an archive end to end; summarize its runs and transfers.
+
+verify reads everything: each manifest's checksum and the chain's links, each segment
+part against the checksum its run recorded, each object's size and crc32c, each
+record's crc32c and the reassembly of every event; with a source stream it also
+compares event for event. The first problem raises CorruptionError naming the object.
+"""
+
+from __future__ import annotations
+
+from ..archive import SegmentPart, segment_part_key
+from ..errors import CorruptionError
+from .checkpoint import read_leases
+from .reader import RangeFile, checkpoints_of, complete_runs, load_chain, segment_events
+from .targets import Target
+
+
+def verify_archive(target: Target, against=None, piece: int = 8 * 1024 * 1024) -> dict:
+    """``against``: optional ``(store, scope, stream)`` to compare events with."""
+    from ..archive import iter_events
+
+    chain = load_chain(target)
+    listing = target.list("")
+    objects = events = payload = 0
+    prev_to: dict[int, int] = {}
+    for m in chain.runs:
+        for part in m.segments:
+            pkey = segment_part_key(m.run, part.segment)
+            data = target.read(pkey)
+            if data is None:
+                raise CorruptionError(f"archive {target.display}: segment part {pkey} of run {m.run} is missing")
+            stored = SegmentPart.parse(data, target.where(pkey))
+            if stored.checksum != part.checksum:
+                raise CorruptionError(f"corrupt archive manifest {target.where(pkey)}: differs from run {m.run}'s manifest")
+            part.check()
+            if part.segment in prev_to and part.from_seq != prev_to[part.segment]:
+                raise CorruptionError(
+                    f"archive {target.display}: run {m.run} segment {part.segment} starts at seq {part.from_seq}, "
+                    f"the previous run ended at {prev_to[part.segment]}"
+                )
+            prev_to[part.segment] = part.to_seq
+            seg_events = seg_bytes = 0
+            counter = [0]
+            for ev in iter_events(_checked_records(target, part, listing, piece, counter), target.where(part.key)):
+                seg_events += 1
+                seg_bytes += len(ev.payload)
+            objects += counter[0]
+            if seg_events != part.events or seg_bytes != part.bytes:
+                raise CorruptionError(
+                    f"archive {target.where(part.key)}: holds {seg_events} events / {seg_bytes} bytes, "
+                    f"manifest says {part.events} / {part.bytes}"
+                )
+            events += seg_events
+            payload += seg_bytes
+    result = {"op": "verify", "archive": target.display, "runs": len(chain.runs), "objects": objects,
+              "events": events, "bytes": payload,
+              "manifest_checksum": chain.runs[-1].checksum if chain.runs else None}
+    if against is not None:
+        result["compared_events"] = _compare(target, chain, against, piece)
+    return result
+
+
+def _checked_records(target, part, listing, piece, counter):
+    """Records of a segment part's objects, each object checked against the manifest."""
+    from ..archive import iter_records
+
+    for o in part.objects:
+        size = listing.get(o.key)
+        if size is None:
+            raise CorruptionError(f"archive object {target.where(o.key)} is missing")
+        if size != o.size:
+            raise CorruptionError(f"corrupt archive object {target.where(o.key)}: {size} bytes, manifest says {o.size}")
+        got = 0
+        for r in iter_records(
+            RangeFile(target, o.key, o.size, piece), target.where(o.key), compressed=o.compressed,
+            expected_size=o.size, expected_crc32c=o.crc32c, expected_records=o.records,
+        ):
+            if r.segment != part.segment:
+                raise CorruptionError(f"corrupt archive object {target.where(o.key)}: record of segment {r.segment}")
+            got += len(r.chunk)
+            yield r
+        if got != o.payload_bytes:
+            raise CorruptionError(
+                f"corrupt archive object {target.where(o.key)}: {got} payload bytes, manifest says {o.payload_bytes}"
+            )
+        counter[0] += 1
+
+
+def _compare(target: Target, chain, against, piece: int) -> int:
+    store, scope, stream = against
+    info = store.stream_info(scope, stream)
+    if info.segment_count != chain.segments:
+        raise CorruptionError(f"archive has {chain.segments} segments, {scope}/{stream} has {info.segment_count}")
+    n = 0
+    for s in range(chain.segments):
+        parts = list(chain.parts(s))
+        if not parts:
+            continue
+        start, end = parts[0].from_seq, parts[-1].to_seq
+        src = store.read_events(scope, stream, s, from_seq=start, to_seq=end)
+        for a in segment_events(target, chain, s, piece=piece):
+            b = next(src, None)
+            if b is None or (a.seq, a.payload, a.routing_key) != (b.seq, b.payload, b.routing_key):
+                raise CorruptionError(
+                    f"archive {target.display} differs from {store.protocol}://{scope}/{stream} "
+                    f"in segment {s} at seq {a.seq}"
+                )
+            n += 1
+        if next(src, None) is not None:
+            raise CorruptionError(f"archive {target.display} lacks events of segment {s} that the stream has before seq {end}")
+    return n
+
+
+def archive_status(target: Target) -> dict:
+    """Runs (number, events, bytes, segments, ranges) and any transfer in progress."""
+    chain = load_chain(target)
+    runs = []
+    for m in chain.runs:
+        runs.append({
+            "run": m.run, "events": m.events, "bytes": m.bytes, "segments": len(m.segments),
+            "objects": sum(len(p.objects) for p in m.segments),
+            "ranges": {str(p.segment): [p.from_seq, p.to_seq] for p in m.segments},
+            "first_time": min((p.first_time for p in m.segments if p.first_time is not None), default=None),
+            "last_time": max((p.last_time for p in m.segments if p.last_time is not None), default=None),
+            "checksum": m.checksum,
+        })
+    cps = checkpoints_of(target)
+    for cp in cps:
+        tot, done = cp.get("total_bytes") or 0, cp.get("done_bytes") or 0
+        cp["percent"] = round(100.0 * done / tot, 2) if tot else 100.0
+    done_runs = set(complete_runs(target))
+    open_parts = sorted({k.split("/")[1] for k in target.list("runs") if k.split("/")[1:2] and k.count("/") == 3})
+    in_progress = [int(r) for r in open_parts if r.isdigit() and int(r) not in done_runs]
+    return {
+        "archive": target.display,
+        "source": chain.source,
+        "runs": runs,
+        "events": sum(r["events"] for r in runs),
+        "bytes": sum(r["bytes"] for r in runs),
+        "in_progress": {"runs": in_progress, "checkpoints": cps, "leases": read_leases(target)},
+    }
