@@ -1,0 +1,17 @@
+"""Streams seen as files: fsspec filesystems (``stream://``, ``pravega://``) and FUSE.
+
+``stream_backend.fs.streamfs`` is registered through the ``fsspec.specs`` entry point,
+so ``fsspec.open("stream://scope/stream")`` works without importing this package.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StreamFileSystem", "PravegaFileSystem", "StreamFile"]
+
+
+def __getattr__(name):  # lazy: importing stream_backend.fs must not import fsspec eagerly
+    if name in __all__:
+        from . import streamfs
+
+        return getattr(streamfs, name)
+    raise AttributeError(name)

@@ -1,0 +1,645 @@
+"""Streams as an fsspec filesystem: ``stream://SCOPE/STREAM`` and ``pravega://SCOPE/STREAM``.
+
+The file view (docs/filesystem.md):
+
+* the root lists scopes (directories), a scope lists its streams;
+* a single-segment stream is a *file*: its events' payloads concatenated;
+* a multi-segment stream is a *directory* holding one file per segment, named by the
+  segment number (``stream://logs/app/0``, ``.../1``); order only exists inside a
+  segment, so there is no honest single file for it. ``SCOPE/STREAM/0`` also names the
+  only segment of a single-segment stream.
+
+Reads go through ``StreamStore.read_range`` (the store's offset index), so seeks and
+ranges cost O(log events). Writes append: bytes are cut into events of ``event_size``
+bytes (default: the store's max event size), so a payload larger than one event
+*spills over* into the next. A file opened for writing holds the stream's single writer
+lock; ``close()`` returns once every event is acknowledged (durable).
+
+Streams are append-only: overwriting a non-empty stream, writing in the middle,
+truncating and renaming raise a clear error instead of pretending. Every store error
+is re-raised as the matching builtin (FileNotFoundError, FileExistsError,
+NotImplementedError, OSError with errno, ...) that *also* is the tool's own error class,
+so fsspec callers and the CLI's exit codes both keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno as _errno
+import functools
+import io
+import os
+import threading
+from typing import Any
+
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+from .. import errors as E
+from ..stores import StreamInfo, open_store
+from ..stores.base import SegmentInfo
+from ..urls import check_name
+
+DEFAULT_PRAVEGA_CONTROLLER = "tcp://127.0.0.1:9090"
+
+# --------------------------------------------------------------------------- errors
+
+# Most specific first: the first match decides the builtin an error also becomes.
+_BUILTIN_FOR: list[tuple[type[E.StreamBackendError], tuple[type[BaseException], ...]]] = [
+    (E.NotFoundError, (FileNotFoundError,)),
+    (E.AlreadyExistsError, (FileExistsError,)),
+    (E.PermissionDeniedError, (PermissionError,)),
+    (E.UnavailableError, (ConnectionError,)),
+    (E.UnsupportedError, (NotImplementedError, OSError)),
+    (E.EventTooLargeError, (ValueError, OSError)),
+    (E.UsageError, (ValueError,)),
+    (E.StreamBackendError, (OSError,)),  # NotEmpty, Sealed, WriterBusy, Corruption, ...
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _mixed_class(ours: type, builtins: tuple[type, ...]) -> type:
+    """A class that is both our error (exit code, errno) and the builtin fsspec expects."""
+    return type(ours.__name__, (ours, *builtins), {"__module__": ours.__module__})
+
+
+def as_fs_error(exc: E.StreamBackendError, builtins: tuple[type, ...] | None = None) -> BaseException:
+    """Return ``exc`` re-typed so that ``except FileNotFoundError`` (etc.) catches it."""
+    if isinstance(exc, OSError) and builtins is None:
+        return exc
+    if builtins is None:
+        builtins = next(b for cls, b in _BUILTIN_FOR if isinstance(exc, cls))
+    if all(isinstance(exc, b) for b in builtins):
+        return exc
+    new = _mixed_class(type(exc), tuple(builtins))(str(exc))
+    new.__cause__ = exc.__cause__ or exc
+    return new
+
+
+def _fs_err(ours: type[E.StreamBackendError], msg: str, *builtins: type) -> BaseException:
+    return as_fs_error(ours(msg), tuple(builtins) if builtins else None)
+
+
+def _translating(func):
+    """Decorator: store errors leave fsspec methods as builtin-compatible exceptions."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except E.StreamBackendError as exc:
+            mapped = as_fs_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    return wrapper
+
+
+def _unsupported(what: str) -> BaseException:
+    return _fs_err(E.UnsupportedError, f"{what}: streams are append-only")
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def event_chunks(data: bytes | memoryview, event_size: int):
+    """Cut ``data`` into events of ``event_size`` bytes (the last one shorter)."""
+    view = memoryview(data)
+    for pos in range(0, len(view), event_size):
+        yield bytes(view[pos : pos + event_size])
+
+
+# --------------------------------------------------------------------------- filesystem
+
+
+class _ResolvingCached(type(AbstractFileSystem)):
+    """Resolve env-var defaults *before* fsspec tokenizes the options for its instance
+    cache, so ``StreamFileSystem()`` under a different STREAM_BACKEND_ROOT is a different
+    filesystem instead of a stale cached one."""
+
+    def __call__(cls, *args, **kwargs):
+        return super().__call__(*args, **cls._resolve_options(dict(kwargs)))
+
+
+class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
+    """Streams of the embedded local store as files (``stream://SCOPE/STREAM``).
+
+    Storage options: ``root`` (store directory; default env STREAM_BACKEND_ROOT, else the
+    per-user data dir), ``max_event_size`` (local store only, for new stores),
+    ``event_size`` (default bytes per event when writing).
+    """
+
+    protocol = "stream"
+    root_marker = ""
+    store_protocol = "stream"
+
+    def __init__(self, root: str | None = None, max_event_size: int | None = None,
+                 event_size: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._store_options: dict[str, Any] = {"root": root}
+        if max_event_size is not None:
+            self._store_options["max_event_size"] = int(max_event_size)
+        self.event_size = event_size
+        self._store = None
+        self._store_lock = threading.Lock()
+
+    @classmethod
+    def _resolve_options(cls, kwargs: dict) -> dict:
+        if kwargs.get("root") is None and os.environ.get("STREAM_BACKEND_ROOT"):
+            kwargs["root"] = os.environ["STREAM_BACKEND_ROOT"]
+        if kwargs.get("root") is not None:
+            kwargs["root"] = os.fspath(kwargs["root"])
+        return kwargs
+
+    # -- store ---------------------------------------------------------------
+
+    @property
+    def store(self):
+        """The StreamStore, opened on first use (a filesystem object is cheap to make)."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    try:
+                        self._store = open_store(self.store_protocol, **self._store_options)
+                    except E.StreamBackendError as exc:
+                        raise as_fs_error(exc) from exc
+        return self._store
+
+    def close(self) -> None:
+        """Close the underlying store (fsspec keeps instances cached: also drop it)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- paths ---------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = os.fspath(path) if not isinstance(path, str) else path
+        protos = (cls.protocol,) if isinstance(cls.protocol, str) else cls.protocol
+        for protocol in protos:
+            if path.startswith(protocol + "://"):
+                path = path[len(protocol) + 3 :]
+                break
+            if path.startswith(protocol + "::"):
+                path = path[len(protocol) + 2 :]
+                break
+        return path.strip("/")
+
+    def _parts(self, path) -> list[str]:
+        """``[scope, stream, segment]`` prefix named by ``path``; validates the names."""
+        path = self._strip_protocol(path)
+        parts = [p for p in path.split("/") if p] if path else []
+        if len(parts) > 3:
+            raise _fs_err(E.NotFoundError, f"no such path {self.unstrip_protocol(path)!r}: "
+                          "the layout is SCOPE/STREAM[/SEGMENT]")
+        try:
+            if parts:
+                check_name("scope", parts[0])
+            if len(parts) > 1:
+                check_name("stream", parts[1])
+        except E.UsageError as exc:
+            raise as_fs_error(exc) from exc
+        if len(parts) == 3 and not parts[2].isdigit():
+            raise _fs_err(E.NotFoundError, f"no such segment {self.unstrip_protocol(path)!r}: "
+                          "segment files are named by number")
+        return parts
+
+    def _url(self, *parts) -> str:
+        return self.unstrip_protocol("/".join(str(p) for p in parts))
+
+    # -- info ----------------------------------------------------------------
+
+    @staticmethod
+    def _mtime(info: StreamInfo, seg: SegmentInfo | None = None) -> float:
+        t = seg.last_append if seg is not None else info.last_append
+        if t is None:
+            t = info.created
+        return float(t) if t is not None else 0.0
+
+    def _segment_entry(self, name: str, info: StreamInfo, seg: SegmentInfo) -> dict:
+        return {
+            "name": name,
+            "size": seg.length,
+            "type": "file",
+            "mtime": self._mtime(info, seg),
+            "created": info.created,
+            "segment": seg.segment,
+            "events": seg.events,
+            "head_seq": seg.head_seq,
+            "tail_seq": seg.tail_seq,
+            "sealed": info.sealed,
+            "max_event_size": info.max_event_size,
+        }
+
+    def _stream_entry(self, scope: str, info: StreamInfo) -> dict:
+        name = f"{scope}/{info.stream}"
+        if info.segment_count == 1:
+            entry = self._segment_entry(name, info, info.segments[0])
+            entry["segments"] = 1
+            return entry
+        return {
+            "name": name,
+            "size": 0,
+            "type": "directory",
+            "mtime": self._mtime(info),
+            "created": info.created,
+            "segments": info.segment_count,
+            "events": info.events,
+            "length": info.length,
+            "sealed": info.sealed,
+            "max_event_size": info.max_event_size,
+            "segment_info": [
+                {"segment": s.segment, "events": s.events, "length": s.length,
+                 "head_seq": s.head_seq, "tail_seq": s.tail_seq}
+                for s in info.segments
+            ],
+        }
+
+    def _stream_infos(self, scope: str) -> list[StreamInfo]:
+        out = []
+        for name in self.store.list_streams(scope):
+            try:
+                out.append(self.store.stream_info(scope, name))
+            except E.NotFoundError:  # deleted while we listed
+                continue
+        return out
+
+    def _scope_entry(self, scope: str, infos: list[StreamInfo]) -> dict:
+        times = [self._mtime(i) for i in infos]
+        return {"name": scope, "size": 0, "type": "directory",
+                "mtime": max(times) if times else 0.0, "streams": len(infos)}
+
+    def _segment_of(self, info: StreamInfo, number: str | int) -> SegmentInfo:
+        for seg in info.segments:
+            if seg.segment == int(number):
+                return seg
+        raise _fs_err(E.NotFoundError, f"{self._url(info.scope, info.stream)} has no segment "
+                      f"{number} (segments: {', '.join(str(s.segment) for s in info.segments)})")
+
+    @_translating
+    def info(self, path, **kwargs):
+        parts = self._parts(path)
+        if not parts:
+            return {"name": "", "size": 0, "type": "directory", "mtime": 0.0}
+        if len(parts) == 1:
+            return self._scope_entry(parts[0], self._stream_infos(parts[0]))
+        info = self.store.stream_info(parts[0], parts[1])
+        if len(parts) == 2:
+            return self._stream_entry(parts[0], info)
+        seg = self._segment_of(info, parts[2])
+        return self._segment_entry("/".join(parts), info, seg)
+
+    @_translating
+    def ls(self, path, detail=True, **kwargs):
+        parts = self._parts(path)
+        if not parts:
+            entries = [self._scope_entry(s, self._stream_infos(s)) for s in self.store.list_scopes()]
+        elif len(parts) == 1:
+            entries = [self._stream_entry(parts[0], i) for i in self._stream_infos(parts[0])]
+        else:
+            info = self.store.stream_info(parts[0], parts[1])
+            if len(parts) == 2 and info.segment_count > 1:
+                entries = [self._segment_entry(f"{parts[0]}/{parts[1]}/{s.segment}", info, s)
+                           for s in info.segments]
+            else:
+                entries = [self.info("/".join(parts))]
+        entries.sort(key=lambda e: e["name"])
+        return entries if detail else [e["name"] for e in entries]
+
+    def modified(self, path):
+        return _dt.datetime.fromtimestamp(self.info(path)["mtime"], tz=_dt.timezone.utc)
+
+    def created(self, path):
+        c = self.info(path).get("created")
+        if c is None:
+            raise _fs_err(E.UnsupportedError, f"{self._url(path)}: creation time unknown")
+        return _dt.datetime.fromtimestamp(c, tz=_dt.timezone.utc)
+
+    # -- targets -------------------------------------------------------------
+
+    def _file_target(self, path) -> tuple[str, str, StreamInfo, SegmentInfo]:
+        """The (scope, stream, info, segment) a file path reads; errors for directories."""
+        parts = self._parts(path)
+        if len(parts) < 2:
+            raise _fs_err(E.UsageError, f"{self._url(*parts)} is a directory (a scope), not a stream",
+                          IsADirectoryError)
+        info = self.store.stream_info(parts[0], parts[1])
+        if len(parts) == 3:
+            return parts[0], parts[1], info, self._segment_of(info, parts[2])
+        if info.segment_count != 1:
+            raise _fs_err(E.UsageError, f"{self._url(*parts)} has {info.segment_count} segments, so it "
+                          f"is a directory: use {self._url(*parts)}/N for segment N", IsADirectoryError)
+        return parts[0], parts[1], info, info.segments[0]
+
+    # -- reading -------------------------------------------------------------
+
+    @_translating
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        scope, stream, _, seg = self._file_target(path)
+        size = seg.length
+        start = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
+        end = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
+        if end <= start:
+            return b""
+        return self.store.read_range(scope, stream, seg.segment, start, end - start)
+
+    @_translating
+    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None,
+              event_size=None, routing_key=None, **kwargs):
+        if mode == "rb":
+            scope, stream, info, seg = self._file_target(path)
+            name = self._strip_protocol(path)
+            return StreamFile(self, name, "rb", block_size=block_size, cache_options=cache_options,
+                              scope=scope, stream=stream, segment=seg.segment,
+                              details=self._segment_entry(name, info, seg), **kwargs)
+        if mode not in ("wb", "ab", "xb"):
+            raise _unsupported(f"mode {mode!r} for {self._url(path)} (writing in the middle, "
+                               "or reading and writing at once)")
+        scope, stream, segment = self._prepare_write(path, mode)
+        return StreamFile(self, self._strip_protocol(path), mode, block_size=block_size,
+                          scope=scope, stream=stream, segment=segment,
+                          event_size=event_size or self.event_size, routing_key=routing_key, **kwargs)
+
+    def _prepare_write(self, path, mode) -> tuple[str, str, int]:
+        """Create the stream as the mode allows; return where appends go."""
+        parts = self._parts(path)
+        url = self._url(*parts)
+        if len(parts) < 2:
+            raise _fs_err(E.UsageError, f"{url} is a scope (a directory): write to SCOPE/STREAM",
+                          IsADirectoryError)
+        scope, stream = parts[0], parts[1]
+        if len(parts) == 2:
+            if mode == "xb":
+                self.store.create_stream(scope, stream, segments=1, exist_ok=False)
+            else:
+                self.store.create_stream(scope, stream, segments=1, exist_ok=True)
+        info = self.store.stream_info(scope, stream)
+        if len(parts) == 3:
+            seg = self._segment_of(info, parts[2])
+            if mode == "xb" and seg.events:
+                raise _fs_err(E.AlreadyExistsError, f"{url} exists")
+        elif info.segment_count != 1:
+            raise _fs_err(E.UsageError, f"{url} has {info.segment_count} segments: write to "
+                          f"{url}/N to append to segment N", IsADirectoryError)
+        else:
+            seg = info.segments[0]
+        if info.sealed:
+            raise _fs_err(E.SealedError, f"{url} is sealed: no more appends")
+        if mode == "wb" and seg.events:
+            raise _fs_err(E.UnsupportedError, f"refusing to overwrite {url}: it already holds "
+                          f"{seg.events} events and streams are append-only (open with mode 'ab' "
+                          "to append, or rm it first)", FileExistsError)
+        return scope, stream, seg.segment
+
+    # -- writing -------------------------------------------------------------
+
+    def touch(self, path, truncate=True, **kwargs):
+        """Create an empty stream if absent. An existing stream is left as it is, unless
+        ``truncate`` would have to drop events (append-only: that raises)."""
+        if self.exists(path):
+            if truncate and self.info(path).get("events"):
+                raise _unsupported(f"truncating {self._url(path)}")
+            return
+        with self.open(path, "wb", **kwargs):
+            pass
+
+    @_translating
+    def cp_file(self, path1, path2, **kwargs):
+        """Copy event by event: boundaries and routing keys survive (not just bytes)."""
+        scope, stream, _, seg = self._file_target(path1)
+        dscope, dstream, dseg = self._prepare_write(path2, "wb")
+        if (scope, stream) == (dscope, dstream):
+            raise _unsupported(f"copying {self._url(path1)} onto its own stream")
+        with self.store.writer(dscope, dstream) as w:
+            for ev in self.store.read_events(scope, stream, seg.segment, from_seq=seg.head_seq,
+                                             to_seq=seg.tail_seq):
+                w.append(ev.payload, routing_key=ev.routing_key, segment=dseg)
+
+    # -- directories ---------------------------------------------------------
+
+    @_translating
+    def mkdir(self, path, create_parents=True, segments: int | None = None, **kwargs):
+        """``SCOPE`` creates a scope; ``SCOPE/STREAM`` with ``segments=N`` creates a
+        stream of N segments (a directory when N > 1)."""
+        parts = self._parts(path)
+        if not parts:
+            raise _fs_err(E.AlreadyExistsError, "the store root always exists")
+        if len(parts) == 1:
+            if segments is not None:
+                raise _fs_err(E.UsageError, "segments= applies to SCOPE/STREAM, not to a scope")
+            self.store.create_scope(parts[0], exist_ok=False)
+            return
+        if len(parts) == 2 and segments is not None:
+            if not create_parents and parts[0] not in self.store.list_scopes():
+                raise _fs_err(E.NotFoundError, f"no scope {self._url(parts[0])}")
+            self.store.create_stream(parts[0], parts[1], segments=int(segments), exist_ok=False)
+            return
+        raise _fs_err(E.UnsupportedError,
+                      f"cannot make directory {self._url(*parts)}: a directory below a scope is a "
+                      "multi-segment stream; create it with mkdir(path, segments=N)",
+                      NotImplementedError, OSError)
+
+    @_translating
+    def makedirs(self, path, exist_ok=False, segments: int | None = None):
+        parts = self._parts(path)
+        if not parts:
+            if not exist_ok:
+                raise _fs_err(E.AlreadyExistsError, "the store root always exists")
+            return
+        if len(parts) == 1:
+            self.store.create_scope(parts[0], exist_ok=exist_ok)
+            return
+        if self.exists(path):
+            if self.isdir(path):
+                if not exist_ok:
+                    raise _fs_err(E.AlreadyExistsError, f"{self._url(*parts)} exists")
+                return
+            raise _fs_err(E.AlreadyExistsError, f"{self._url(*parts)} is a file (a single-segment "
+                          "stream or a segment), not a directory")
+        self.mkdir(path, segments=segments)
+
+    @_translating
+    def rmdir(self, path):
+        parts = self._parts(path)
+        if len(parts) != 1:
+            raise _fs_err(E.UnsupportedError, f"rmdir {self._url(*parts)}: only scopes are plain "
+                          "directories; delete a stream with rm", NotImplementedError, OSError)
+        if self.store.list_streams(parts[0]):
+            raise _fs_err(E.NotEmptyError, f"scope {self._url(parts[0])} is not empty")
+        self.store.delete_scope(parts[0])
+
+    @_translating
+    def rm_file(self, path):
+        parts = self._parts(path)
+        if len(parts) == 2:
+            self.store.delete_stream(parts[0], parts[1])
+        elif len(parts) == 3:
+            raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
+        else:
+            raise _fs_err(E.UsageError, f"{self._url(*parts)} is a directory: use rm(recursive=True)",
+                          IsADirectoryError)
+
+    _rm = rm_file
+
+    @_translating
+    def rm(self, path, recursive=False, maxdepth=None):
+        """Delete streams; scopes too when ``recursive`` (or when empty)."""
+        paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        scopes, streams = [], []
+        for p in paths:
+            parts = self._parts(p)
+            if not parts:
+                raise _fs_err(E.UsageError, "refusing to delete the whole store")
+            (scopes if len(parts) == 1 else streams if len(parts) == 2 else []).append(parts)
+        stream_set = {tuple(s) for s in streams}
+        for p in paths:
+            parts = self._parts(p)
+            if len(parts) == 3 and tuple(parts[:2]) not in stream_set:
+                raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
+        for scope, stream in streams:
+            self.store.delete_stream(scope, stream)
+        for (scope,) in scopes:
+            if not recursive and self.store.list_streams(scope):
+                raise _fs_err(E.NotEmptyError, f"scope {self._url(scope)} is not empty: "
+                              "use recursive=True")
+            self.store.delete_scope(scope)
+
+    # -- what a stream cannot do ---------------------------------------------
+
+    def mv(self, path1, path2, recursive=False, maxdepth=None, **kwargs):
+        raise _unsupported(f"moving {self._url(path1)} (copy it, then rm the source)")
+
+    def rename(self, path1, path2, **kwargs):
+        raise _unsupported(f"renaming {self._url(path1)} (copy it, then rm the source)")
+
+    def truncate(self, path, size=0, **kwargs):  # not in the fsspec base class; used by FUSE
+        raise _unsupported(f"truncating {self._url(path)}")
+
+    # -- stream-only extras --------------------------------------------------
+
+    @_translating
+    def seal(self, path) -> None:
+        """No more appends to this stream."""
+        parts = self._parts(path)
+        if len(parts) != 2:
+            raise _fs_err(E.UsageError, f"seal needs SCOPE/STREAM, got {self._url(*parts)}")
+        self.store.seal_stream(parts[0], parts[1])
+
+
+class PravegaFileSystem(StreamFileSystem):
+    """Streams of a Pravega cluster as files (``pravega://SCOPE/STREAM``).
+
+    Storage options: ``controller`` (default env PRAVEGA_CONTROLLER_URI, else
+    tcp://127.0.0.1:9090), ``timeout`` (seconds), ``event_size``.
+    """
+
+    protocol = "pravega"
+    store_protocol = "pravega"
+
+    def __init__(self, controller: str | None = None, timeout: float | None = None,
+                 event_size: int | None = None, **kwargs):
+        AbstractFileSystem.__init__(self, **kwargs)
+        self._store_options = {"controller": controller}
+        if timeout is not None:
+            self._store_options["timeout"] = float(timeout)
+        self.event_size = event_size
+        self._store = None
+        self._store_lock = threading.Lock()
+
+    @classmethod
+    def _resolve_options(cls, kwargs: dict) -> dict:
+        if kwargs.get("controller") is None:
+            kwargs["controller"] = os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_PRAVEGA_CONTROLLER
+        return kwargs
+
+
+# --------------------------------------------------------------------------- files
+
+
+class StreamFile(AbstractBufferedFile):
+    """One segment's file view: ranged reads through the offset index, or appends.
+
+    Writing cuts the bytes into events of exactly ``event_size`` bytes (the last one
+    shorter), whatever the sizes of the ``write()`` calls, so the same bytes always make
+    the same events. ``close()`` returns when they are acknowledged.
+    """
+
+    def __init__(self, fs: StreamFileSystem, path: str, mode: str = "rb", block_size=None,
+                 cache_type="readahead", cache_options=None, *, scope: str, stream: str,
+                 segment: int, details: dict | None = None, event_size: int | None = None,
+                 routing_key: str | None = None, **kwargs):
+        self.scope, self.stream, self.segment = scope, stream, segment
+        self.routing_key = routing_key
+        self._writer = None
+        if mode == "rb":
+            self._details = details
+            super().__init__(fs, path, mode, block_size=block_size, cache_type=cache_type,
+                             cache_options=cache_options, size=details["size"] if details else None,
+                             **kwargs)
+            return
+        max_size = fs.store.max_event_size
+        size = int(event_size) if event_size else max_size
+        if not 0 < size <= max_size:
+            raise _fs_err(E.UsageError, f"event_size {size} is outside 1..{max_size} "
+                          "(the store's max event size)")
+        self.event_size = size
+        super().__init__(fs, path, mode, block_size=size, **kwargs)
+        try:
+            self._writer = fs.store.writer(scope, stream)
+        except E.StreamBackendError as exc:
+            self.closed = True
+            raise as_fs_error(exc) from exc
+
+    def _fetch_range(self, start, end):
+        try:
+            return self.fs.store.read_range(self.scope, self.stream, self.segment, start, end - start)
+        except E.StreamBackendError as exc:
+            raise as_fs_error(exc) from exc
+
+    def _upload_chunk(self, final=False):
+        """Append every whole event in the buffer (and the short tail when final); keep
+        the rest buffered. Returns False: the buffer was already replaced here."""
+        buf = self.buffer.getbuffer()
+        total = len(buf)
+        whole = total if final else total - total % self.event_size
+        try:
+            for pos in range(0, whole, self.event_size):
+                self._writer.append(bytes(buf[pos : min(pos + self.event_size, whole)]),
+                                    routing_key=self.routing_key, segment=self.segment)
+            rest = bytes(buf[whole:])
+            buf.release()
+            self.offset += whole
+            self.buffer = io.BytesIO()
+            self.buffer.write(rest)
+            if final:
+                self._writer.flush()
+        except E.StreamBackendError as exc:
+            raise as_fs_error(exc) from exc
+        finally:
+            buf.release()
+        return False
+
+    def close(self):
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                try:
+                    writer.close()
+                except E.StreamBackendError as exc:
+                    raise as_fs_error(exc) from exc
+
+    def seek(self, loc, whence=0):
+        if self.mode != "rb":
+            raise _fs_err(E.UnsupportedError, "seek while writing: streams are append-only",
+                          OSError)
+        return super().seek(loc, whence)
+
+    def truncate(self, size=None):
+        raise _unsupported(f"truncating {self.fs._url(self.path)}")
