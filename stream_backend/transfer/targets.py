@@ -137,7 +137,6 @@ class Target:
                     "connect_timeout": 10,
                     "read_timeout": 60,
                 },
-                "retries": 6,
             }
             if endpoint:
                 options["endpoint_url"] = endpoint
@@ -155,6 +154,7 @@ class Target:
         self.is_local = type(self.fs).__name__ == "LocalFileSystem"
         self.root = root.rstrip("/")
         if self.is_s3:
+            self.fs.retries = 6  # s3fs's own retry loop around each call (instance attribute)
             if not self.root:
                 raise UsageError(f"archive URL {self.display} names no bucket")
             self.bucket, _, self.key_prefix = self.root.partition("/")
