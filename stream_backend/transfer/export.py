@@ -184,7 +184,7 @@ class Exporter:
         self.store, self.scope, self.stream = store, scope, stream
         self.target = target
         self.opts = opts
-        self.pause = pause or PauseRequest()
+        self.pause = pause if pause is not None else PauseRequest()
         self.progress = progress or Progress("export", "none")
         self.objects_written = 0
         self.reused_parts = 0

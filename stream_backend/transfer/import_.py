@@ -123,7 +123,7 @@ class Importer:
                  pause: PauseRequest | None = None, progress: Progress | None = None):
         self.target, self.store, self.scope, self.stream = target, store, scope, stream
         self.opts = opts
-        self.pause = pause or PauseRequest()
+        self.pause = pause if pause is not None else PauseRequest()
         self.progress = progress or Progress("import", "none")
 
     def run(self) -> dict:
