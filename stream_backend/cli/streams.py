@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
+import sys
 
 import click
 
@@ -21,7 +22,7 @@ from . import main
 from .common import open_store_for, store_options
 
 CAT_CHUNK = 1 << 20  # bytes per read_range call in `cat`
-WRITE_FLUSH_EVERY = 64 << 20  # bytes between writer.flush() calls in `write`
+WRITE_FLUSH_EVERY = 8 << 20  # bytes between writer.flush() calls in `write`: bounds what a store may queue
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
           "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
@@ -49,6 +50,11 @@ def iso_time(t: float | None) -> str | None:
     if t is None:
         return None
     return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _binary(stream):
+    """The byte stream under a text stream (sys.stdin/stdout, also under CliRunner)."""
+    return getattr(stream, "buffer", stream)
 
 
 @contextlib.contextmanager
@@ -313,7 +319,7 @@ def _read_full(f, n: int) -> bytes:
 @contextlib.contextmanager
 def _open_input(path: str):
     if path == "-":
-        yield click.get_binary_stream("stdin")
+        yield _binary(sys.stdin)
         return
     try:
         f = open(path, "rb")
@@ -354,7 +360,7 @@ def write_cmd(url, file, event_size, routing_key, create, root, controller, time
             store.create_stream(u.scope, u.stream, exist_ok=True)
         info = store.stream_info(u.scope, u.stream)
         segment = _segment_of(info, u, None).segment if u.segment is not None else None
-        max_size = store.max_event_size
+        max_size = info.max_event_size
         size = parse_size(event_size) if event_size is not None else max_size
         if not 0 < size <= max_size:
             raise UsageError(f"--event-size {size} is outside 1..{max_size} (the store's max event size)")
@@ -401,7 +407,7 @@ def cat_cmd(url, offset, length, segment, root, controller, timeout):
       stream-backend cat --segment 2 stream://demo/metrics
     """
     u = parse_stream_url(url, need="stream")
-    out = click.get_binary_stream("stdout")
+    out = _binary(sys.stdout)
     with opened_store(u, root, controller, timeout) as store:
         info = store.stream_info(u.scope, u.stream)
         seg = _segment_of(info, u, segment)
@@ -436,7 +442,7 @@ def events_cmd(url, segment, from_seq, root, controller, timeout):
            <(stream-backend events pravega://a/x | jq -c '[.size,.sha256]')
     """
     u = parse_stream_url(url, need="stream")
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     with opened_store(u, root, controller, timeout) as store:
         info = store.stream_info(u.scope, u.stream)
         if u.segment is not None or segment is not None:

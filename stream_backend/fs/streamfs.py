@@ -358,13 +358,14 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if mode not in ("wb", "ab", "xb"):
             raise _unsupported(f"mode {mode!r} for {self._url(path)} (writing in the middle, "
                                "or reading and writing at once)")
-        scope, stream, segment = self._prepare_write(path, mode)
+        scope, stream, segment, max_size = self._prepare_write(path, mode)
         return StreamFile(self, self._strip_protocol(path), mode, block_size=block_size,
-                          scope=scope, stream=stream, segment=segment,
+                          scope=scope, stream=stream, segment=segment, max_event_size=max_size,
                           event_size=event_size or self.event_size, routing_key=routing_key, **kwargs)
 
-    def _prepare_write(self, path, mode) -> tuple[str, str, int]:
-        """Create the stream as the mode allows; return where appends go."""
+    def _prepare_write(self, path, mode) -> tuple[str, str, int, int]:
+        """Create the stream as the mode allows; return where appends go:
+        ``(scope, stream, segment, the stream's max event size)``."""
         parts = self._parts(path)
         url = self._url(*parts)
         if len(parts) < 2:
@@ -392,7 +393,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             raise _fs_err(E.UnsupportedError, f"refusing to overwrite {url}: it already holds "
                           f"{seg.events} events and streams are append-only (open with mode 'ab' "
                           "to append, or rm it first)", FileExistsError)
-        return scope, stream, seg.segment
+        return scope, stream, seg.segment, info.max_event_size
 
     # -- writing -------------------------------------------------------------
 
@@ -410,7 +411,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     def cp_file(self, path1, path2, **kwargs):
         """Copy event by event: boundaries and routing keys survive (not just bytes)."""
         scope, stream, _, seg = self._file_target(path1)
-        dscope, dstream, dseg = self._prepare_write(path2, "wb")
+        dscope, dstream, dseg, _ = self._prepare_write(path2, "wb")
         if (scope, stream) == (dscope, dstream):
             raise _unsupported(f"copying {self._url(path1)} onto its own stream")
         with self.store.writer(dscope, dstream) as w:
@@ -570,7 +571,7 @@ class StreamFile(AbstractBufferedFile):
     def __init__(self, fs: StreamFileSystem, path: str, mode: str = "rb", block_size=None,
                  cache_type="readahead", cache_options=None, *, scope: str, stream: str,
                  segment: int, details: dict | None = None, event_size: int | None = None,
-                 routing_key: str | None = None, **kwargs):
+                 routing_key: str | None = None, max_event_size: int | None = None, **kwargs):
         self.scope, self.stream, self.segment = scope, stream, segment
         self.routing_key = routing_key
         self._writer = None
@@ -580,7 +581,7 @@ class StreamFile(AbstractBufferedFile):
                              cache_options=cache_options, size=details["size"] if details else None,
                              **kwargs)
             return
-        max_size = fs.store.max_event_size
+        max_size = max_event_size or fs.store.max_event_size
         size = int(event_size) if event_size else max_size
         if not 0 < size <= max_size:
             raise _fs_err(E.UsageError, f"event_size {size} is outside 1..{max_size} "

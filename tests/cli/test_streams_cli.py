@@ -1,0 +1,268 @@
+"""stream-backend ls/info/create/rm/seal/write/cat/events, in-process and as real processes,
+including every bad-input case with its documented exit code and no traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from stream_backend import errors as E
+from stream_backend.cli.streams import human_size, parse_size
+
+from .conftest import CLI
+
+COMMANDS = ["ls", "info", "create", "rm", "seal", "write", "cat", "events"]
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(cli, command):
+    out = cli(command, "--help").output
+    assert "Example:" in out
+    assert f"stream-backend {command}" in out
+
+
+def test_parse_size_and_human_size():
+    assert parse_size("4096") == 4096
+    assert parse_size("64KiB") == 64 * 1024
+    assert parse_size("1 MiB") == 1 << 20
+    assert parse_size("2k") == 2048
+    assert parse_size("1MB") == 1_000_000
+    for bad in ("", "abc", "1.5MiB", "-1", "12XB"):
+        with pytest.raises(E.UsageError):
+            parse_size(bad)
+    assert human_size(5) == "5 B"
+    assert human_size(3 << 20) == "3.0 MiB"
+
+
+# --------------------------------------------------------------------------- create / ls / info
+
+
+def test_create_ls_info(cli):
+    cli("create", "stream://demo/logs")
+    cli("create", "--segments", "3", "stream://demo/metrics")
+    cli("create", "stream://other")  # scope only
+    assert cli("ls").stdout.split() == ["demo", "other"]
+    assert cli("ls", "stream://demo").stdout.split() == ["logs", "metrics"]
+    assert cli("ls", "stream://demo/metrics").stdout.split() == ["0", "1", "2"]
+    long_ = cli("ls", "-l", "stream://demo").stdout.splitlines()
+    assert len(long_) == 2 and long_[1].startswith("stream") and "3 seg" in long_[1]
+    entries = json.loads(cli("ls", "--json", "stream://").stdout)
+    assert [(e["name"], e["streams"]) for e in entries] == [("demo", 2), ("other", 0)]
+
+    text = cli("info", "stream://demo/metrics").stdout
+    assert text.startswith("stream://demo/metrics\n")
+    assert "segments:       3" in text and "sealed:         no" in text
+    info = json.loads(cli("info", "--json", "stream://demo/metrics").stdout)
+    assert info["segment_count"] == 3 and info["events"] == 0 and info["length"] == 0
+    assert [s["segment"] for s in info["segments"]] == [0, 1, 2]
+    scope = json.loads(cli("info", "--json", "stream://demo").stdout)
+    assert scope["streams"] == 2 and scope["stream_names"] == ["logs", "metrics"]
+    assert "streams:        2" in cli("info", "stream://demo").stdout
+
+
+def test_info_json_counts_after_write(cli, tmp_path):
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(2500))
+    cli("create", "stream://s/t")
+    cli("write", "--event-size", "1KiB", "stream://s/t", src)
+    info = json.loads(cli("info", "--json", "stream://s/t").stdout)
+    assert (info["events"], info["length"]) == (3, 2500)
+    seg = info["segments"][0]
+    assert (seg["head_seq"], seg["tail_seq"], seg["events"]) == (0, 3, 3)
+    assert info["last_append"] is not None and info["created"] <= info["last_append"]
+    again = json.loads(cli("info", "--json", "stream://s/t").stdout)
+    assert again == info  # nothing in it is "now"
+    assert json.loads(cli("info", "--json", "stream://s/t/0").stdout)["segments"] == [seg]
+
+
+# --------------------------------------------------------------------------- write / cat / events
+
+
+def test_write_file_then_cat_and_events_match(cli, tmp_path):
+    data = os.urandom(10_000)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    cli("create", "stream://s/t")
+    res = cli("write", "stream://s/t", src, "--event-size", "4096", "--routing-key", "k1")
+    assert "wrote 10000 bytes in 3 events" in res.stderr
+    assert cli("cat", "stream://s/t").stdout_bytes == data
+    assert cli("cat", "--offset", "4090", "--length", "20", "stream://s/t").stdout_bytes == data[4090:4110]
+    assert cli("cat", "--offset", "9999", "stream://s/t").stdout_bytes == data[9999:]
+    assert cli("cat", "--offset", "20000", "stream://s/t").stdout_bytes == b""
+    events = jsonl(cli("events", "stream://s/t").stdout)
+    assert [(e["segment"], e["seq"], e["size"], e["routing_key"]) for e in events] == [
+        (0, 0, 4096, "k1"), (0, 1, 4096, "k1"), (0, 2, 1808, "k1")]
+    assert events[2]["sha256"] == hashlib.sha256(data[8192:]).hexdigest()
+    assert set(events[0]) == {"segment", "seq", "size", "sha256", "routing_key"}
+    assert [e["seq"] for e in jsonl(cli("events", "--from-seq", "1", "stream://s/t").stdout)] == [1, 2]
+
+
+def test_write_from_stdin_appends_with_default_event_size(cli):
+    cli("create", "stream://s/t")
+    cli("write", "stream://s/t", "-", input=b"hello ")
+    cli("write", "stream://s/t", input=b"world")
+    assert cli("cat", "stream://s/t").stdout_bytes == b"hello world"
+    assert [e["size"] for e in jsonl(cli("events", "stream://s/t").stdout)] == [6, 5]
+    cli("write", "stream://s/t", input=b"")  # empty input: no event
+    assert len(jsonl(cli("events", "stream://s/t").stdout)) == 2
+
+
+def test_write_create_flag_and_segment_urls(cli):
+    cli("write", "--create", "stream://s/new", input=b"abc")
+    assert cli("cat", "stream://s/new").stdout_bytes == b"abc"
+    cli("create", "--segments", "2", "stream://s/m")
+    cli("write", "stream://s/m/1", input=b"one")
+    cli("write", "stream://s/m/0", input=b"zero")
+    assert cli("cat", "--segment", "1", "stream://s/m").stdout_bytes == b"one"
+    assert cli("cat", "stream://s/m/0").stdout_bytes == b"zero"
+    events = jsonl(cli("events", "stream://s/m").stdout)
+    assert [(e["segment"], e["size"]) for e in events] == [(0, 4), (1, 3)]
+    assert [e["segment"] for e in jsonl(cli("events", "--segment", "1", "stream://s/m").stdout)] == [1]
+
+
+# --------------------------------------------------------------------------- rm / seal
+
+
+def test_rm_and_seal(cli):
+    cli("create", "stream://s/a")
+    cli("create", "stream://s/b")
+    cli("seal", "stream://s/a")
+    assert json.loads(cli("info", "--json", "stream://s/a").stdout)["sealed"] is True
+    cli("write", "stream://s/a", input=b"x", code=E.SealedError.exit_code)
+    cli("rm", "stream://s/a")
+    assert cli("ls", "stream://s").stdout.split() == ["b"]
+    cli("rm", "stream://s", code=E.NotEmptyError.exit_code)
+    cli("rm", "--recursive", "stream://s")
+    assert cli("ls").stdout.split() == []
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("args", [
+    ["ls", "http://x"], ["info", "stream://"], ["create", "stream://bad name/x"], ["rm", "nothing"],
+    ["seal", "stream://s"], ["write", "stream://s"], ["cat", "stream://s/t/x/y"], ["events", "stream:/s/t"],
+])
+def test_bad_urls_exit_64(cli, args):
+    cli(*args, code=E.UsageError.exit_code)
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "stream://nope/none"], ["cat", "stream://nope/none"], ["events", "stream://nope/none"],
+    ["rm", "stream://nope/none"], ["seal", "stream://nope/none"], ["write", "stream://nope/none", "-"],
+    ["ls", "stream://nope"], ["rm", "stream://nope"],
+])
+def test_unknown_stream_or_scope_exit_66(cli, args):
+    cli(*args, input=b"x", code=E.NotFoundError.exit_code)
+
+
+def test_other_bad_input(cli, tmp_path):
+    cli("create", "stream://s/t")
+    cli("create", "stream://s/t", code=E.AlreadyExistsError.exit_code)
+    cli("create", "stream://s/t/0", code=E.UsageError.exit_code)
+    cli("write", "stream://s/t", tmp_path / "missing.bin", code=E.NotFoundError.exit_code)
+    cli("write", "stream://s/t", tmp_path, code=E.UsageError.exit_code)
+    cli("write", "--event-size", "lots", "stream://s/t", input=b"x", code=E.UsageError.exit_code)
+    cli("write", "--event-size", "9MiB", "stream://s/t", input=b"x", code=E.UsageError.exit_code)
+    cli("write", "--event-size", "0", "stream://s/t", input=b"x", code=E.UsageError.exit_code)
+    cli("create", "--segments", "2", "stream://s/m")
+    cli("cat", "stream://s/m", code=E.UsageError.exit_code)
+    cli("cat", "--segment", "5", "stream://s/m", code=E.NotFoundError.exit_code)
+    cli("cat", "--segment", "0", "stream://s/m/1", code=E.UsageError.exit_code)
+    cli("rm", "stream://s/m/1", code=E.UsageError.exit_code)
+    cli("info", "stream://s/m/9", code=E.NotFoundError.exit_code)
+    cli("cat", "--offset", "-1", "stream://s/t", code=2)  # click's own syntax errors: exit 2
+
+
+def test_store_root_not_usable_exit_77(cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for root in (blocker, blocker / "below"):
+        cli("ls", "--root", root, code=E.PermissionDeniedError.exit_code)
+        cli("create", "stream://s/t", "--root", root, code=E.PermissionDeniedError.exit_code)
+
+
+def test_second_writer_exit_75(cli, store_root):
+    cli("create", "stream://s/t")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from stream_backend.stores import open_store
+            w = open_store("stream", root={str(store_root)!r}).writer("s", "t")
+            print("ready", flush=True)
+            sys.stdin.read()
+            w.close()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        res = cli("write", "stream://s/t", input=b"x", code=E.WriterBusyError.exit_code)
+        assert "writer" in res.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    cli("write", "stream://s/t", input=b"x")
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def test_process_round_trip_and_exit_codes(cli, tmp_path, has_shell_tools):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    cli.proc("create", "stream://p/big")
+    res = cli.proc("write", "--event-size", "1MiB", "stream://p/big", "-", input=data)
+    assert b"in 4 events" in res.stderr
+    assert cli.proc("cat", "stream://p/big").stdout == data
+    # `cat | head`: the reader leaving early is not an error and prints no traceback
+    p = subprocess.run(f"{' '.join(CLI)} cat stream://p/big | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+                       shell=True, executable="/bin/bash", capture_output=True, text=True,
+                       env={**os.environ, **cli.env}, timeout=60)
+    assert "Traceback" not in p.stderr and p.stdout.strip() == "0", p.stderr
+    bad = cli.proc("info", "stream://p/none", code=66)
+    assert bad.stderr.decode().count("\n") == 1
+    cli.proc("info", "ftp://x", code=64)
+
+
+def _peak_rss_mib(args: list[str], env: dict, stdin_bytes: int = 0) -> float:
+    """Run the CLI under a small parent that reports the child's peak RSS (MiB);
+    ``stdin_bytes`` of zeros are streamed into it without ever being held whole."""
+    code = textwrap.dedent(f"""
+        import resource, subprocess, sys
+        p = subprocess.Popen({args!r}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        left, chunk = {stdin_bytes}, bytes(1 << 20)
+        while left > 0:
+            p.stdin.write(chunk[:left]); left -= len(chunk)
+        p.stdin.close()
+        assert p.wait() == 0
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout)
+
+
+def test_large_write_and_cat_stay_in_bounded_memory(cli):
+    """48 MiB through write and cat: peak memory grows by a few event sizes, not 48 MiB."""
+    env = {**os.environ, **cli.env}
+    cli.proc("create", "stream://p/large")
+    baseline = _peak_rss_mib([*CLI, "ls"], env)
+    size = 48 << 20
+    wrote = _peak_rss_mib([*CLI, "write", "--event-size", "256KiB", "stream://p/large", "-"], env, size)
+    catted = _peak_rss_mib([*CLI, "cat", "stream://p/large"], env)
+    assert json.loads(cli("info", "--json", "stream://p/large").stdout)["length"] == size
+    assert wrote - baseline < 24, (baseline, wrote)
+    assert catted - baseline < 24, (baseline, catted)
