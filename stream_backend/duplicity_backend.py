@@ -105,11 +105,17 @@ class StreamTarget:
     def refresh(self) -> dict[str, IndexEntry]:
         """Replay index events not seen yet (other processes may have added some)."""
         with self._lock:
-            if not self._exists():
+            try:
+                tail = self.store.segment_info(self.scope, self.index_stream, 0).tail_seq
+            except NotFoundError:
                 return dict(self._files)
-            for ev in self.store.read_events(self.scope, self.index_stream, 0, from_seq=self._next_seq):
-                self._apply(ev.payload, ev.seq)
-                self._next_seq = ev.seq + 1
+            if tail != self._next_seq:
+                # tail_seq is a valid position in every store (local: event count,
+                # Pravega: byte offset), unlike "last seq + 1"
+                for ev in self.store.read_events(self.scope, self.index_stream, 0,
+                                                 from_seq=self._next_seq, to_seq=tail):
+                    self._apply(ev.payload, ev.seq)
+                self._next_seq = tail
             return dict(self._files)
 
     def _apply(self, payload: bytes, seq: int) -> None:

@@ -42,6 +42,24 @@ from ..urls import check_name
 
 log = logging.getLogger("stream_backend.fuse")
 
+def _prefer_libfuse3() -> None:
+    """Load libfuse3 when present (mfusepy would pick libfuse2 first): FUSE 3 negotiates
+    reads of up to 1 MiB instead of 128 KiB, ~3x the sequential throughput
+    (scripts/bench_mount.py). FUSE_LIBRARY_NAME set by the user wins."""
+    import ctypes.util
+
+    if "FUSE_LIBRARY_NAME" not in os.environ and ctypes.util.find_library("fuse3"):
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+        try:
+            import mfusepy  # noqa: F401  (reads the variable once, at import)
+        except (ImportError, OSError):
+            pass
+        finally:
+            del os.environ["FUSE_LIBRARY_NAME"]
+
+
+_prefer_libfuse3()
+
 try:  # mfusepy is an optional extra ("fuse"); importing it loads libfuse
     import mfusepy
     from mfusepy import FuseOSError, Operations
@@ -163,6 +181,12 @@ class StoreOperations(Operations):
         self.reads: dict[tuple[str, str, int], ReadCounter] = {}
         self._uid, self._gid = os.getuid(), os.getgid()
         self._mounted_at = time.time()
+
+    #: set once the kernel mount is up (libfuse called init)
+    initialized = False
+
+    def init(self, path):
+        self.initialized = True
 
     # ----------------------------------------------------------------- resolution
     def _split(self, path: str) -> tuple[str | None, str | None, int | None, int]:
@@ -570,6 +594,11 @@ class FsspecOperations(Operations):
         self._lock = threading.Lock()
         self._uid, self._gid = os.getuid(), os.getgid()
 
+    initialized = False
+
+    def init(self, path):
+        self.initialized = True
+
     def _p(self, path: str) -> str:
         path = path.strip("/")
         if not self.root:
@@ -701,4 +730,6 @@ def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: 
     try:
         mfusepy.FUSE(operations, mountpoint, **opts)
     except RuntimeError as exc:
+        if getattr(operations, "initialized", False):
+            return  # libfuse 3 returns non-zero when a signal ended the loop: a clean unmount
         raise UsageError(f"could not mount at {mountpoint!r} (libfuse error {exc})") from None
