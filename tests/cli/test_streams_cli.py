@@ -266,3 +266,23 @@ def test_large_write_and_cat_stay_in_bounded_memory(cli):
     assert json.loads(cli("info", "--json", "stream://p/large").stdout)["length"] == size
     assert wrote - baseline < 24, (baseline, wrote)
     assert catted - baseline < 24, (baseline, catted)
+
+
+def test_every_command_as_a_real_process(cli):
+    """The installed executable, not just CliRunner: each command, happy path and one error."""
+    cli.proc("create", "--segments", "2", "stream://p/m")
+    cli.proc("create", "stream://p/one")
+    cli.proc("write", "--routing-key", "r", "stream://p/m/1", "-", input=b"segment one")
+    assert cli.proc("ls").stdout.split() == [b"p"]
+    assert cli.proc("ls", "stream://p").stdout.split() == [b"m", b"one"]
+    assert json.loads(cli.proc("info", "--json", "stream://p/m").stdout)["length"] == 11
+    events = jsonl(cli.proc("events", "stream://p/m").stdout.decode())
+    assert [(e["segment"], e["size"], e["routing_key"]) for e in events] == [(1, 11, "r")]
+    assert cli.proc("cat", "--segment", "1", "--offset", "8", "stream://p/m").stdout == b"one"
+    cli.proc("seal", "stream://p/one")
+    cli.proc("write", "stream://p/one", "-", input=b"x", code=73)
+    cli.proc("rm", "stream://p", code=73)
+    cli.proc("rm", "-r", "stream://p")
+    assert cli.proc("ls").stdout == b""
+    for command in ("ls", "info", "create", "rm", "seal", "write", "cat", "events"):
+        cli.proc(command, "stream://bad name", input=b"", code=64)

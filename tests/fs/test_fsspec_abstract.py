@@ -28,7 +28,7 @@ RELATIVE_TOP = ("fsspec.utils.other_paths cannot strip a top-level name that has
                 "into an existing directory does not nest it as the case expects (s3fs bucket "
                 "paths behave the same); stream paths are SCOPE/STREAM without a leading '/'")
 OVERWRITE = ("pipe_file(mode='overwrite') rewrites a file in place; streams are append-only "
-             "and refuse it (test_streamfs.py::test_overwrite_refused asserts the refusal)")
+             "and refuse it (test_streamfs.py::test_overwrite_refused_append_and_exclusive_create asserts it)")
 
 
 def _all_but(suite: type, *keep: str, reason: str = DEEP) -> dict[str, str]:

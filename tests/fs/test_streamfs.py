@@ -401,3 +401,12 @@ def test_filesystem_pickles_for_workers(sfs):
     sfs.pipe("s/t", b"abc")
     clone = pickle.loads(pickle.dumps(sfs))
     assert clone.cat("s/t") == b"abc"
+
+
+def test_unusable_store_root_is_a_permission_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    fs = StreamFileSystem(root=str(blocker / "below"), skip_instance_cache=True)
+    with pytest.raises(PermissionError) as exc:
+        fs.ls("")
+    assert exc.value.exit_code == E.PermissionDeniedError.exit_code
