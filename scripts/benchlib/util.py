@@ -67,7 +67,7 @@ class Run:
     client_cpu_s: float
     client_user_s: float
     client_sys_s: float
-    client_maxrss: int  # bytes; peak RSS of the largest process in the waited tree
+    client_maxrss: int  # bytes; peak RSS (VmHWM) of the largest process in the client's tree
     server_cpu_s: float | None
     rc: int
     extra: dict = field(default_factory=dict)
@@ -77,6 +77,44 @@ class Run:
         if not d["extra"]:
             d.pop("extra")
         return d
+
+
+class _PeakRSS:
+    """Peak RSS (VmHWM) of the largest process in a tree, polled every 20 ms.
+
+    Not wait4's ru_maxrss: a child forked (or vforked) from this harness inherits the
+    harness's own high-water mark, which would hide a small tool's real peak.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peaks: dict[int, int] = {}
+
+    @staticmethod
+    def _hwm(pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def poll(self) -> None:
+        pids = [self.pid]
+        try:
+            pids += [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+        except psutil.Error:
+            pass
+        for pid in pids:
+            v = self._hwm(pid)
+            if v is not None and v > self.peaks.get(pid, 0):
+                self.peaks[pid] = v
+
+    @property
+    def peak(self) -> int:
+        return max(self.peaks.values(), default=0)
 
 
 class CommandFailed(RuntimeError):
@@ -110,14 +148,20 @@ def run_measured(argv, env=None, server_pids=(), cwd=None, timeout=3600, check=T
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err,
                             stdin=stdin if stdin is not None else subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
+    hwm = _PeakRSS(proc.pid)
+    next_poll = 0.0
     while True:
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             proc.kill()
             pid, status, ru = os.wait4(proc.pid, 0)
             break
+        if now >= next_poll:
+            hwm.poll()
+            next_poll = now + 0.02
         time.sleep(0.002)
     wall = time.perf_counter() - t0
     s1 = server_cpu(server_pids)
@@ -127,7 +171,7 @@ def run_measured(argv, env=None, server_pids=(), cwd=None, timeout=3600, check=T
         client_cpu_s=ru.ru_utime + ru.ru_stime,
         client_user_s=ru.ru_utime,
         client_sys_s=ru.ru_stime,
-        client_maxrss=ru.ru_maxrss * 1024,
+        client_maxrss=hwm.peak,
         server_cpu_s=(s1 - s0) if s0 is not None and s1 is not None else None,
         rc=rc,
     )

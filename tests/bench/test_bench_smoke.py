@@ -1,0 +1,100 @@
+"""The benchmark harness end to end at its smallest size (--smoke): a real SeaweedFS,
+real peers, the real CLI. Checks what a reader of the results relies on: every case
+reports numbers or says why not, ratios and targets are there, servers stayed on
+loopback, and the docs (table + plot) are generated from the JSON alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "scripts" / "bench"
+SMOKE_CASES = ["export", "import", "small-events", "incremental", "read", "memory"]
+
+
+def _bench(*args, timeout=240):
+    env = dict(os.environ)
+    env.pop("STREAM_BACKEND_ROOT", None)  # the harness makes its own store
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    res = _bench("--smoke", "--no-install-peers", "--cases", ",".join(SMOKE_CASES), "--out", str(out),
+                 "--docs", str(tmp / "docs"), "--work-dir", str(tmp / "work"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return tmp, json.loads(out.read_text()), res.stdout
+
+
+@pytest.mark.timeout(300)
+def test_results_json_has_every_case_with_numbers_or_a_reason(smoke):
+    _, results, stdout = smoke
+    assert results["schema"] == "stream-backend-bench/1" and results["mode"] == "smoke"
+    m = results["machine"]
+    assert m["nproc"] >= 1 and m["ram_bytes"] > 0 and m["cpu_model"] and m["date"].endswith("Z")
+    assert [c["id"] for c in results["cases"]] == SMOKE_CASES
+    for case in results["cases"]:
+        assert case["status"] in ("ok", "not available"), case
+        assert case["tools"], case["id"]
+        for row in case["tools"]:
+            assert row["status"] in ("ok", "not available", "failed"), row
+            if row["status"] == "ok":
+                assert row["runs"] and row["median"]["wall_s"] > 0
+                assert row["median"]["client_cpu_s"] >= 0 and row["limit"]
+            else:
+                assert row["reason"], row
+        for t in case["targets"]:
+            assert {"name", "value", "met", "why"} <= set(t)
+    # the project's own rows ran (the pieces have landed): a failure here is a real regression
+    by_id = {c["id"]: c for c in results["cases"]}
+    for cid, tool in [("export", "stream-backend"), ("import", "stream-backend"),
+                      ("small-events", "stream-backend"), ("read", "fsspec stream://")]:
+        row = next(r for r in by_id[cid]["tools"] if r["tool"] == tool)
+        assert row["status"] == "ok", row
+    exp = by_id["export"]
+    assert exp["ratios"].get("s5cmd") and exp["best_peer"]
+    assert next(r for r in exp["tools"] if r["tool"] == "stream-backend")["verify"].get("ok") is True
+    # peak RSS was measured per tool (not the harness's own high-water mark)
+    rss = [r["median"]["client_maxrss"] for r in exp["tools"] if r["status"] == "ok"]
+    assert min(rss) < 50 * 2**20 < max(rss)
+    inc = next(r for r in by_id["incremental"]["tools"] if r["tool"] == "stream-backend")
+    assert inc["status"] == "ok" and inc["moved_bytes"] > 0
+    # every server listener was on loopback and the summary printed ratios
+    assert all(a.startswith("127.") for a in results["servers"]["s3"]["listeners"])
+    assert "ratio stream-backend / s5cmd" in stdout
+
+
+@pytest.mark.timeout(300)
+def test_docs_are_generated_from_the_json(smoke):
+    tmp, results, _ = smoke
+    md = (tmp / "docs" / "benchmarks.md").read_text()
+    assert "## Headline" in md and "ratio" in md
+    for case in results["cases"]:
+        assert case["title"] in md
+    png = (tmp / "docs" / "benchmarks.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # --report regenerates the same page from the JSON without running anything
+    res = _bench("--report", str(tmp / "results.json"), "--docs", str(tmp / "again"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp / "again" / "benchmarks.md").read_text() == md
+
+
+def test_limit_classification_names_the_busy_side():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchlib.context import classify_limit
+    from benchlib.util import parse_size
+
+    assert classify_limit(10, 9.5, 0.2, 2).startswith("client CPU")
+    assert classify_limit(10, 2, 9.5, 2).startswith("server CPU")
+    assert classify_limit(10, 10, 9, 2).startswith("both cores busy")
+    assert classify_limit(10, 1, 1, 2).startswith("waiting")
+    assert parse_size("64MiB") == 64 * 2**20 and parse_size("1G") == 2**30 and parse_size("100") == 100
