@@ -457,6 +457,9 @@ class StoreOperations(Operations):
     @fuse_errors
     def create(self, path, mode, flags=0):
         self._need_rw()
+        parent, _, name = path.rstrip("/").rpartition("/")
+        self._split(parent or "/")
+        check_name("stream", name)  # UsageError -> EINVAL: say why, not "no such file"
         scope, stream, segment, depth = self._split(path)
         if stream is None or segment is not None:
             raise FuseOSError(errno.EOPNOTSUPP)

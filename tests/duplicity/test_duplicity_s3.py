@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 import time
 
 import pytest
 from dup_helpers import diff_r, dup_env, duplicity, make_tree
-from fuse.mounting import mounted, read_counter
+from fuse.mounting import cli, mounted, read_counter
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -79,14 +80,14 @@ def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucke
     # restore from S3 (fresh archive dir), then write the files back into new streams
     out = tmp_path / "out"
     duplicity("restore", url, out, *s3opts, archive_dir=tmp_path / "r", env=env)
-    for name in ("orders", "audit"):
-        local_store.create_stream("restored", name)
-        with local_store.writer("restored", name) as w:
-            w.append((out / name).read_bytes())
-    local_store.create_stream("restored", "clicks", segments=2)
-    with local_store.writer("restored", "clicks") as w:
-        for seg in (0, 1):
-            w.append((out / "clicks" / str(seg)).read_bytes(), segment=seg)
+    # (as docs/admin-guide.md shows: cp into a read-write mount, `write` per segment)
+    local_store.create_scope("restored", exist_ok=True)
+    with mounted("stream://restored", tmp_path / "rw", "--read-write", root=store_root):
+        for name in ("orders", "audit"):
+            subprocess.run(["cp", str(out / name), str(tmp_path / "rw" / name)], check=True)
+    cli("create", "--segments", "2", "stream://restored/clicks", "--root", store_root)
+    for seg in (0, 1):
+        cli("write", f"stream://restored/clicks/{seg}", out / "clicks" / str(seg), "--root", store_root)
     assert listing(local_store, "restored") == listing(local_store, "apps")
 
 

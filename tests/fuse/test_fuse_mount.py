@@ -183,6 +183,7 @@ def test_read_write_mount_appends_and_never_rewrites(local_store, store_root, po
         refused(lambda: os.truncate(mp / "new", 10), errno.EPERM)
         refused(lambda: os.truncate(mp / "new", len(expected) + 100), errno.EOPNOTSUPP)  # zero-fill
         refused(lambda: os.rename(mp / "new", mp / "renamed"), errno.EOPNOTSUPP)
+        refused(lambda: open(mp / ".new.tmp", "wb"), errno.EINVAL)  # not a stream name
         fd = os.open(mp / "new", os.O_WRONLY)
         try:
             refused(lambda: os.pwrite(fd, b"XX", 5), errno.EOPNOTSUPP)  # rewrite in the middle

@@ -1,0 +1,231 @@
+"""The generated Indexed Job, run the way the Job controller runs it, under chaos.
+
+No cluster here: ``jobsim.IndexedJobSimulation`` starts one process per index with the
+manifest's args and env (``JOB_COMPLETION_INDEX`` set, ``--shards N``), SIGTERMs and
+SIGKILLs pods at seeded random moments, and replaces failed pods as the manifest's
+podFailurePolicy says (exit 75 and disruptions ignored, other failures counted against
+backoffLimit). The archive it leaves must equal one uninterrupted export, key for key
+and byte for byte; a SIGTERMed pod must exit 75 and a finished one 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from stream_backend.cli import main
+from stream_backend.k8s import STORE_MOUNT
+
+from jobsim import JobSimulation, cli_executable, progress_lines  # noqa: E402 (tests/k8s on sys.path)
+
+SEGMENTS = 5
+EVENTS_PER_SEGMENT = 120
+EXPORT_OPTS = ["--object-size", "256KiB", "--part-size", "64KiB", "--parallel", "2"]
+
+
+@pytest.fixture
+def source_store(store_root):
+    """A local store with one stream of a few segments: events of mixed sizes (empty ones,
+    ones larger than an object, so spillover is exercised) and routing keys."""
+    from stream_backend.stores.local import LocalStore
+
+    store = LocalStore(root=str(store_root))
+    store.create_stream("k8s", "events", segments=SEGMENTS)
+    rng = random.Random(20261125)
+    with store.writer("k8s", "events") as w:
+        for seg in range(SEGMENTS):
+            for i in range(EVENTS_PER_SEGMENT):
+                size = rng.choice([0, 17, 1000, 30000, 90000, 300000])
+                w.append(rng.randbytes(size), routing_key=f"key-{i % 5}", segment=seg)
+    store.close()
+    return store_root
+
+
+def archive_files(root: Path) -> dict[str, bytes]:
+    """Every key of a file:// archive with its bytes. Temporary files a SIGKILLed writer
+    left behind (``*.tmp-*``, never listed by the archive reader) are not keys."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and ".tmp-" not in p.name:
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def env_for(store_root) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["STREAM_BACKEND_ROOT"] = str(store_root)
+    return env
+
+
+def uninterrupted_export(store_root, target: Path) -> dict:
+    proc = subprocess.run(
+        [cli_executable(), "export", "stream://k8s/events", f"file://{target}", "--progress", "none", *EXPORT_OPTS],
+        env=env_for(store_root), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def job_manifest(op: str, stream_url: str, archive: Path, shards: int | None, parallelism: int | None) -> dict:
+    args = ["k8s", "job", op]
+    args += [stream_url, f"file://{archive}"] if op == "export" else [f"file://{archive}", stream_url]
+    args += ["--pvc", "streams", "--archive-pvc", "backups", "--archive-mount", str(archive.parent)]
+    if shards:
+        args += ["--indexed", str(shards), "--parallelism", str(parallelism)]
+    if op == "export":
+        args += EXPORT_OPTS
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.output)
+
+
+def check_exit_codes(results, op: str, completions: int) -> None:
+    """SIGTERM -> 75 (or 0 if the work was already done), SIGKILL -> 137, else 0 or 75;
+    every index ends with exactly one success; the chaos really happened."""
+    for r in results:
+        if r.fate.startswith("sigterm") and r.signalled:
+            assert r.exit_code in (75, 0), (r.exit_code, r.stderr)
+            if r.exit_code == 0:
+                assert '"event":"done"' in r.stdout.replace(" ", "")
+            else:
+                assert r.action == "Ignore"
+                assert "resume with: stream-backend " + op in r.stderr
+        elif r.fate.startswith("sigkill") and r.signalled:
+            assert r.exit_code in (137, 0)
+        else:
+            # an undisturbed pod finishes (0) or, right after a SIGKILLed predecessor on
+            # another host, finds its lease still held (75): never anything else
+            assert r.exit_code in (0, 75), (r.fate, r.exit_code, r.stderr)
+        for line in progress_lines(r.stderr):
+            assert line["event"] == "progress" and line["op"] == op
+    finished = [r for r in results if r.exit_code == 0]
+    assert sorted(r.index for r in finished) == list(range(completions))
+    paused = [r for r in results if r.exit_code == 75 and r.fate.startswith("sigterm")]
+    killed = [r for r in results if r.exit_code == 137]
+    assert paused and killed, f"the chaos plan exercised too little: {[(r.fate, r.exit_code) for r in results]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,shards,parallelism", [(1, 3, 3), (7, 5, 2), (11, None, None)])
+def test_export_job_under_chaos_equals_uninterrupted(source_store, tmp_path, seed, shards, parallelism):
+    reference = tmp_path / "reference" / "archive"
+    ref_summary = uninterrupted_export(source_store, reference)
+    assert ref_summary["complete"] is True
+
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    manifest = job_manifest("export", "stream://k8s/events", archive, shards, parallelism)
+    spec = manifest["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STREAM_BACKEND_ROOT"] == STORE_MOUNT  # the claim's mount point ...
+    sim = JobSimulation(
+        spec, tmp_path,
+        # ... which is this directory here; progress every 50 ms so SIGTERMs land mid-transfer
+        env_overrides={"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.05"},
+        seed=seed, chaos_budget=10 if shards else 6,
+    )
+    results = sim.run()
+    check_exit_codes(results, "export", shards or 1)
+
+    got, want = archive_files(archive), archive_files(reference)
+    assert sorted(got) == sorted(want), (set(got) ^ set(want))
+    for key in want:
+        assert got[key] == want[key], key
+    assert not any(k.startswith(("checkpoints/", "leases/")) for k in got)
+    assert any(k.endswith("manifest.json") and k.startswith("runs/") for k in got)
+
+
+def test_final_summary_becomes_the_termination_message(source_store, tmp_path):
+    """The manifest sets STREAM_BACKEND_TERMINATION_LOG to the container's
+    terminationMessagePath; the CLI writes its final JSON summary there, which
+    `kubectl get pod -o jsonpath='{.status.containerStatuses[0].state.terminated.message}'` shows."""
+    archive = tmp_path / "backups" / "archive"
+    manifest = job_manifest("export", "stream://k8s/events", archive, None, None)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert env["STREAM_BACKEND_TERMINATION_LOG"] == container["terminationMessagePath"]
+    log = tmp_path / "termination-log"
+    run_env = dict(env_for(source_store), STREAM_BACKEND_TERMINATION_LOG=str(log))
+    proc = subprocess.run([cli_executable(), *container["args"]], env=run_env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    stdout_summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert log.exists(), "the transfer CLI wrote no termination message"
+    message = json.loads(log.read_text())
+    assert len(log.read_bytes()) <= 4096
+    assert message["event"] == "done" and message["complete"] is True
+    assert message["manifest_checksum"] == stdout_summary["manifest_checksum"]
+
+
+def read_stream(root: Path, scope: str, stream: str) -> dict:
+    from stream_backend.stores.local import LocalStore
+
+    store = LocalStore(root=str(root))
+    try:
+        info = store.stream_info(scope, stream)
+        return {s.segment: [(e.payload, e.routing_key) for e in store.read_events(scope, stream, s.segment)]
+                for s in info.segments}
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_import_job_under_chaos_restores_every_event_once(source_store, tmp_path):
+    archive = tmp_path / "backups" / "archive"
+    summary = uninterrupted_export(source_store, archive)
+    dest_root = tmp_path / "restored-store"
+    dest_root.mkdir()
+    manifest = job_manifest("import", "stream://k8s/restored", archive, 3, 2)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    archive_mount = next(m for m in container["volumeMounts"] if m["name"] == "archive")
+    assert archive_mount["readOnly"] is True  # an import only reads the archive ...
+    sim = JobSimulation(
+        manifest["spec"], tmp_path,
+        env_overrides={"STREAM_BACKEND_ROOT": str(dest_root), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.05"},
+        seed=5, chaos_budget=8,
+    )
+    results = sim.run()
+    check_exit_codes(results, "import", 3)
+    assert read_stream(dest_root, "k8s", "restored") == read_stream(source_store, "k8s", "events")
+
+
+def run_with_readonly_bind(src: Path, mountpoint: Path, argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run ``argv`` in a private mount namespace where ``src`` is bind-mounted read-only at
+    ``mountpoint`` — what a readOnly volumeMount gives the pod."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    script = ('mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && '
+              'if touch "$2/.probe" 2>/dev/null; then echo "mount is writable" >&2; exit 99; fi; '
+              'shift 2; exec "$@"')
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(src), str(mountpoint), *argv],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_read_only_mounts_suffice(source_store, tmp_path):
+    """The manifests mount the store claim read-only for an export and the archive claim
+    read-only for an import: the CLI must need no more than that."""
+    ro_store = tmp_path / "ro-store"
+    archive = tmp_path / "archive"
+    env = dict(env_for(ro_store))
+    proc = run_with_readonly_bind(
+        source_store, ro_store,
+        [cli_executable(), "export", "stream://k8s/events", f"file://{archive}", "--progress", "none", *EXPORT_OPTS], env)
+    assert proc.returncode == 0, proc.stderr
+    exported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert exported["complete"] and exported["events"] == SEGMENTS * EVENTS_PER_SEGMENT
+
+    ro_archive = tmp_path / "ro-archive"
+    dest_root = tmp_path / "dest"
+    proc = run_with_readonly_bind(
+        archive, ro_archive,
+        [cli_executable(), "import", f"file://{ro_archive}", "stream://k8s/copy", "--progress", "none"],
+        env_for(dest_root))
+    assert proc.returncode == 0, proc.stderr
+    assert read_stream(dest_root, "k8s", "copy") == read_stream(source_store, "k8s", "events")

@@ -1,0 +1,158 @@
+"""Pause and crash resume: SIGTERM -> exit 75 + resumable; SIGKILL at seeded random
+moments -> the same command resumes, and the result equals an uninterrupted transfer."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from stream_backend.stores.local import LocalStore
+
+from .helpers import CLI, cli_env, done_line, fill_stream, listing, run_cli, snapshot_s3
+
+KILLS = 20
+
+
+class Proc:
+    """A CLI subprocess whose stderr progress lines are collected as they come."""
+
+    def __init__(self, args, env):
+        self.p = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.started = threading.Event()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            self.lines.append(line)
+            if line.startswith("{") and '"done_bytes"' in line:
+                d = json.loads(line)
+                if d.get("total_bytes"):
+                    self.started.set()
+
+    def finish(self, timeout=120):
+        out = self.p.stdout.read()
+        rc = self.p.wait(timeout=timeout)
+        self.t.join(timeout=5)
+        return rc, out, "".join(self.lines)
+
+
+@pytest.fixture
+def small_store(store_root):
+    s = LocalStore(root=str(store_root), max_event_size=16 * 1024)
+    yield s
+    s.close()
+
+
+def _manifest_exists(bucket, prefix):
+    resp = bucket.client().list_objects_v2(Bucket=bucket.name, Prefix=f"{prefix}/runs/", MaxKeys=1000)
+    return any(o["Key"].endswith("manifest.json") for o in resp.get("Contents", []))
+
+
+def _kill_loop(args, env, rnd, max_delay, done_check):
+    """SIGKILL ``args`` KILLS times at random moments once work started; return interruptions."""
+    interrupted = 0
+    kills = 0
+    while kills < KILLS:
+        proc = Proc(args, env)
+        proc.started.wait(timeout=30)
+        time.sleep(rnd.uniform(0, max_delay))
+        if proc.p.poll() is None:
+            proc.p.send_signal(signal.SIGKILL)
+            kills += 1
+            rc, _out, err = proc.finish()
+            assert rc in (-signal.SIGKILL, 0), err[-2000:]  # 0: it finished just before the signal
+            if rc != 0 and not done_check():
+                interrupted += 1
+        else:
+            rc, out, err = proc.finish()
+            assert rc == 0, err[-2000:]
+            if done_check():
+                # finished before we could kill it: further kills hit the no-op rerun
+                kills += 1
+    return interrupted
+
+
+@pytest.mark.slow
+def test_export_kill_loop_identical_archive(small_store, store_root, s3_bucket):
+    fill_stream(small_store, "demo", "src", segments=3, events=600, seed=21, max_size=8000)
+    env = cli_env(store_root, s3_bucket.server, STREAM_BACKEND_CHECKPOINT_INTERVAL="0.1")
+    common = ["--object-size", "4KiB", "--parallel", "3"]
+    t0 = time.monotonic()
+    run_cli(["export", "stream://demo/src", f"{s3_bucket.url}/ref", *common], env, check=0)
+    t_ref = time.monotonic() - t0
+    args = ["export", "stream://demo/src", f"{s3_bucket.url}/resumed", *common]
+    rnd = random.Random(1234)
+    interrupted = _kill_loop(args, env, rnd, max(t_ref / 12, 0.1), lambda: _manifest_exists(s3_bucket, "resumed"))
+    assert interrupted >= KILLS // 2, f"only {interrupted} kills landed before the export completed"
+    out = run_cli(args, env, check=0)
+    assert done_line(out.stdout)["complete"]
+    ref, got = snapshot_s3(s3_bucket, "ref"), snapshot_s3(s3_bucket, "resumed")
+    assert got.keys() == ref.keys()
+    assert got == ref
+    # no multipart upload left behind
+    assert not s3_bucket.client().list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
+
+
+@pytest.mark.slow
+def test_import_kill_loop_no_gap_no_duplicate(local_store, store_root, s3_bucket):
+    fill_stream(local_store, "demo", "src", segments=2, events=6000, seed=4, max_size=600)
+    env = cli_env(store_root, s3_bucket.server)
+    archive = f"{s3_bucket.url}/a"
+    run_cli(["export", "stream://demo/src", archive, "--object-size", "16KiB"], env, check=0)
+    t0 = time.monotonic()
+    run_cli(["import", archive, "stream://demo/ref"], env, check=0)
+    t_ref = time.monotonic() - t0
+    args = ["import", archive, "stream://demo/copy"]
+    rnd = random.Random(99)
+
+    def complete():
+        try:
+            return LocalStore(root=str(store_root)).stream_info("demo", "copy").events == 6000
+        except Exception:
+            return False
+
+    interrupted = _kill_loop(args, env, rnd, max(t_ref / 12, 0.05), complete)
+    assert interrupted >= KILLS // 2, f"only {interrupted} kills landed before the import completed"
+    run_cli(args, env, check=0)
+    fresh = LocalStore(root=str(store_root))
+    assert listing(fresh, "demo", "copy") == listing(fresh, "demo", "src")
+
+
+def test_sigterm_pauses_with_exit_75_and_resumes(small_store, store_root, tmp_path):
+    fill_stream(small_store, "demo", "src", segments=2, events=1500, seed=9, max_size=6000)
+    env = cli_env(store_root, STREAM_BACKEND_CHECKPOINT_INTERVAL="0.05")
+    archive = str(tmp_path / "arch")
+    args = ["export", "stream://demo/src", archive, "--object-size", "2KiB"]
+    proc = Proc(args, env)
+    assert proc.started.wait(timeout=30)
+    time.sleep(0.2)
+    proc.p.send_signal(signal.SIGTERM)
+    rc, out, err = proc.finish()
+    assert rc == 75, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "resume with: stream-backend export stream://demo/src" in last and archive in last
+    st = json.loads(run_cli(["status", archive, "--json"], env, check=0).stdout)
+    cps = st["in_progress"]["checkpoints"]
+    assert cps and 0 < sum(c["done_events"] for c in cps) < 1500
+    assert not st["in_progress"]["leases"]  # released on pause
+    out = run_cli(args, env, check=0)
+    assert done_line(out.stdout)["complete"]
+    run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
+    # import pauses too
+    proc = Proc(["import", archive, "stream://demo/copy"], env)
+    assert proc.started.wait(timeout=30)
+    proc.p.send_signal(signal.SIGTERM)
+    rc, _out, err = proc.finish()
+    assert rc in (0, 75), err[-2000:]
+    if rc == 75:
+        assert "resume with: stream-backend import" in err.strip().splitlines()[-1]
+    run_cli(["import", archive, "stream://demo/copy"], env, check=0)
+    assert listing(small_store, "demo", "copy") == listing(small_store, "demo", "src")
