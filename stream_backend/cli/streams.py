@@ -11,7 +11,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import re
 import sys
 
 import click
@@ -24,17 +23,12 @@ from .common import open_store_for, store_options
 CAT_CHUNK = 1 << 20  # bytes per read_range call in `cat`
 WRITE_FLUSH_EVERY = 8 << 20  # bytes between writer.flush() calls in `write`: bounds what a store may queue
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
-          "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
-
-
 def parse_size(text: str) -> int:
-    """``"65536"``, ``"64KiB"``, ``"1 MiB"``, ``"1M"`` (binary), ``"1MB"`` (decimal) -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text or "")
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _UNITS:
-        raise UsageError(f"not a size: {text!r} (use bytes, or a suffix like 64KiB, 1MiB)")
-    return int(m.group(1)) * _UNITS[unit]
+    """``"65536"``, ``"64KiB"``, ``"1 MiB"``, ``"1M"`` -> bytes: the one size syntax every
+    command shares (``stream_backend.archive.parse_size``; K/KB/KiB are all 1024)."""
+    from ..archive import parse_size as _parse
+
+    return _parse(text)
 
 
 def human_size(n: int) -> str:
