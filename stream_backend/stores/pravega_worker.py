@@ -1,0 +1,322 @@
+"""The process that talks to Pravega through the ``pravega`` client (module pravega_client).
+
+WHY a separate process: the client's calls never release the GIL and, when the controller
+cannot be reached, retry forever. Run in our own process they would freeze timeouts,
+progress bars and Ctrl-C. Here they run in a child that the parent (``pravega.py``) can
+wait on with a deadline and kill; the parent turns that into ``UnavailableError``.
+
+Protocol on stdin/stdout: frames of ``<u32 big-endian length><pickle>``. Request
+``(op, kwargs)``; reply ``("ok", result)`` or ``("err", kind, message)`` where kind is
+one of ``notfound exists usage sealed panic error``. The worker exits on EOF of stdin and
+when the parent dies (PR_SET_PDEATHSIG). Its stderr is the parent's choice (the Rust
+client prints panics there; the parent sends it to /dev/null unless debugging).
+
+Credentials: the client reads ``pravega_client_auth_*`` and ``pravega_client_tls_cert_path``
+from the environment this process inherits; nothing here prints or returns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import itertools
+import os
+import pickle
+import signal
+import struct
+import sys
+import uuid
+
+_LEN = struct.Struct(">I")
+HEADER = 8  # Pravega event framing in a segment: int32 type (0) + int32 length, big-endian
+
+
+def _read_frame(f) -> object | None:
+    head = f.read(4)
+    if len(head) < 4:
+        return None
+    (n,) = _LEN.unpack(head)
+    data = f.read(n)
+    if len(data) < n:
+        return None
+    return pickle.loads(data)
+
+
+def _write_frame(f, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    f.write(_LEN.pack(len(data)) + data)
+    f.flush()
+
+
+class Fail(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Worker:
+    def __init__(self, controller: str, auth: bool, tls: bool, tls_verify: bool):
+        import pravega_client
+
+        self.pc = pravega_client
+        self.sm = pravega_client.StreamManager(
+            controller, auth_enabled=auth, tls_enabled=tls, disable_cert_verification=not tls_verify
+        )
+        self.writers: dict[int, object] = {}
+        self.byte_streams: dict[tuple[str, str], object] = {}
+        self.scans: dict[int, _MultiScan] = {}
+        self.ids = itertools.count(1)
+        self.loop = asyncio.new_event_loop()
+
+    # --- namespace ---------------------------------------------------------------
+    def op_ping(self):
+        self.sm.list_scope()
+        return True
+
+    def op_list_scopes(self):
+        return [s for s in self.sm.list_scope() if not s.startswith("_")]
+
+    def op_create_scope(self, scope):
+        return bool(self.sm.create_scope(scope))
+
+    def op_delete_scope(self, scope):
+        return bool(self.sm.delete_scope(scope))
+
+    def op_list_streams(self, scope):
+        return self.sm.list_stream(scope)
+
+    def op_create_stream(self, scope, stream, segments, scaling, tags):
+        policy = self._scaling(segments, scaling)
+        return bool(
+            self.sm.create_stream_with_policy(
+                scope, stream, scaling_policy=policy, retention_policy=self.pc.StreamRetentionPolicy.none(), tags=tags
+            )
+        )
+
+    def _scaling(self, segments, scaling):
+        SP = self.pc.StreamScalingPolicy
+        if scaling is None:
+            return SP.fixed_scaling_policy(segments)
+        kind, rate, factor = scaling
+        if kind == "events":
+            return SP.auto_scaling_policy_by_event_rate(rate, factor, segments)
+        return SP.auto_scaling_policy_by_data_rate(rate, factor, segments)
+
+    def op_get_tags(self, scope, stream):
+        return list(self.sm.get_stream_tags(scope, stream) or [])
+
+    def op_set_tags(self, scope, stream, segments, scaling, tags):
+        return bool(
+            self.sm.update_stream_with_policy(
+                scope,
+                stream,
+                scaling_policy=self._scaling(segments, scaling),
+                retention_policy=self.pc.StreamRetentionPolicy.none(),
+                tags=tags,
+            )
+        )
+
+    def op_seal_stream(self, scope, stream):
+        self.byte_streams.pop((scope, stream), None)
+        return bool(self.sm.seal_stream(scope, stream))
+
+    def op_delete_stream(self, scope, stream):
+        self.byte_streams.pop((scope, stream), None)
+        return bool(self.sm.delete_stream(scope, stream))
+
+    def op_cuts(self, scope, stream):
+        """Head and tail stream cuts {segment id: offset}: from two throw-away reader
+        groups (the binding has no other way to see segments); both are deleted."""
+        out = []
+        for from_tail in (False, True):
+            name = "sbcut" + uuid.uuid4().hex
+            rg = self.sm.create_reader_group(name, scope, stream, from_tail)
+            try:
+                out.append(dict(rg.get_streamcut().get_segment_offset_map()))
+            finally:
+                self.sm.delete_reader_group(name, scope)
+        return out
+
+    def op_cuts_head(self, scope, stream):
+        name = "sbcut" + uuid.uuid4().hex
+        rg = self.sm.create_reader_group(name, scope, stream, False)
+        try:
+            return dict(rg.get_streamcut().get_segment_offset_map())
+        finally:
+            self.sm.delete_reader_group(name, scope)
+
+    # --- single-segment raw reads -------------------------------------------------
+    def _bs(self, scope, stream):
+        bs = self.byte_streams.get((scope, stream))
+        if bs is None:
+            bs = self.sm.create_byte_stream(scope, stream)
+            self.byte_streams[(scope, stream)] = bs
+        return bs
+
+    def op_raw_bounds(self, scope, stream):
+        bs = self._bs(scope, stream)
+        return bs.current_head_offset(), bs.current_tail_offset()
+
+    def op_raw_read(self, scope, stream, offset, length):
+        """Raw segment bytes [offset, offset+length): event headers included. The caller
+        bounds the range by the tail (reading past it would wait for data)."""
+        bs = self._bs(scope, stream)
+        bs.seek(offset, 0)
+        buf = bytearray(length)
+        view = memoryview(buf)
+        got = 0
+        while got < length:
+            n = bs.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return bytes(buf[:got])
+
+    # --- multi-segment reads through a reader group --------------------------------
+    def op_mscan_open(self, scope, stream, stop):
+        sid = next(self.ids)
+        self.scans[sid] = _MultiScan(self, scope, stream, stop)
+        return sid
+
+    def op_mscan_next(self, sid):
+        return self.scans[sid].next()
+
+    def op_mscan_close(self, sid):
+        scan = self.scans.pop(sid, None)
+        if scan:
+            scan.close()
+        return True
+
+    # --- writers ------------------------------------------------------------------
+    def op_writer_open(self, scope, stream):
+        wid = next(self.ids)
+        self.writers[wid] = self.sm.create_writer(scope, stream, max_inflight_events=1000)
+        return wid
+
+    def op_writer_write(self, wid, events):
+        w = self.writers[wid]
+        for payload, key in events:
+            w.write_event_bytes(payload, key)
+        return len(events)
+
+    def op_writer_flush(self, wid):
+        self.writers[wid].flush()
+        return True
+
+    def op_writer_close(self, wid):
+        w = self.writers.pop(wid, None)
+        if w is not None:
+            w.flush()
+        return True
+
+
+class _MultiScan:
+    """Reads every segment of a stream and says which segment each slice came from.
+
+    The binding's slices do not name their segment. After a slice is consumed we release
+    it and take the reader offline, which writes the reader's positions into the reader
+    group's state; the one segment whose position moved is the slice's segment. Then a
+    fresh reader (new name: a name still marked online would panic) continues. ``stop``
+    is the tail cut taken by the caller: the scan ends when every segment reaches it, so
+    it never waits on the client's ~1 s empty slices except while data is in flight.
+    """
+
+    def __init__(self, w: Worker, scope, stream, stop):
+        self.w, self.scope, self.stream = w, scope, stream
+        self.stop = dict(stop)
+        self.name = "sbscan" + uuid.uuid4().hex
+        self.rg = w.sm.create_reader_group(self.name, scope, stream)
+        self.pos = dict(self.rg.get_streamcut().get_segment_offset_map())
+        self.n = 0
+
+    def done(self) -> bool:
+        return all(self.pos.get(s, 0) >= t for s, t in self.stop.items())
+
+    def next(self):
+        """One slice: ``(segment id, [(offset, payload), ...])``; None when done."""
+        empty = 0
+        while not self.done():
+            self.n += 1
+            reader = self.rg.create_reader(f"r{self.n}")
+            try:
+                sl = self.w.loop.run_until_complete(reader.get_segment_slice_async())
+                events = [(e.offset(), bytes(e.data())) for e in sl]
+                reader.release_segment(sl)
+            finally:
+                reader.reader_offline()
+            cur = dict(self.rg.get_streamcut().get_segment_offset_map())
+            moved = [s for s, off in cur.items() if off != self.pos.get(s)]
+            self.pos = cur
+            if events:
+                if len(moved) != 1:
+                    raise Fail("error", f"cannot tell which segment a slice came from (moved: {moved})")
+                return moved[0], events
+            empty += 1
+            if empty > 30:
+                raise Fail("error", "reader made no progress towards the tail stream cut")
+        return None
+
+    def close(self):
+        try:
+            self.w.sm.delete_reader_group(self.name, self.scope)
+        except Exception:
+            pass
+
+
+def _classify(e: BaseException) -> tuple[str, str]:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    low = msg.lower()
+    if "panic" in type(e).__name__.lower():
+        return "panic", msg[:300]
+    if "invalid stream/scope" in low or "illegal" in low:
+        return "usage", msg[:300]
+    if "not exist" in low or "notfound" in low or "not found" in low or "does not exist" in low:
+        return "notfound", msg[:300]
+    if "already exist" in low:
+        return "exists", msg[:300]
+    if "sealed" in low:
+        return "sealed", msg[:300]
+    if "invalid" in low or "illegal" in low:
+        return "usage", msg[:300]
+    return "error", msg[:300]
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main() -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C hits it
+    rfile, wfile = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing may write into the frame stream by accident
+    init = _read_frame(rfile)
+    if init is None:
+        return 0
+    try:
+        worker = Worker(**init)
+        _write_frame(wfile, ("ok", True))
+    except BaseException as e:  # noqa: BLE001 - pyo3 PanicException derives from BaseException
+        _write_frame(wfile, ("err",) + _classify(e))
+        return 1
+    while True:
+        req = _read_frame(rfile)
+        if req is None:
+            return 0
+        op, kwargs = req
+        try:
+            result = getattr(worker, "op_" + op)(**kwargs)
+            reply = ("ok", result)
+        except Fail as e:
+            reply = ("err", e.kind, str(e))
+        except BaseException as e:  # noqa: BLE001
+            reply = ("err",) + _classify(e)
+        _write_frame(wfile, reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
