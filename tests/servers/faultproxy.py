@@ -39,12 +39,14 @@ class FaultProxy:
     ``internal_error`` (500 InternalError), ``reset`` (connection reset: for a request with
     a body, after half of the body went to the server), then independently ``latency``
     (sleep ``latency_s`` before forwarding). ``only_methods`` limits faults to some methods.
+    ``max_consecutive`` lets a request through after that many faults in a row on the same
+    method and path (bounds the client's exponential backoff, so tests stay fast).
     ``stats`` counts requests and injected faults; ``log`` lists (method, path, fault).
     """
 
     def __init__(self, target: str, seed: int = 0, slowdown: float = 0.0, internal_error: float = 0.0,
                  reset: float = 0.0, latency: float = 0.0, latency_s: float = 0.05,
-                 only_methods: tuple[str, ...] | None = None):
+                 only_methods: tuple[str, ...] | None = None, max_consecutive: int | None = None):
         u = urlsplit(target)
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"fault proxy needs an http:// target, got {target!r}")
@@ -57,6 +59,8 @@ class FaultProxy:
         self.stats: Counter = Counter()
         self.log: list[tuple[str, str, str | None]] = []
         self.enabled = True
+        self.max_consecutive = max_consecutive
+        self._streak: Counter = Counter()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -96,7 +100,7 @@ class FaultProxy:
 
     # -- decisions
 
-    def decide(self, method: str, has_body: bool) -> tuple[str | None, bool]:
+    def decide(self, method: str, has_body: bool, path: str = "") -> tuple[str | None, bool]:
         """(fault or None, add latency?) for the next request; seeded, in request order."""
         with self._lock:
             r = [self._rng.random() for _ in range(2)]
@@ -110,6 +114,10 @@ class FaultProxy:
                     fault = name
                     break
             slow = r[1] < self.rates["latency"]
+            if self.max_consecutive is not None:
+                if fault and self._streak[(method, path)] >= self.max_consecutive:
+                    fault = None
+                self._streak[(method, path)] = self._streak[(method, path)] + 1 if fault else 0
             if fault:
                 self.stats[fault] += 1
             if slow:
@@ -190,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
         has_body = chunked or int(self.headers.get("Content-Length") or 0) > 0
-        fault, slow = owner.decide(self.command, has_body)
+        fault, slow = owner.decide(self.command, has_body, self.path)
         with owner._lock:
             owner.log.append((self.command, self.path, fault))
         if fault == "reset" and has_body:
