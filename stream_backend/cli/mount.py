@@ -65,6 +65,7 @@ def _background(argv: list[str], mountpoint: str, wait: float) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if os.path.ismount(mountpoint):
+            os.unlink(log.name)  # the mount is up; nothing to report (no litter in /tmp)
             click.echo(
                 f"mounted at {mountpoint} (pid {proc.pid}); unmount with: "
                 f"stream-backend umount {mountpoint}   (or fusermount -u {mountpoint})"

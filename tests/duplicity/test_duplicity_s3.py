@@ -11,7 +11,7 @@ import pytest
 from dup_helpers import diff_r, dup_env, duplicity, make_tree
 from fuse.mounting import cli, mounted, read_counter
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.s3, pytest.mark.fuse, pytest.mark.timeout(300)]
 
 
 def listing(store, scope):

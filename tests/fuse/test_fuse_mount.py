@@ -15,7 +15,7 @@ import pytest
 
 from .mounting import CLI, cli, mounted, read_counter, wait_mounted, wait_unmounted
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.fuse, pytest.mark.timeout(180)]
 
 
 def put(store, scope, stream, payloads, segments=1):
