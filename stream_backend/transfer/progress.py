@@ -141,6 +141,8 @@ class Progress:
             )
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return  # already stopped (a pause stops it before printing how to resume)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
