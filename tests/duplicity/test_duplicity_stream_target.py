@@ -13,7 +13,8 @@ import time
 import pytest
 from dup_helpers import CLI, diff_r, dup_env, duplicity, make_tree
 
-from stream_backend.duplicity_backend import StreamTarget
+from stream_backend.duplicity_backend import StreamTarget, target_from_url
+from stream_backend.errors import UsageError
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -105,3 +106,22 @@ def test_kill_9_during_backup_then_next_run_completes(local_store, store_root, t
     duplicity("restore", url, tmp_path / "out", archive_dir=tmp_path / "r", root=store_root)
     assert diff_r(src, tmp_path / "out") == ""
     shutil.rmtree(tmp_path / "out")
+
+
+def test_target_urls(local_store):
+    assert (target_from_url("stream://backups", local_store).stream) == "duplicity"
+    t = target_from_url("stream://backups/pv9", local_store)
+    assert (t.scope, t.stream, t.index_stream) == ("backups", "pv9", "pv9.index")
+    for bad in ("stream://backups/pv9/0", "stream://", "stream://-bad/x"):
+        with pytest.raises(UsageError):
+            target_from_url(bad, local_store)
+    assert t.names() == []  # a target that does not exist yet is empty, not an error
+
+
+def test_bad_target_is_a_one_line_backend_error(store_root, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    res = duplicity("full", src, "stream://backups/pv1/7", archive_dir=tmp_path / "a", root=store_root,
+                    check=False)
+    assert res.returncode != 0
+    assert "segment" in (res.stdout + res.stderr)

@@ -222,6 +222,7 @@ def test_bad_input_is_one_line_with_exit_code(store_root, populated, tmp_path):
         (["stream://demo/logs", mp], 64),
         (["bogus://x", mp], 64),
     ]
+    cases.append((["pravega://demo", mp, "--controller", "tcp://127.0.0.1:9", "--timeout", "2"], 69))
     for args, code in cases:
         res = cli("mount", *args, "--root", store_root, check=False, timeout=30)
         assert res.returncode == code, (args, res.stderr)
