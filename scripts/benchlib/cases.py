@@ -54,6 +54,13 @@ def _ratios(rows, metric="throughput_mib_s", ours="stream-backend", higher_is_be
     return out
 
 
+def _drop(ctx, name):
+    try:
+        ctx.drop_stream(name)
+    except Exception as exc:  # noqa: BLE001 - only disk space is at stake
+        ctx.log(f"  could not delete stream {name}: {exc}")
+
+
 def _target(name, value, ok, detail=""):
     return {"name": name, "value": value, "met": (None if value is None else bool(ok)), "detail": detail, "why": ""}
 
@@ -583,6 +590,9 @@ def case_read(ctx: Context) -> dict:
     finally:
         if mount:
             mount.__exit__(None, None, None)
+        for size in p.rand_sizes:
+            if size != p.big:
+                _drop(ctx, f"r{size // MiB}m")
 
     cat = _ok(rows, "cat")
     fs = _ok(rows, "fsspec stream://")
@@ -633,6 +643,9 @@ def case_memory(ctx: Context) -> dict:
             return tool_result(tool, "ours", cmd, runs, nbytes=size, events=st["events"], extra={"stream_bytes": size})
 
         rows.append(_safe(ctx, tool, "ours", cmd, body))
+    for size in p.rss_sizes:
+        if size != p.big:
+            _drop(ctx, f"m{size // MiB}m")
     ok = [r for r in rows if r.get("status") == "ok"]
     growth = None
     if len(ok) == len(p.rss_sizes) and len(ok) >= 2:

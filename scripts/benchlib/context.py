@@ -165,6 +165,16 @@ class Context:
             self.streams[name] = info
         return self.streams[name]
 
+    def drop_stream(self, name: str) -> None:
+        """Delete a generated stream once no later case needs it (keeps peak disk use down)."""
+        if name in self.streams:
+            store = self.open_store()
+            try:
+                store.delete_stream(SCOPE, name)
+            finally:
+                store.close()
+            del self.streams[name]
+
     def plain_file(self, name: str, total: int, event_size: int) -> str:
         """A plain file with the same bytes as the stream of the same size (own dir, for duplicity)."""
         if name not in self.files:

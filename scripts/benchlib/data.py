@@ -1,45 +1,62 @@
 """Test data: streams written through the store API and plain files with the same bytes.
 
-Payloads are slices of one seeded random pool (incompressible, deterministic, cheap to
-make: no per-event random generation), each 1 MiB event stamped with its index so no two
-events are equal. A stream's file view and the plain file the peers copy hold exactly
-the same bytes, so every tool moves the same data.
+The file view of every generated stream is one deterministic pseudo-random byte string
+(an AES-CTR keystream, or seeded ``random`` chunks without ``cryptography``): nothing
+repeats, so neither compression nor rsync-style delta matching (duplicity) can find
+shortcuts a real backup would not, and byte ``P`` of the file view is always the same
+byte, so a stream, the plain file the peers copy, and a later append all agree.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import struct
 import time
 
 from .util import MiB
 
-POOL_SIZE = 64 * MiB
-_pools: dict[int, bytes] = {}
+CHUNK = 4 * MiB
+_KEY = b"stream-backend-b"  # 16 bytes: AES-128
 
 
-def _pool(size: int) -> bytes:
-    if size not in _pools:
-        _pools[size] = random.Random(20261125 + size).randbytes(size)
-    return _pools[size]
+def _chunk_maker():
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:  # pragma: no cover - cryptography comes with moto/duplicity
+        return lambda c: random.Random(20261125 * 1_000_003 + c).randbytes(CHUNK)
+    zeros = bytes(CHUNK)
+
+    def make(c: int) -> bytes:
+        counter = (c * (CHUNK // 16)).to_bytes(16, "big")
+        return Cipher(algorithms.AES(_KEY), modes.CTR(counter)).encryptor().update(zeros)
+    return make
+
+
+_make_chunk = _chunk_maker()
+
+
+def byte_stream(start: int):
+    """Chunks of the file-view byte string from byte ``start`` on."""
+    c, skip = divmod(start, CHUNK)
+    while True:
+        chunk = _make_chunk(c)
+        yield chunk[skip:] if skip else chunk
+        c, skip = c + 1, 0
 
 
 def payloads(total: int, event_size: int, first: int = 0):
-    """Yield events whose sizes add up to ``total`` (the last one may be short)."""
-    pool = _pool(min(POOL_SIZE, max(total, event_size) + event_size))
-    span = len(pool) - event_size
-    stamp = event_size >= 64
-    i, left = first, total
-    step = 1_000_003 if stamp else 101
+    """Events ``first, first+1, ...`` of ``event_size`` bytes adding up to ``total``
+    (the last may be short); event ``i`` holds file-view bytes from ``i * event_size``."""
+    src = byte_stream(first * event_size)
+    buf, pos = b"", 0
+    left = total
     while left > 0:
         n = min(event_size, left)
-        off = (i * step) % span if span > 0 else 0
-        if stamp:
-            yield struct.pack("<Q", i) + pool[off:off + n - 8]
-        else:
-            yield pool[off:off + n]
-        i += 1
+        while len(buf) - pos < n:
+            buf = buf[pos:] + next(src)
+            pos = 0
+        yield buf[pos:pos + n]
+        pos += n
         left -= n
 
 
@@ -58,20 +75,15 @@ def write_stream(root: str, scope: str, stream: str, total: int, event_size: int
     """Append ``total`` bytes of events to stream://scope/stream; returns count and time."""
     store = open_local_store(root)
     t0 = time.perf_counter()
+    n = 0
     try:
         if create:
             store.create_stream(scope, stream, segments=segments, exist_ok=False)
-        n = 0
         writer = store.writer(scope, stream)
         try:
-            seg = 0 if segments == 1 else None
             append = writer.append
-            if seg is None:
-                for n, p in enumerate(payloads(total, event_size, first), 1):
-                    append(p)
-            else:
-                for n, p in enumerate(payloads(total, event_size, first), 1):
-                    append(p, None, seg)
+            for n, p in enumerate(payloads(total, event_size, first), 1):
+                append(p, None, 0)
         finally:
             writer.close()
     finally:
@@ -83,8 +95,12 @@ def write_stream(root: str, scope: str, stream: str, total: int, event_size: int
 
 
 def write_file(path: str, total: int, event_size: int, first: int = 0, append: bool = False) -> None:
-    """The same bytes as ``write_stream`` would put in the file view, as one plain file."""
+    """The same bytes as ``write_stream`` puts in the file view, as one plain file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "ab" if append else "wb", buffering=8 * MiB) as f:
-        for p in payloads(total, event_size, first):
-            f.write(p)
+    with open(path, "ab" if append else "wb") as f:
+        src = byte_stream(first * event_size)
+        left = total
+        while left > 0:
+            chunk = next(src)[:left]
+            f.write(chunk)
+            left -= len(chunk)

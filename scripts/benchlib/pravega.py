@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import time
 
 from .util import free_ports
 
@@ -34,6 +36,18 @@ class PravegaServer:
             raise RuntimeError("pravega-server start failed: " + " | ".join((res.stderr or res.stdout).strip().splitlines()[-5:]))
         with open(os.path.join(self.home, "pravega.pid")) as f:
             self.pid = int(f.read().strip())
+        # the sandbox prints "running" before the controller's gRPC port listens
+        port = int(self.controller.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"Pravega controller port {port} not listening after 180 s")
+                time.sleep(0.5)
         self.listeners = self._check_loopback()
 
     def _check_loopback(self) -> list[str]:
