@@ -822,10 +822,9 @@ class PravegaStore:
         foff = idx.offset_of(pos)
         if pos < idx.scanned_to and idx.seqs[bisect_left(idx.seqs, pos)] != pos:
             pos = idx.seqs[bisect_left(idx.seqs, pos)]  # from_seq between events: next one
-        limit = end if to_seq is None else to_seq
         sealed = tail is None
         while True:
-            stop = min(limit, end) if limit is not None else end
+            stop = end if to_seq is None else min(to_seq, end)
             while pos < stop:
                 raw = self._call("raw_read", scope=scope, stream=stream, offset=pos, length=min(CHUNK, stop - pos))
                 if not raw:

@@ -117,7 +117,6 @@ class Worker:
         )
 
     def op_seal_stream(self, scope, stream):
-        self.byte_streams.pop((scope, stream), None)
         return bool(self.sm.seal_stream(scope, stream))
 
     def op_delete_stream(self, scope, stream):
@@ -162,15 +161,14 @@ class Worker:
         bounds the range by the tail (reading past it would wait for data)."""
         bs = self._bs(scope, stream)
         bs.seek(offset, 0)
-        buf = bytearray(length)
-        view = memoryview(buf)
-        got = 0
-        while got < length:
-            n = bs.readinto(view[got:])
+        out = bytearray()
+        while len(out) < length:
+            buf = bytearray(length - len(out))
+            n = bs.readinto(buf)
             if not n:
                 break
-            got += n
-        return bytes(buf[:got])
+            out += buf[:n]
+        return bytes(out)
 
     # --- multi-segment reads through a reader group --------------------------------
     def op_mscan_open(self, scope, stream, stop):
@@ -239,7 +237,7 @@ class _MultiScan:
             self.n += 1
             reader = self.rg.create_reader(f"r{self.n}")
             try:
-                sl = self.w.loop.run_until_complete(reader.get_segment_slice_async())
+                sl = self.w.loop.run_until_complete(_acquire(reader))
                 events = [(e.offset(), bytes(e.data())) for e in sl]
                 reader.release_segment(sl)
             finally:
@@ -261,6 +259,11 @@ class _MultiScan:
             self.w.sm.delete_reader_group(self.name, self.scope)
         except Exception:
             pass
+
+
+async def _acquire(reader):
+    # the binding builds its future on the *running* loop, so call it inside a coroutine
+    return await reader.get_segment_slice_async()
 
 
 def _classify(e: BaseException) -> tuple[str, str]:
