@@ -21,7 +21,7 @@ def fill_stream(store, scope, stream, segments=3, events=300, seed=0, max_size=N
     total = 0
     with store.writer(scope, stream) as w:
         for i in range(events):
-            size = rnd.choice([0, 1, rnd.randint(2, 200), rnd.randint(200, max_size), max_size])
+            size = rnd.choice([0, 1, rnd.randint(2, min(200, max_size)), rnd.randint(min(200, max_size), max_size), max_size])
             payload = rnd.randbytes(size)
             key = None if i % key_every == 0 else ("" if i % 7 == 0 else f"key-{rnd.randint(0, 9)}")
             w.append(payload, key, segment=i % segments)
