@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -727,10 +728,12 @@ def _mount_device(mountpoint: str) -> str | None:
     return dev
 
 
-def _tune_readahead(mountpoint: str, kb: int = READAHEAD_KB, wait: float = 30.0) -> None:
-    """Raise the mount's kernel readahead (FUSE starts at 128 KiB): sequential readers
-    such as duplicity and tar then get ~1.6x the throughput (scripts/bench_mount.py).
-    Needs root (/sys/class/bdi); without it the default stays and nothing fails."""
+def _when_mounted(mountpoint: str, announce: str | None, kb: int = READAHEAD_KB,
+                  wait: float = 30.0) -> None:
+    """Once the mount is up: raise its kernel readahead (FUSE starts at 128 KiB; sequential
+    readers such as duplicity and tar then get ~1.6x the throughput, scripts/bench_mount.py;
+    needs root for /sys/class/bdi, else the default stays and nothing fails), then print
+    ``announce`` on stderr."""
 
     def work():
         deadline = time.monotonic() + wait
@@ -742,10 +745,12 @@ def _tune_readahead(mountpoint: str, kb: int = READAHEAD_KB, wait: float = 30.0)
                         f.write(str(kb))
                 except OSError as exc:
                     log.debug("readahead not tuned: %s", exc)
+                if announce:
+                    print(announce, file=sys.stderr, flush=True)
                 return
             time.sleep(0.05)
 
-    threading.Thread(target=work, name="tune-readahead", daemon=True).start()
+    threading.Thread(target=work, name="when-mounted", daemon=True).start()
 
 
 def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: bool = False,
@@ -778,8 +783,13 @@ def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: 
     if mfusepy.fuse_version_major == 2:
         opts["big_writes"] = True
         opts["max_write"] = 1024 * 1024
+    else:
+        opts["max_idle_threads"] = 8  # libfuse 3.14 warns about its own unset default
     logging.getLogger("fuse").setLevel(logging.DEBUG if debug else logging.ERROR)
-    _tune_readahead(os.path.abspath(mountpoint))
+    mp = os.path.abspath(mountpoint)
+    _when_mounted(mp, f"stream-backend: mounted {fsname} at {mp} "
+                      f"({'read-only' if read_only else 'read-write'}); Ctrl-C, SIGTERM or "
+                      f"`stream-backend umount {mp}` unmounts")
     try:
         mfusepy.FUSE(operations, mountpoint, **opts)
     except RuntimeError as exc:
