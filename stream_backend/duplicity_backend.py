@@ -129,10 +129,12 @@ class StreamTarget:
             from .errors import FormatVersionError
 
             raise FormatVersionError(
-                f"index {self.scope}/{self.index_stream}: event {seq} has an unknown format; upgrade stream-backend"
+                f"index {self.scope}/{self.index_stream}: event {seq} has an unknown format; "
+                "upgrade stream-backend"
             )
         if rec.get("op") == "put":
-            e = IndexEntry(rec["name"], rec["offset"], rec["size"], rec["first_seq"], rec["end_seq"], rec["sha256"])
+            e = IndexEntry(rec["name"], rec["offset"], rec["size"], rec["first_seq"],
+                           rec["end_seq"], rec["sha256"])
             self._files[e.name] = e
         elif rec.get("op") == "delete":
             for name in rec.get("names", []):
@@ -217,7 +219,8 @@ class StreamTarget:
             n = min(READ_CHUNK, e.size - pos)
             data = self.store.read_range(self.scope, self.stream, 0, e.offset + pos, n)
             if not data:
-                raise CorruptionError(f"{name}: data stream ends at {e.offset + pos}, expected {e.offset + e.size}")
+                raise CorruptionError(f"{name}: data stream ends at {e.offset + pos}, "
+                                      f"expected {e.offset + e.size}")
             out.write(data)
             digest.update(data)
             pos += len(data)
@@ -319,5 +322,6 @@ def run_duplicity(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     sys.exit(run_duplicity(sys.argv[1:]))
-elif __name__ == "__mp_main__":  # a duplicity worker spawned from `python -m stream_backend.duplicity_backend`
+elif __name__ == "__mp_main__":
+    # a duplicity worker spawned from `python -m stream_backend.duplicity_backend`
     register()

@@ -53,7 +53,8 @@ def _archive_operations(url: str, endpoint_url: str | None):
 def _background(argv: list[str], mountpoint: str, wait: float) -> None:
     """Re-run this command in the foreground, detached; return once it is mounted."""
     log = tempfile.NamedTemporaryFile(prefix="stream-backend-mount-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-c", "import sys; from stream_backend.cli import main; sys.exit(main())", *argv]
+    entry = "import sys; from stream_backend.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", entry, *argv]
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -84,7 +85,8 @@ def _background(argv: list[str], mountpoint: str, wait: float) -> None:
             raise err
         time.sleep(0.05)
     proc.terminate()
-    raise StreamBackendError(f"mount at {mountpoint} did not come up within {wait:.0f}s (log: {log.name})")
+    raise StreamBackendError(
+        f"mount at {mountpoint} did not come up within {wait:.0f}s (log: {log.name})")
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
@@ -135,7 +137,8 @@ def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url
             argv += ["--archive", archive]
         if read_write:
             argv.append("--read-write")
-        for flag, value in (("--endpoint-url", endpoint_url), ("--root", root), ("--controller", controller)):
+        for flag, value in (("--endpoint-url", endpoint_url), ("--root", root),
+                            ("--controller", controller)):
             if value:
                 argv += [flag, value]
         argv += ["--", *([] if archive else [url]), mountpoint]
@@ -154,7 +157,8 @@ def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url
 
     parsed = parse_stream_url(url, need="store")
     if parsed.stream:
-        raise UsageError(f"mount a store or a scope ({parsed.protocol}://[SCOPE]), not a stream: {url}")
+        raise UsageError(
+            f"mount a store or a scope ({parsed.protocol}://[SCOPE]), not a stream: {url}")
     store = open_store_for(parsed, root=root, controller=controller, timeout=timeout)
     try:
         if parsed.scope and parsed.scope not in store.list_scopes():
@@ -181,7 +185,8 @@ def unmount(mountpoint: str) -> None:
             break
         errors.append(res.stderr.strip() or f"{tool[0]} exit {res.returncode}")
     else:
-        raise StreamBackendError(f"could not unmount {mountpoint}: {'; '.join(errors) or 'no fusermount/umount'}")
+        why = "; ".join(errors) or "no fusermount/umount found"
+        raise StreamBackendError(f"could not unmount {mountpoint}: {why}")
     deadline = time.monotonic() + 10
     while os.path.ismount(mountpoint) and time.monotonic() < deadline:
         time.sleep(0.05)

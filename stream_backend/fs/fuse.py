@@ -340,7 +340,8 @@ class StoreOperations(Operations):
         info = self._info(scope, stream)
         if info.segment_count == 1:
             raise FuseOSError(errno.ENOTDIR)
-        return entries + [self._entry(str(i), f"{scope}/{stream}/{i}", False) for i in range(info.segment_count)]
+        return entries + [self._entry(str(i), f"{scope}/{stream}/{i}", False)
+                          for i in range(info.segment_count)]
 
     @fuse_errors
     def statfs(self, path):
@@ -662,9 +663,11 @@ class FsspecOperations(Operations):
                 child = f"{full}/{name}" if full else name
                 mode = stat.S_IFDIR if entry.get("type") == "directory" else stat.S_IFREG
                 # with use_ino a zero d_ino hides the entry: give every one its inode
-                entries[name] = (name, {"st_mode": mode, "st_ino": path_inode("fsspec:" + child)}, 0)
+                ino = path_inode("fsspec:" + child)
+                entries[name] = (name, {"st_mode": mode, "st_ino": ino}, 0)
         here = {"st_mode": stat.S_IFDIR, "st_ino": path_inode("fsspec:" + full)}
-        parent = {"st_mode": stat.S_IFDIR, "st_ino": path_inode("fsspec:" + full.rpartition("/")[0])}
+        up = full.rpartition("/")[0]
+        parent = {"st_mode": stat.S_IFDIR, "st_ino": path_inode("fsspec:" + up)}
         return [(".", here, 0), ("..", parent, 0)] + [entries[n] for n in sorted(entries)]
 
     @fuse_errors
@@ -760,7 +763,8 @@ def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: 
     ``auto_unmount``: libfuse's fusermount helper unmounts even if this process is killed
     with SIGKILL, so a mount never outlives its command."""
     if mfusepy is None:
-        raise UsageError(f"FUSE is not available: {_IMPORT_ERROR} (install libfuse2 or fuse3 and mfusepy)")
+        raise UsageError(f"FUSE is not available: {_IMPORT_ERROR} "
+                         "(install fuse3 or libfuse2, and mfusepy)")
     if not os.path.isdir(mountpoint):
         from ..errors import NotFoundError
 
