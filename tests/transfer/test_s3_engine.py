@@ -1,0 +1,130 @@
+"""S3 specifics: fault injection, multipart resume via ListParts, leases, sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from stream_backend.stores.local import LocalStore
+
+from .helpers import cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
+from .test_resume import Proc
+
+
+def test_faults_export_import_complete(local_store, store_root, s3_bucket, fault_proxy):
+    fill_stream(local_store, "demo", "src", segments=2, events=300, seed=31, max_size=6000)
+    proxy = fault_proxy(s3_bucket.server, seed=7, slowdown=0.05, internal_error=0.02, reset=0.02, max_consecutive=3)
+    env = cli_env(store_root, proxy.server)
+    archive = f"{s3_bucket.url}/faulty"
+    run_cli(["export", "stream://demo/src", archive, "--object-size", "8KiB"], env, check=0)
+    run_cli(["import", archive, "stream://demo/copy"], env, check=0)
+    injected = sum(v for k, v in proxy.stats.items() if k != "requests")
+    assert injected >= 5, proxy.stats
+    assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
+    # the archive itself is sound, read without the proxy
+    direct = cli_env(store_root, s3_bucket.server)
+    run_cli(["verify", archive, "--against", "stream://demo/src"], direct, check=0)
+
+
+def _open_parts(bucket, prefix):
+    c = bucket.client()
+    n = 0
+    for up in c.list_multipart_uploads(Bucket=bucket.name, Prefix=prefix).get("Uploads", []):
+        n += len(c.list_parts(Bucket=bucket.name, Key=up["Key"], UploadId=up["UploadId"]).get("Parts", []))
+    return n
+
+
+@pytest.mark.slow
+def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket):
+    store = LocalStore(root=str(store_root))
+    store.create_stream("demo", "big", segments=1)
+    rnd = __import__("random").Random(5)
+    with store.writer("demo", "big") as w:
+        for i in range(46):
+            w.append(rnd.randbytes(256 * 1024), f"k{i % 3}", segment=0)
+    env = cli_env(store_root, s3_bucket.server)
+    common = ["--object-size", "12MiB", "--part-size", "5MiB", "--parallel", "1"]
+    run_cli(["export", "stream://demo/big", f"{s3_bucket.url}/ref", *common], env, check=0)
+    args = ["export", "stream://demo/big", f"{s3_bucket.url}/mp", *common]
+    proc = Proc(args, env)
+    deadline = time.monotonic() + 60
+    while _open_parts(s3_bucket, "mp/") < 1 and proc.p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.p.poll() is None, "export finished before a part was stored"
+    proc.p.send_signal(signal.SIGKILL)
+    proc.finish()
+    stored = _open_parts(s3_bucket, "mp/")
+    assert stored >= 1
+    out = run_cli(args, env, check=0)
+    done = done_line(out.stdout)
+    assert done["complete"] and done["reused_parts"] >= 1, done
+    assert snapshot_s3(s3_bucket, "mp") == snapshot_s3(s3_bucket, "ref")
+    assert not s3_bucket.client().list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
+    run_cli(["verify", f"{s3_bucket.url}/mp", "--against", "stream://demo/big"], env, check=0)
+
+
+def test_concurrent_export_one_proceeds_other_fails(local_store, store_root, tmp_path):
+    fill_stream(local_store, "demo", "src", segments=2, events=1500, seed=12, max_size=6000)
+    env = cli_env(store_root)
+    archive = str(tmp_path / "a")
+    first = Proc(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
+    assert first.started.wait(timeout=30)
+    second = run_cli(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
+    rc, out, err = first.finish()
+    assert rc == 0, err[-2000:]
+    assert second.returncode == 75, second.stderr[-2000:]
+    assert "being exported by" in second.stderr and "Traceback" not in second.stderr
+    run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
+
+
+def test_stale_lease_of_dead_process_taken_over(local_store, store_root, tmp_path):
+    import socket
+
+    from stream_backend.transfer.checkpoint import _proc_start
+
+    fill_stream(local_store, "demo", "src", segments=1, events=20, seed=1, max_size=500)
+    env = cli_env(store_root)
+    archive = tmp_path / "a"
+    (archive / "leases").mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lease = {"holder": f"{socket.gethostname()}:{dead.pid}:1", "host": socket.gethostname(), "pid": dead.pid,
+             "start": "1", "expires": time.time() + 3600, "op": "export", "segment": 0}
+    (archive / "leases" / "000000.json").write_text(json.dumps(lease))
+    run_cli(["export", "stream://demo/src", str(archive)], env, check=0)
+    # a live holder on another host is respected until its lease expires
+    lease.update(holder="elsewhere:1:1", host="elsewhere", pid=1)
+    (archive / "leases" / "000000.json").write_text(json.dumps(lease))
+    proc = run_cli(["export", "stream://demo/src", str(archive)], env)
+    assert proc.returncode == 75 and "elsewhere" in proc.stderr
+    lease["expires"] = time.time() - 1
+    (archive / "leases" / "000000.json").write_text(json.dumps(lease))
+    run_cli(["export", "stream://demo/src", str(archive)], env, check=0)
+    assert _proc_start(os.getpid())
+
+
+def test_shards_write_one_run_manifest_by_the_last(local_store, store_root, tmp_path):
+    fill_stream(local_store, "demo", "src", segments=4, events=200, seed=17, max_size=3000)
+    env = cli_env(store_root)
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    run_cli(["export", "stream://demo/src", str(whole), "--object-size", "8KiB"], env, check=0)
+    out = run_cli(["export", "stream://demo/src", str(sharded), "--object-size", "8KiB", "--shard", "0/2"], env, check=0)
+    d = done_line(out.stdout)
+    assert not d["complete"] and d["waiting_for"] == [1, 3]
+    assert not (sharded / "runs" / "00000001" / "manifest.json").exists()
+    before = snapshot_dir(sharded)
+    run_cli(["export", "stream://demo/src", str(sharded), "--object-size", "8KiB", "--shard", "0/2"], env, check=0)
+    assert snapshot_dir(sharded) == before  # re-running a shard is idempotent
+    env1 = dict(env, JOB_COMPLETION_INDEX="1")
+    out = run_cli(["export", "stream://demo/src", str(sharded), "--object-size", "8KiB", "--shards", "2"], env1, check=0)
+    assert done_line(out.stdout)["complete"]
+    assert snapshot_dir(sharded) == snapshot_dir(whole)
+    run_cli(["export", "stream://demo/src", str(sharded), "--object-size", "8KiB", "--shard", "1/2"], env, check=0)
+    assert snapshot_dir(sharded) == snapshot_dir(whole)
+    run_cli(["import", str(sharded), "stream://demo/copy"], env, check=0)
+    assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
