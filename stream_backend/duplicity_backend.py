@@ -154,11 +154,26 @@ class StreamTarget:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    def _commit(self, rec: dict) -> None:
-        payload = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
+    def _max_event(self) -> int:
+        return int(getattr(self.store, "max_event_size", 8 * 1024 * 1024))
+
+    @staticmethod
+    def _encode(rec: dict) -> bytes:
+        return json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
+
+    def _commit(self, *records: dict) -> None:
+        """Append index records (each one event) and make them durable together."""
+        payloads = [self._encode(r) for r in records]
+        for p in payloads:
+            if len(p) > self._max_event():
+                from .errors import UsageError
+
+                raise UsageError(f"index record of {len(p)} bytes does not fit the store's max "
+                                 f"event size ({self._max_event()}); use a larger one")
         w = self._writer(self.index_stream)
         try:
-            w.append(payload, segment=0)
+            for p in payloads:
+                w.append(p, segment=0)
             w.flush()
         finally:
             w.close()
@@ -170,8 +185,7 @@ class StreamTarget:
     def put(self, name: str, fileobj) -> IndexEntry:
         """Append the file's bytes, then commit its index entry (only then it is visible)."""
         self.ensure()
-        max_event = int(getattr(self.store, "max_event_size", 8 * 1024 * 1024))
-        chunk = max(1, min(max_event, READ_CHUNK))
+        chunk = max(1, min(self._max_event(), READ_CHUNK))
         digest = hashlib.sha256()
         w = self._writer(self.stream)
         try:
@@ -198,7 +212,15 @@ class StreamTarget:
     def delete(self, names: list[str]) -> None:
         if not names or not self._exists():
             return
-        self._commit({"v": INDEX_VERSION, "op": "delete", "names": sorted(names)})
+        records, batch = [], []
+        for name in sorted(set(names)):  # as many names per record as fit one event
+            rec = {"v": INDEX_VERSION, "op": "delete", "names": batch + [name]}
+            if batch and len(self._encode(rec)) > self._max_event():
+                records.append({"v": INDEX_VERSION, "op": "delete", "names": batch})
+                batch = []
+            batch.append(name)
+        records.append({"v": INDEX_VERSION, "op": "delete", "names": batch})
+        self._commit(*records)
         with self._lock:
             for n in names:
                 self._files.pop(n, None)
