@@ -31,13 +31,15 @@ class Profile:
     runs: int
     warmup: int
     slow_runs: int           # duplicity and the largest streams: fewer runs, no warm-up
+    tool_budget_s: float = 60.0   # stop repeating a tool once it has >= 1 timed run and took this long
+    long_run_s: float = 10.0      # a first run this long is timed, not a warm-up (caches are warm by then)
 
 
 PROFILES = {
     "full": Profile("full", 1 * GiB, 1 * MiB, (1 * GiB, 8 * GiB), (1 * GiB, 10 * GiB),
                     10_000_000, 100, 0.01, 2000, 256 * MiB, runs=3, warmup=1, slow_runs=2),
     "quick": Profile("quick", 64 * MiB, 1 * MiB, (64 * MiB, 512 * MiB), (64 * MiB, 640 * MiB),
-                     200_000, 100, 0.01, 500, 32 * MiB, runs=3, warmup=1, slow_runs=2),
+                     200_000, 100, 0.01, 500, 32 * MiB, runs=3, warmup=1, slow_runs=2, tool_budget_s=20.0),
     "smoke": Profile("smoke", 4 * MiB, 1 * MiB, (4 * MiB, 16 * MiB), (4 * MiB, 40 * MiB),
                      5_000, 100, 0.25, 50, 4 * MiB, runs=1, warmup=0, slow_runs=1),
 }
@@ -62,6 +64,7 @@ class Context:
     streams: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     _checks: dict = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)  # rows one case can reuse from another
     pravega: object = None
 
     # ------------------------------------------------------------------ paths, env
@@ -240,6 +243,7 @@ def tool_result(tool: str, role: str, command: str, runs: list[Run] | None = Non
     if reason is not None:
         res.update(status="not available" if runs is None else "failed", reason=reason)
         return res
+    warmup = getattr(runs, "warmups", warmup)
     runs = runs or []
     walls = [r.wall_s for r in runs]
     med = {
@@ -261,15 +265,26 @@ def tool_result(tool: str, role: str, command: str, runs: list[Run] | None = Non
     return res
 
 
-def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=None) -> list[Run]:
-    """Run ``make(i)`` -> (argv, env, after) ``warmup + runs`` times; keep the last ``runs``.
+class Runs(list):
+    """The timed runs of one tool, and how many warm-up runs preceded them."""
+
+    warmups = 0
+
+
+def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=None) -> Runs:
+    """Run ``make(i)`` -> (argv, env, after) for ``warmup`` untimed and ``runs`` timed runs.
 
     ``after(run)`` (may be None) checks the outcome, adds fields to ``run.extra`` and cleans
     up (deletes the bucket or directory the run wrote) so every run starts alike.
+    Time budget (keeps the full set well inside 30 minutes on 2 cores): a first run longer
+    than ``profile.long_run_s`` counts as timed (a warm-up is for short runs), and no more
+    runs start once the tool has one timed run and has used ``profile.tool_budget_s``.
     """
-    kept = []
+    kept = Runs()
     pids = ctx.server_pids() if server_pids is None else server_pids
-    for i in range(warmup + runs):
+    started = time.perf_counter()
+    i = 0
+    while len(kept) < runs:
         argv, env, after, kw = _unpack(make(i))
         run = run_measured(argv, env=env, server_pids=pids, check=False, **kw)
         try:
@@ -279,11 +294,18 @@ def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=N
         finally:
             if after:
                 after(run)
-        tag = "warm-up" if i < warmup else f"run {i - warmup + 1}/{runs}"
+        warm = kept.warmups < warmup and not kept and run.wall_s < ctx.profile.long_run_s
+        if warm:
+            kept.warmups += 1
+        else:
+            kept.append(run)
+        tag = "warm-up" if warm else f"run {len(kept)}/{runs}"
         ctx.log(f"    {label:<28} {tag:<9} {run.wall_s:7.2f}s  client {run.client_cpu_s:6.2f}s"
                 + (f"  server {run.server_cpu_s:6.2f}s" if run.server_cpu_s is not None else ""))
-        if i >= warmup:
-            kept.append(run)
+        i += 1
+        if kept and len(kept) < runs and time.perf_counter() - started > ctx.profile.tool_budget_s:
+            ctx.log(f"    {label:<28} time budget ({ctx.profile.tool_budget_s:.0f} s) used: {len(kept)} timed run(s)")
+            break
     return kept
 
 

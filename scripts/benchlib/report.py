@@ -237,11 +237,58 @@ def plot(results: dict, path: str) -> bool:
         for k, v in enumerate(vals):
             ax.text(v[1], k, " " + UNIT_FMT.get(case["unit"], "{:.3g}").format(v[1]), va="center", fontsize=7)
         ax.margins(x=0.25)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
+        ax.tick_params(axis="x", labelsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     m = results["machine"]
     fig.suptitle(f"stream-backend benchmarks ({results['mode']}) — {m['date']} — {m['nproc']} cores {m['cpu_model']}"
                  "   blue: stream-backend, orange: peers, grey: baselines", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _short(v, _pos=None):
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
+def plot_latency(results: dict, path: str) -> bool:
+    """Random 4 KiB read latency (median and p99) per reader at each stream length."""
+    entries = [e for c in results["cases"] for e in c.get("random_reads") or [] if e.get("status") == "ok"]
+    if not entries:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    readers = list(dict.fromkeys(e["tool"] for e in entries))
+    sizes = sorted({e["size"] for e in entries})
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / max(1, len(readers))
+    for k, reader in enumerate(readers):
+        xs, med, p99 = [], [], []
+        for j, size in enumerate(sizes):
+            e = next((e for e in entries if e["tool"] == reader and e["size"] == size), None)
+            if e:
+                xs.append(j + k * width)
+                med.append(e["median_ms"])
+                p99.append(e["p99_ms"])
+        bars = ax.bar(xs, med, width, label=f"{reader} (median; tick = p99)")
+        ax.scatter(xs, p99, marker="_", s=200, color=bars.patches[0].get_facecolor() if bars.patches else None)
+    ax.set_xticks([j + width * (len(readers) - 1) / 2 for j in range(len(sizes))],
+                  [f"{s / MiB:,.0f} MiB stream" for s in sizes])
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="red", lw=0.8, ls="--")
+    ax.text(len(sizes) - 0.5, 1.0, " 1 ms target", color="red", fontsize=7, va="bottom", ha="right")
+    ax.set_ylabel("ms per 4 KiB read (log)", fontsize=8)
+    ax.set_title(f"random 4 KiB reads ({results['mode']}, {results['machine']['date']})", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -254,6 +301,8 @@ def write_docs(results: dict, docs_dir: str) -> list[str]:
     png = os.path.join(docs_dir, "benchmarks.png")
     if plot(results, png):
         pngs.append("benchmarks.png")
+    if plot_latency(results, os.path.join(docs_dir, "benchmarks-latency.png")):
+        pngs.append("benchmarks-latency.png")
     md = os.path.join(docs_dir, "benchmarks.md")
     with open(md, "w") as f:
         f.write(markdown(results, pngs))

@@ -150,19 +150,27 @@ def run_measured(argv, env=None, server_pids=(), cwd=None, timeout=3600, check=T
     deadline = time.monotonic() + timeout
     hwm = _PeakRSS(proc.pid)
     next_poll = 0.0
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        now = time.monotonic()
-        if now > deadline:
-            proc.kill()
-            pid, status, ru = os.wait4(proc.pid, 0)
-            break
-        if now >= next_poll:
-            hwm.poll()
-            next_poll = now + 0.02
-        time.sleep(0.002)
+    try:
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                proc.kill()
+                pid, status, ru = os.wait4(proc.pid, 0)
+                break
+            if now >= next_poll:
+                hwm.poll()
+                next_poll = now + 0.02
+            time.sleep(0.002)
+    except BaseException:  # Ctrl-C / SIGTERM of the harness: do not leave the tool running
+        proc.terminate()
+        try:
+            os.wait4(proc.pid, 0)
+        except ChildProcessError:
+            pass
+        raise
     wall = time.perf_counter() - t0
     s1 = server_cpu(server_pids)
     proc.returncode = rc = os.waitstatus_to_exitcode(status)
