@@ -21,7 +21,10 @@ from . import main
 from .common import open_store_for, store_options
 
 CAT_CHUNK = 1 << 20  # bytes per read_range call in `cat`
-WRITE_FLUSH_EVERY = 8 << 20  # bytes between writer.flush() calls in `write`: bounds what a store may queue
+WRITE_FLUSH_EVERY = (
+    8 << 20
+)  # bytes between writer.flush() calls in `write`: bounds what a store may queue
+
 
 def parse_size(text: str) -> int:
     """``"65536"``, ``"64KiB"``, ``"1 MiB"``, ``"1M"`` -> bytes: the one size syntax every
@@ -43,7 +46,11 @@ def human_size(n: int) -> str:
 def iso_time(t: float | None) -> str | None:
     if t is None:
         return None
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _binary(stream):
@@ -57,7 +64,9 @@ def opened_store(url, root, controller, timeout):
     try:
         store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     except PermissionError as exc:  # a store that did not translate it itself
-        raise PermissionDeniedError(f"store root not usable: {exc.filename or root}: {exc.strerror}") from exc
+        raise PermissionDeniedError(
+            f"store root not usable: {exc.filename or root}: {exc.strerror}"
+        ) from exc
     try:
         yield store
     finally:
@@ -71,19 +80,29 @@ def _segment_of(info, url, segment: int | None):
     number = url.segment if url.segment is not None else segment
     if number is None:
         if info.segment_count != 1:
-            raise UsageError(f"{url} has {info.segment_count} segments: choose one with --segment N "
-                             f"(segments: {', '.join(str(s.segment) for s in info.segments)})")
+            raise UsageError(
+                f"{url} has {info.segment_count} segments: choose one with --segment N "
+                f"(segments: {', '.join(str(s.segment) for s in info.segments)})"
+            )
         return info.segments[0]
     for seg in info.segments:
         if seg.segment == number:
             return seg
-    raise NotFoundError(f"{url.protocol}://{info.scope}/{info.stream} has no segment {number} "
-                        f"(segments: {', '.join(str(s.segment) for s in info.segments)})")
+    raise NotFoundError(
+        f"{url.protocol}://{info.scope}/{info.stream} has no segment {number} "
+        f"(segments: {', '.join(str(s.segment) for s in info.segments)})"
+    )
 
 
 def _segment_dict(seg) -> dict:
-    return {"segment": seg.segment, "head_seq": seg.head_seq, "tail_seq": seg.tail_seq,
-            "events": seg.events, "length": seg.length, "last_append": seg.last_append}
+    return {
+        "segment": seg.segment,
+        "head_seq": seg.head_seq,
+        "tail_seq": seg.tail_seq,
+        "events": seg.events,
+        "length": seg.length,
+        "last_append": seg.last_append,
+    }
 
 
 def _stream_dict(url_protocol: str, info) -> dict:
@@ -117,7 +136,13 @@ def _scope_streams(store, scope):
 
 @main.command("ls")
 @click.argument("url", required=False, default="stream://")
-@click.option("-l", "--long", "long_", is_flag=True, help="One line per entry with segments, events, bytes, last append.")
+@click.option(
+    "-l",
+    "--long",
+    "long_",
+    is_flag=True,
+    help="One line per entry with segments, events, bytes, last append.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of entries.")
 @store_options
 def ls_cmd(url, long_, as_json, root, controller, timeout):
@@ -136,25 +161,48 @@ def ls_cmd(url, long_, as_json, root, controller, timeout):
             for scope in sorted(store.list_scopes()):
                 infos = _scope_streams(store, scope)
                 times = [i.last_append for i in infos if i.last_append is not None]
-                entries.append({"name": scope, "url": f"{u.protocol}://{scope}", "type": "scope",
-                                "streams": len(infos), "events": sum(i.events for i in infos),
-                                "length": sum(i.length for i in infos),
-                                "last_append": max(times) if times else None})
+                entries.append(
+                    {
+                        "name": scope,
+                        "url": f"{u.protocol}://{scope}",
+                        "type": "scope",
+                        "streams": len(infos),
+                        "events": sum(i.events for i in infos),
+                        "length": sum(i.length for i in infos),
+                        "last_append": max(times) if times else None,
+                    }
+                )
         elif u.stream is None:
             for info in sorted(_scope_streams(store, u.scope), key=lambda i: i.stream):
                 d = _stream_dict(u.protocol, info)
-                entries.append({"name": info.stream, "url": d["url"], "type": "stream",
-                                "segments": info.segment_count, "events": info.events,
-                                "length": info.length, "sealed": info.sealed,
-                                "last_append": info.last_append})
+                entries.append(
+                    {
+                        "name": info.stream,
+                        "url": d["url"],
+                        "type": "stream",
+                        "segments": info.segment_count,
+                        "events": info.events,
+                        "length": info.length,
+                        "sealed": info.sealed,
+                        "last_append": info.last_append,
+                    }
+                )
         else:
             info = store.stream_info(u.scope, u.stream)
             segs = info.segments if u.segment is None else [_segment_of(info, u, None)]
             for seg in segs:
-                entries.append({"name": str(seg.segment), "url": f"{u.protocol}://{u.scope}/{u.stream}/{seg.segment}",
-                                "type": "segment", "events": seg.events, "length": seg.length,
-                                "head_seq": seg.head_seq, "tail_seq": seg.tail_seq,
-                                "last_append": seg.last_append})
+                entries.append(
+                    {
+                        "name": str(seg.segment),
+                        "url": f"{u.protocol}://{u.scope}/{u.stream}/{seg.segment}",
+                        "type": "segment",
+                        "events": seg.events,
+                        "length": seg.length,
+                        "head_seq": seg.head_seq,
+                        "tail_seq": seg.tail_seq,
+                        "last_append": seg.last_append,
+                    }
+                )
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -162,10 +210,19 @@ def ls_cmd(url, long_, as_json, root, controller, timeout):
         if not long_:
             click.echo(e["name"])
             continue
-        count = (f"{e['streams']} streams" if e["type"] == "scope"
-                 else f"{e['segments']} seg" if e["type"] == "stream" else f"seq {e['head_seq']}..{e['tail_seq']}")
-        click.echo(f"{e['type']:<7} {count:>16} {e['events']:>10} ev {e['length']:>14} B  "
-                   f"{iso_time(e['last_append']) or '-':<20}  {e['name']}")
+        count = (
+            f"{e['streams']} streams"
+            if e["type"] == "scope"
+            else (
+                f"{e['segments']} seg"
+                if e["type"] == "stream"
+                else f"seq {e['head_seq']}..{e['tail_seq']}"
+            )
+        )
+        click.echo(
+            f"{e['type']:<7} {count:>16} {e['events']:>10} ev {e['length']:>14} B  "
+            f"{iso_time(e['last_append']) or '-':<20}  {e['name']}"
+        )
 
 
 # --------------------------------------------------------------------------- info
@@ -187,9 +244,14 @@ def info_cmd(url, as_json, root, controller, timeout):
     with opened_store(u, root, controller, timeout) as store:
         if u.stream is None:
             infos = _scope_streams(store, u.scope)
-            d = {"url": f"{u.protocol}://{u.scope}", "scope": u.scope, "streams": len(infos),
-                 "events": sum(i.events for i in infos), "length": sum(i.length for i in infos),
-                 "stream_names": sorted(i.stream for i in infos)}
+            d = {
+                "url": f"{u.protocol}://{u.scope}",
+                "scope": u.scope,
+                "streams": len(infos),
+                "events": sum(i.events for i in infos),
+                "length": sum(i.length for i in infos),
+                "stream_names": sorted(i.stream for i in infos),
+            }
             if as_json:
                 click.echo(json.dumps(d, indent=2))
                 return
@@ -216,8 +278,11 @@ def info_cmd(url, as_json, root, controller, timeout):
     click.echo(f"  created:        {iso_time(d['created']) or '-'}")
     click.echo(f"  last append:    {iso_time(d['last_append']) or '-'}")
     for s in d["segments"]:
-        click.echo(f"  segment {s['segment']}: seq [{s['head_seq']}, {s['tail_seq']}), {s['events']} events, "
-                   f"{human_size(s['length'])}, last append {iso_time(s['last_append']) or '-'}")
+        click.echo(
+            f"  segment {s['segment']}: seq [{s['head_seq']}, {s['tail_seq']}), "
+            f"{s['events']} events, "
+            f"{human_size(s['length'])}, last append {iso_time(s['last_append']) or '-'}"
+        )
 
 
 # --------------------------------------------------------------------------- create / rm / seal
@@ -225,8 +290,13 @@ def info_cmd(url, as_json, root, controller, timeout):
 
 @main.command("create")
 @click.argument("url")
-@click.option("--segments", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Number of segments (fixed for the stream's life).")
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Number of segments (fixed for the stream's life).",
+)
 @store_options
 def create_cmd(url, segments, root, controller, timeout):
     """Create a stream (and its scope), or just a scope when URL names only a scope.
@@ -330,10 +400,18 @@ def _open_input(path: str):
 @main.command("write")
 @click.argument("url")
 @click.argument("file", required=False, default="-")
-@click.option("--event-size", default=None, metavar="BYTES",
-              help="Bytes per event (suffixes KiB, MiB ok) [default: the store's max event size].")
-@click.option("--routing-key", default=None, help="Routing key for every event (picks the segment).")
-@click.option("--create", is_flag=True, help="Create the stream (one segment) if it does not exist.")
+@click.option(
+    "--event-size",
+    default=None,
+    metavar="BYTES",
+    help="Bytes per event (suffixes KiB, MiB ok) [default: the store's max event size].",
+)
+@click.option(
+    "--routing-key", default=None, help="Routing key for every event (picks the segment)."
+)
+@click.option(
+    "--create", is_flag=True, help="Create the stream (one segment) if it does not exist."
+)
 @store_options
 def write_cmd(url, file, event_size, routing_key, create, root, controller, timeout):
     """Append FILE (or stdin, '-') to a stream, cut into events of --event-size bytes.
@@ -357,7 +435,9 @@ def write_cmd(url, file, event_size, routing_key, create, root, controller, time
         max_size = info.max_event_size
         size = parse_size(event_size) if event_size is not None else max_size
         if not 0 < size <= max_size:
-            raise UsageError(f"--event-size {size} is outside 1..{max_size} (the store's max event size)")
+            raise UsageError(
+                f"--event-size {size} is outside 1..{max_size} (the store's max event size)"
+            )
         events = total = since_flush = 0
         with _open_input(file) as f, store.writer(u.scope, u.stream) as writer:
             while True:
@@ -382,12 +462,25 @@ def write_cmd(url, file, event_size, routing_key, create, root, controller, time
 
 @main.command("cat")
 @click.argument("url")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
-              help="First byte of the file view to print.")
-@click.option("--length", type=click.IntRange(min=0), default=None,
-              help="Bytes to print [default: to the end].")
-@click.option("--segment", type=click.IntRange(min=0), default=None,
-              help="Segment to print (needed when the stream has several).")
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="First byte of the file view to print.",
+)
+@click.option(
+    "--length",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Bytes to print [default: to the end].",
+)
+@click.option(
+    "--segment",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Segment to print (needed when the stream has several).",
+)
 @store_options
 def cat_cmd(url, offset, length, segment, root, controller, timeout):
     """Print a segment's file view (its events' payloads concatenated) to stdout.
@@ -418,10 +511,18 @@ def cat_cmd(url, offset, length, segment, root, controller, timeout):
 
 @main.command("events")
 @click.argument("url")
-@click.option("--segment", type=click.IntRange(min=0), default=None,
-              help="Only this segment [default: every segment, in segment order].")
-@click.option("--from-seq", type=click.IntRange(min=0), default=None,
-              help="Start at this sequence number [default: the segment's first].")
+@click.option(
+    "--segment",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only this segment [default: every segment, in segment order].",
+)
+@click.option(
+    "--from-seq",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start at this sequence number [default: the segment's first].",
+)
 @store_options
 def events_cmd(url, segment, from_seq, root, controller, timeout):
     """Print one JSON line per event: segment, seq, size, sha256, routing_key.
@@ -445,10 +546,21 @@ def events_cmd(url, segment, from_seq, root, controller, timeout):
             segs = list(info.segments)
         for seg in segs:
             start = seg.head_seq if from_seq is None else max(from_seq, seg.head_seq)
-            for ev in store.read_events(u.scope, u.stream, seg.segment, from_seq=start, to_seq=seg.tail_seq):
-                out.write(json.dumps({"segment": ev.segment, "seq": ev.seq, "size": len(ev.payload),
-                                      "sha256": hashlib.sha256(ev.payload).hexdigest(),
-                                      "routing_key": ev.routing_key}) + "\n")
+            for ev in store.read_events(
+                u.scope, u.stream, seg.segment, from_seq=start, to_seq=seg.tail_seq
+            ):
+                out.write(
+                    json.dumps(
+                        {
+                            "segment": ev.segment,
+                            "seq": ev.seq,
+                            "size": len(ev.payload),
+                            "sha256": hashlib.sha256(ev.payload).hexdigest(),
+                            "routing_key": ev.routing_key,
+                        }
+                    )
+                    + "\n"
+                )
         out.flush()
 
 

@@ -25,7 +25,6 @@ so fsspec callers and the CLI's exit codes both keep working.
 from __future__ import annotations
 
 import datetime as _dt
-import errno as _errno
 import functools
 import io
 import os
@@ -62,7 +61,9 @@ def _mixed_class(ours: type, builtins: tuple[type, ...]) -> type:
     return type(ours.__name__, (ours, *builtins), {"__module__": ours.__module__})
 
 
-def as_fs_error(exc: E.StreamBackendError, builtins: tuple[type, ...] | None = None) -> BaseException:
+def as_fs_error(
+    exc: E.StreamBackendError, builtins: tuple[type, ...] | None = None
+) -> BaseException:
     """Return ``exc`` re-typed so that ``except FileNotFoundError`` (etc.) catches it."""
     if isinstance(exc, OSError) and builtins is None:
         return exc
@@ -99,16 +100,6 @@ def _unsupported(what: str) -> BaseException:
     return _fs_err(E.UnsupportedError, f"{what}: streams are append-only")
 
 
-# --------------------------------------------------------------------------- sizes
-
-
-def event_chunks(data: bytes | memoryview, event_size: int):
-    """Cut ``data`` into events of ``event_size`` bytes (the last one shorter)."""
-    view = memoryview(data)
-    for pos in range(0, len(view), event_size):
-        yield bytes(view[pos : pos + event_size])
-
-
 # --------------------------------------------------------------------------- filesystem
 
 
@@ -133,8 +124,13 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     root_marker = ""
     store_protocol = "stream"
 
-    def __init__(self, root: str | None = None, max_event_size: int | None = None,
-                 event_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        root: str | None = None,
+        max_event_size: int | None = None,
+        event_size: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._store_options: dict[str, Any] = {"root": root}
         if max_event_size is not None:
@@ -181,10 +177,10 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         protos = (cls.protocol,) if isinstance(cls.protocol, str) else cls.protocol
         for protocol in protos:
             if path.startswith(protocol + "://"):
-                path = path[len(protocol) + 3 :]
+                path = path[len(protocol) + 3:]
                 break
             if path.startswith(protocol + "::"):
-                path = path[len(protocol) + 2 :]
+                path = path[len(protocol) + 2:]
                 break
         return path.strip("/")
 
@@ -193,8 +189,11 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         path = self._strip_protocol(path)
         parts = [p for p in path.split("/") if p] if path else []
         if len(parts) > 3:
-            raise _fs_err(E.NotFoundError, f"no such path {self.unstrip_protocol(path)!r}: "
-                          "the layout is SCOPE/STREAM[/SEGMENT]")
+            raise _fs_err(
+                E.NotFoundError,
+                f"no such path {self.unstrip_protocol(path)!r}: "
+                "the layout is SCOPE/STREAM[/SEGMENT]",
+            )
         try:
             if parts:
                 check_name("scope", parts[0])
@@ -203,8 +202,11 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         except E.UsageError as exc:
             raise as_fs_error(exc) from exc
         if len(parts) == 3 and not parts[2].isdigit():
-            raise _fs_err(E.NotFoundError, f"no such segment {self.unstrip_protocol(path)!r}: "
-                          "segment files are named by number")
+            raise _fs_err(
+                E.NotFoundError,
+                f"no such segment {self.unstrip_protocol(path)!r}: "
+                "segment files are named by number",
+            )
         return parts
 
     def _url(self, *parts) -> str:
@@ -252,8 +254,13 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             "sealed": info.sealed,
             "max_event_size": info.max_event_size,
             "segment_info": [
-                {"segment": s.segment, "events": s.events, "length": s.length,
-                 "head_seq": s.head_seq, "tail_seq": s.tail_seq}
+                {
+                    "segment": s.segment,
+                    "events": s.events,
+                    "length": s.length,
+                    "head_seq": s.head_seq,
+                    "tail_seq": s.tail_seq,
+                }
                 for s in info.segments
             ],
         }
@@ -269,15 +276,23 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     def _scope_entry(self, scope: str, infos: list[StreamInfo]) -> dict:
         times = [self._mtime(i) for i in infos]
-        return {"name": scope, "size": 0, "type": "directory",
-                "mtime": max(times) if times else 0.0, "streams": len(infos)}
+        return {
+            "name": scope,
+            "size": 0,
+            "type": "directory",
+            "mtime": max(times) if times else 0.0,
+            "streams": len(infos),
+        }
 
     def _segment_of(self, info: StreamInfo, number: str | int) -> SegmentInfo:
         for seg in info.segments:
             if seg.segment == int(number):
                 return seg
-        raise _fs_err(E.NotFoundError, f"{self._url(info.scope, info.stream)} has no segment "
-                      f"{number} (segments: {', '.join(str(s.segment) for s in info.segments)})")
+        raise _fs_err(
+            E.NotFoundError,
+            f"{self._url(info.scope, info.stream)} has no segment "
+            f"{number} (segments: {', '.join(str(s.segment) for s in info.segments)})",
+        )
 
     @_translating
     def info(self, path, **kwargs):
@@ -296,14 +311,18 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     def ls(self, path, detail=True, **kwargs):
         parts = self._parts(path)
         if not parts:
-            entries = [self._scope_entry(s, self._stream_infos(s)) for s in self.store.list_scopes()]
+            entries = [
+                self._scope_entry(s, self._stream_infos(s)) for s in self.store.list_scopes()
+            ]
         elif len(parts) == 1:
             entries = [self._stream_entry(parts[0], i) for i in self._stream_infos(parts[0])]
         else:
             info = self.store.stream_info(parts[0], parts[1])
             if len(parts) == 2 and info.segment_count > 1:
-                entries = [self._segment_entry(f"{parts[0]}/{parts[1]}/{s.segment}", info, s)
-                           for s in info.segments]
+                entries = [
+                    self._segment_entry(f"{parts[0]}/{parts[1]}/{s.segment}", info, s)
+                    for s in info.segments
+                ]
             else:
                 entries = [self.info("/".join(parts))]
         entries.sort(key=lambda e: e["name"])
@@ -324,14 +343,21 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         """The (scope, stream, info, segment) a file path reads; errors for directories."""
         parts = self._parts(path)
         if len(parts) < 2:
-            raise _fs_err(E.UsageError, f"{self._url(*parts)} is a directory (a scope), not a stream",
-                          IsADirectoryError)
+            raise _fs_err(
+                E.UsageError,
+                f"{self._url(*parts)} is a directory (a scope), not a stream",
+                IsADirectoryError,
+            )
         info = self.store.stream_info(parts[0], parts[1])
         if len(parts) == 3:
             return parts[0], parts[1], info, self._segment_of(info, parts[2])
         if info.segment_count != 1:
-            raise _fs_err(E.UsageError, f"{self._url(*parts)} has {info.segment_count} segments, so it "
-                          f"is a directory: use {self._url(*parts)}/N for segment N", IsADirectoryError)
+            raise _fs_err(
+                E.UsageError,
+                f"{self._url(*parts)} has {info.segment_count} segments, so it "
+                f"is a directory: use {self._url(*parts)}/N for segment N",
+                IsADirectoryError,
+            )
         return parts[0], parts[1], info, info.segments[0]
 
     # -- reading -------------------------------------------------------------
@@ -347,21 +373,51 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         return self.store.read_range(scope, stream, seg.segment, start, end - start)
 
     @_translating
-    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None,
-              event_size=None, routing_key=None, **kwargs):
+    def _open(
+        self,
+        path,
+        mode="rb",
+        block_size=None,
+        autocommit=True,
+        cache_options=None,
+        event_size=None,
+        routing_key=None,
+        **kwargs,
+    ):
         if mode == "rb":
             scope, stream, info, seg = self._file_target(path)
             name = self._strip_protocol(path)
-            return StreamFile(self, name, "rb", block_size=block_size, cache_options=cache_options,
-                              scope=scope, stream=stream, segment=seg.segment,
-                              details=self._segment_entry(name, info, seg), **kwargs)
+            return StreamFile(
+                self,
+                name,
+                "rb",
+                block_size=block_size,
+                cache_options=cache_options,
+                scope=scope,
+                stream=stream,
+                segment=seg.segment,
+                details=self._segment_entry(name, info, seg),
+                **kwargs,
+            )
         if mode not in ("wb", "ab", "xb"):
-            raise _unsupported(f"mode {mode!r} for {self._url(path)} (writing in the middle, "
-                               "or reading and writing at once)")
+            raise _unsupported(
+                f"mode {mode!r} for {self._url(path)} (writing in the middle, "
+                "or reading and writing at once)"
+            )
         scope, stream, segment, max_size = self._prepare_write(path, mode)
-        return StreamFile(self, self._strip_protocol(path), mode, block_size=block_size,
-                          scope=scope, stream=stream, segment=segment, max_event_size=max_size,
-                          event_size=event_size or self.event_size, routing_key=routing_key, **kwargs)
+        return StreamFile(
+            self,
+            self._strip_protocol(path),
+            mode,
+            block_size=block_size,
+            scope=scope,
+            stream=stream,
+            segment=segment,
+            max_event_size=max_size,
+            event_size=event_size or self.event_size,
+            routing_key=routing_key,
+            **kwargs,
+        )
 
     def _prepare_write(self, path, mode) -> tuple[str, str, int, int]:
         """Create the stream as the mode allows; return where appends go:
@@ -369,8 +425,11 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         parts = self._parts(path)
         url = self._url(*parts)
         if len(parts) < 2:
-            raise _fs_err(E.UsageError, f"{url} is a scope (a directory): write to SCOPE/STREAM",
-                          IsADirectoryError)
+            raise _fs_err(
+                E.UsageError,
+                f"{url} is a scope (a directory): write to SCOPE/STREAM",
+                IsADirectoryError,
+            )
         scope, stream = parts[0], parts[1]
         if len(parts) == 2:
             if mode == "xb":
@@ -383,16 +442,24 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             if mode == "xb" and seg.events:
                 raise _fs_err(E.AlreadyExistsError, f"{url} exists")
         elif info.segment_count != 1:
-            raise _fs_err(E.UsageError, f"{url} has {info.segment_count} segments: write to "
-                          f"{url}/N to append to segment N", IsADirectoryError)
+            raise _fs_err(
+                E.UsageError,
+                f"{url} has {info.segment_count} segments: write to "
+                f"{url}/N to append to segment N",
+                IsADirectoryError,
+            )
         else:
             seg = info.segments[0]
         if info.sealed:
             raise _fs_err(E.SealedError, f"{url} is sealed: no more appends")
         if mode == "wb" and seg.events:
-            raise _fs_err(E.UnsupportedError, f"refusing to overwrite {url}: it already holds "
-                          f"{seg.events} events and streams are append-only (open with mode 'ab' "
-                          "to append, or rm it first)", FileExistsError)
+            raise _fs_err(
+                E.UnsupportedError,
+                f"refusing to overwrite {url}: it already holds "
+                f"{seg.events} events and streams are append-only (open with mode 'ab' "
+                "to append, or rm it first)",
+                FileExistsError,
+            )
         return scope, stream, seg.segment, info.max_event_size
 
     # -- writing -------------------------------------------------------------
@@ -415,8 +482,9 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if (scope, stream) == (dscope, dstream):
             raise _unsupported(f"copying {self._url(path1)} onto its own stream")
         with self.store.writer(dscope, dstream) as w:
-            for ev in self.store.read_events(scope, stream, seg.segment, from_seq=seg.head_seq,
-                                             to_seq=seg.tail_seq):
+            for ev in self.store.read_events(
+                scope, stream, seg.segment, from_seq=seg.head_seq, to_seq=seg.tail_seq
+            ):
                 w.append(ev.payload, routing_key=ev.routing_key, segment=dseg)
 
     # -- directories ---------------------------------------------------------
@@ -438,10 +506,13 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
                 raise _fs_err(E.NotFoundError, f"no scope {self._url(parts[0])}")
             self.store.create_stream(parts[0], parts[1], segments=int(segments), exist_ok=False)
             return
-        raise _fs_err(E.UnsupportedError,
-                      f"cannot make directory {self._url(*parts)}: a directory below a scope is a "
-                      "multi-segment stream; create it with mkdir(path, segments=N)",
-                      NotImplementedError, OSError)
+        raise _fs_err(
+            E.UnsupportedError,
+            f"cannot make directory {self._url(*parts)}: a directory below a scope is a "
+            "multi-segment stream; create it with mkdir(path, segments=N)",
+            NotImplementedError,
+            OSError,
+        )
 
     @_translating
     def makedirs(self, path, exist_ok=False, segments: int | None = None):
@@ -458,16 +529,24 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
                 if not exist_ok:
                     raise _fs_err(E.AlreadyExistsError, f"{self._url(*parts)} exists")
                 return
-            raise _fs_err(E.AlreadyExistsError, f"{self._url(*parts)} is a file (a single-segment "
-                          "stream or a segment), not a directory")
+            raise _fs_err(
+                E.AlreadyExistsError,
+                f"{self._url(*parts)} is a file (a single-segment "
+                "stream or a segment), not a directory",
+            )
         self.mkdir(path, segments=segments)
 
     @_translating
     def rmdir(self, path):
         parts = self._parts(path)
         if len(parts) != 1:
-            raise _fs_err(E.UnsupportedError, f"rmdir {self._url(*parts)}: only scopes are plain "
-                          "directories; delete a stream with rm", NotImplementedError, OSError)
+            raise _fs_err(
+                E.UnsupportedError,
+                f"rmdir {self._url(*parts)}: only scopes are plain "
+                "directories; delete a stream with rm",
+                NotImplementedError,
+                OSError,
+            )
         if self.store.list_streams(parts[0]):
             raise _fs_err(E.NotEmptyError, f"scope {self._url(parts[0])} is not empty")
         self.store.delete_scope(parts[0])
@@ -480,8 +559,11 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         elif len(parts) == 3:
             raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
         else:
-            raise _fs_err(E.UsageError, f"{self._url(*parts)} is a directory: use rm(recursive=True)",
-                          IsADirectoryError)
+            raise _fs_err(
+                E.UsageError,
+                f"{self._url(*parts)} is a directory: use rm(recursive=True)",
+                IsADirectoryError,
+            )
 
     _rm = rm_file
 
@@ -499,13 +581,16 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         for p in paths:
             parts = self._parts(p)
             if len(parts) == 3 and tuple(parts[:2]) not in stream_set:
-                raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
+                raise _unsupported(
+                    f"deleting segment {self._url(*parts)} on its own (rm the stream)"
+                )
         for scope, stream in streams:
             self.store.delete_stream(scope, stream)
         for (scope,) in scopes:
             if not recursive and self.store.list_streams(scope):
-                raise _fs_err(E.NotEmptyError, f"scope {self._url(scope)} is not empty: "
-                              "use recursive=True")
+                raise _fs_err(
+                    E.NotEmptyError, f"scope {self._url(scope)} is not empty: " "use recursive=True"
+                )
             self.store.delete_scope(scope)
 
     # -- what a stream cannot do ---------------------------------------------
@@ -540,8 +625,13 @@ class PravegaFileSystem(StreamFileSystem):
     protocol = "pravega"
     store_protocol = "pravega"
 
-    def __init__(self, controller: str | None = None, timeout: float | None = None,
-                 event_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        controller: str | None = None,
+        timeout: float | None = None,
+        event_size: int | None = None,
+        **kwargs,
+    ):
         AbstractFileSystem.__init__(self, **kwargs)
         self._store_options = {"controller": controller}
         if timeout is not None:
@@ -553,7 +643,9 @@ class PravegaFileSystem(StreamFileSystem):
     @classmethod
     def _resolve_options(cls, kwargs: dict) -> dict:
         if kwargs.get("controller") is None:
-            kwargs["controller"] = os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_PRAVEGA_CONTROLLER
+            kwargs["controller"] = (
+                os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_PRAVEGA_CONTROLLER
+            )
         return kwargs
 
 
@@ -568,24 +660,47 @@ class StreamFile(AbstractBufferedFile):
     the same events. ``close()`` returns when they are acknowledged.
     """
 
-    def __init__(self, fs: StreamFileSystem, path: str, mode: str = "rb", block_size=None,
-                 cache_type="readahead", cache_options=None, *, scope: str, stream: str,
-                 segment: int, details: dict | None = None, event_size: int | None = None,
-                 routing_key: str | None = None, max_event_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        fs: StreamFileSystem,
+        path: str,
+        mode: str = "rb",
+        block_size=None,
+        cache_type="readahead",
+        cache_options=None,
+        *,
+        scope: str,
+        stream: str,
+        segment: int,
+        details: dict | None = None,
+        event_size: int | None = None,
+        routing_key: str | None = None,
+        max_event_size: int | None = None,
+        **kwargs,
+    ):
         self.scope, self.stream, self.segment = scope, stream, segment
         self.routing_key = routing_key
         self._writer = None
         if mode == "rb":
             self._details = details
-            super().__init__(fs, path, mode, block_size=block_size, cache_type=cache_type,
-                             cache_options=cache_options, size=details["size"] if details else None,
-                             **kwargs)
+            super().__init__(
+                fs,
+                path,
+                mode,
+                block_size=block_size,
+                cache_type=cache_type,
+                cache_options=cache_options,
+                size=details["size"] if details else None,
+                **kwargs,
+            )
             return
         max_size = max_event_size or fs.store.max_event_size
         size = int(event_size) if event_size else max_size
         if not 0 < size <= max_size:
-            raise _fs_err(E.UsageError, f"event_size {size} is outside 1..{max_size} "
-                          "(the store's max event size)")
+            raise _fs_err(
+                E.UsageError,
+                f"event_size {size} is outside 1..{max_size} " "(the store's max event size)",
+            )
         self.event_size = size
         super().__init__(fs, path, mode, block_size=size, **kwargs)
         try:
@@ -596,7 +711,9 @@ class StreamFile(AbstractBufferedFile):
 
     def _fetch_range(self, start, end):
         try:
-            return self.fs.store.read_range(self.scope, self.stream, self.segment, start, end - start)
+            return self.fs.store.read_range(
+                self.scope, self.stream, self.segment, start, end - start
+            )
         except E.StreamBackendError as exc:
             raise as_fs_error(exc) from exc
 
@@ -608,8 +725,11 @@ class StreamFile(AbstractBufferedFile):
         whole = total if final else total - total % self.event_size
         try:
             for pos in range(0, whole, self.event_size):
-                self._writer.append(bytes(buf[pos : min(pos + self.event_size, whole)]),
-                                    routing_key=self.routing_key, segment=self.segment)
+                self._writer.append(
+                    bytes(buf[pos:min(pos + self.event_size, whole)]),
+                    routing_key=self.routing_key,
+                    segment=self.segment,
+                )
             rest = bytes(buf[whole:])
             buf.release()
             self.offset += whole
@@ -638,8 +758,9 @@ class StreamFile(AbstractBufferedFile):
 
     def seek(self, loc, whence=0):
         if self.mode != "rb":
-            raise _fs_err(E.UnsupportedError, "seek while writing: streams are append-only",
-                          OSError)
+            raise _fs_err(
+                E.UnsupportedError, "seek while writing: streams are append-only", OSError
+            )
         return super().seek(loc, whence)
 
     def truncate(self, size=None):

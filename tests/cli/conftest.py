@@ -32,8 +32,9 @@ class Runner:
     def __call__(self, *args, input=None, code=0):
         from stream_backend.cli import main
 
-        result = CliRunner().invoke(main, [str(a) for a in args], input=input, env=self.env,
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            main, [str(a) for a in args], input=input, env=self.env, catch_exceptions=False
+        )
         out = result.output
         assert "Traceback" not in out, out
         assert result.exit_code == code, f"exit {result.exit_code} != {code}: {out}"
@@ -45,8 +46,14 @@ class Runner:
     def proc(self, *args, input=None, code=0, **kwargs):
         """The real executable; ``input`` bytes go to stdin."""
         env = {**os.environ, **self.env}
-        p = subprocess.run([*CLI, *map(str, args)], input=input, capture_output=True, env=env,
-                           timeout=120, **kwargs)
+        p = subprocess.run(
+            [*CLI, *map(str, args)],
+            input=input,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            **kwargs,
+        )
         err = p.stderr.decode(errors="replace")
         assert "Traceback" not in err, err
         assert p.returncode == code, f"exit {p.returncode} != {code}: {err}"

@@ -18,8 +18,12 @@ def test_every_registered_command_is_documented():
 
 
 def test_every_error_class_and_exit_code_is_in_the_table():
-    table = {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| ([^|]*) \|", DOC, re.M)}
+    table = {
+        int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| ([^|]*) \|", DOC, re.M)
+    }
     for name, cls in inspect.getmembers(errors, inspect.isclass):
         if issubclass(cls, errors.StreamBackendError):
             assert cls.exit_code in table, f"exit code {cls.exit_code} of {name} not in docs/cli.md"
-            assert f"`{name}`" in table[cls.exit_code], f"{name} not listed under exit {cls.exit_code}"
+            assert (
+                f"`{name}`" in table[cls.exit_code]
+            ), f"{name} not listed under exit {cls.exit_code}"

@@ -99,15 +99,24 @@ def test_write_file_then_cat_and_events_match(cli, tmp_path):
     res = cli("write", "stream://s/t", src, "--event-size", "4096", "--routing-key", "k1")
     assert "wrote 10000 bytes in 3 events" in res.stderr
     assert cli("cat", "stream://s/t").stdout_bytes == data
-    assert cli("cat", "--offset", "4090", "--length", "20", "stream://s/t").stdout_bytes == data[4090:4110]
+    assert (
+        cli("cat", "--offset", "4090", "--length", "20", "stream://s/t").stdout_bytes
+        == data[4090:4110]
+    )
     assert cli("cat", "--offset", "9999", "stream://s/t").stdout_bytes == data[9999:]
     assert cli("cat", "--offset", "20000", "stream://s/t").stdout_bytes == b""
     events = jsonl(cli("events", "stream://s/t").stdout)
     assert [(e["segment"], e["seq"], e["size"], e["routing_key"]) for e in events] == [
-        (0, 0, 4096, "k1"), (0, 1, 4096, "k1"), (0, 2, 1808, "k1")]
+        (0, 0, 4096, "k1"),
+        (0, 1, 4096, "k1"),
+        (0, 2, 1808, "k1"),
+    ]
     assert events[2]["sha256"] == hashlib.sha256(data[8192:]).hexdigest()
     assert set(events[0]) == {"segment", "seq", "size", "sha256", "routing_key"}
-    assert [e["seq"] for e in jsonl(cli("events", "--from-seq", "1", "stream://s/t").stdout)] == [1, 2]
+    assert [e["seq"] for e in jsonl(cli("events", "--from-seq", "1", "stream://s/t").stdout)] == [
+        1,
+        2,
+    ]
 
 
 def test_write_from_stdin_appends_with_default_event_size(cli):
@@ -130,7 +139,9 @@ def test_write_create_flag_and_segment_urls(cli):
     assert cli("cat", "stream://s/m/0").stdout_bytes == b"zero"
     events = jsonl(cli("events", "stream://s/m").stdout)
     assert [(e["segment"], e["size"]) for e in events] == [(0, 4), (1, 3)]
-    assert [e["segment"] for e in jsonl(cli("events", "--segment", "1", "stream://s/m").stdout)] == [1]
+    assert [
+        e["segment"] for e in jsonl(cli("events", "--segment", "1", "stream://s/m").stdout)
+    ] == [1]
 
 
 # --------------------------------------------------------------------------- rm / seal
@@ -152,19 +163,36 @@ def test_rm_and_seal(cli):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("args", [
-    ["ls", "http://x"], ["info", "stream://"], ["create", "stream://bad name/x"], ["rm", "nothing"],
-    ["seal", "stream://s"], ["write", "stream://s"], ["cat", "stream://s/t/x/y"], ["events", "stream:/s/t"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "http://x"],
+        ["info", "stream://"],
+        ["create", "stream://bad name/x"],
+        ["rm", "nothing"],
+        ["seal", "stream://s"],
+        ["write", "stream://s"],
+        ["cat", "stream://s/t/x/y"],
+        ["events", "stream:/s/t"],
+    ],
+)
 def test_bad_urls_exit_64(cli, args):
     cli(*args, code=E.UsageError.exit_code)
 
 
-@pytest.mark.parametrize("args", [
-    ["info", "stream://nope/none"], ["cat", "stream://nope/none"], ["events", "stream://nope/none"],
-    ["rm", "stream://nope/none"], ["seal", "stream://nope/none"], ["write", "stream://nope/none", "-"],
-    ["ls", "stream://nope"], ["rm", "stream://nope"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "stream://nope/none"],
+        ["cat", "stream://nope/none"],
+        ["events", "stream://nope/none"],
+        ["rm", "stream://nope/none"],
+        ["seal", "stream://nope/none"],
+        ["write", "stream://nope/none", "-"],
+        ["ls", "stream://nope"],
+        ["rm", "stream://nope"],
+    ],
+)
 def test_unknown_stream_or_scope_exit_66(cli, args):
     cli(*args, input=b"x", code=E.NotFoundError.exit_code)
 
@@ -198,15 +226,21 @@ def test_store_root_not_usable_exit_77(cli, tmp_path):
 def test_second_writer_exit_75(cli, store_root):
     cli("create", "stream://s/t")
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from stream_backend.stores import open_store
             w = open_store("stream", root={str(store_root)!r}).writer("s", "t")
             print("ready", flush=True)
             sys.stdin.read()
             w.close()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -228,9 +262,15 @@ def test_process_round_trip_and_exit_codes(cli, tmp_path, has_shell_tools):
     assert b"in 4 events" in res.stderr
     assert cli.proc("cat", "stream://p/big").stdout == data
     # `cat | head`: the reader leaving early is not an error and prints no traceback
-    p = subprocess.run(f"{' '.join(CLI)} cat stream://p/big | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
-                       shell=True, executable="/bin/bash", capture_output=True, text=True,
-                       env={**os.environ, **cli.env}, timeout=60)
+    p = subprocess.run(
+        f"{' '.join(CLI)} cat stream://p/big | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli.env},
+        timeout=60,
+    )
     assert "Traceback" not in p.stderr and p.stdout.strip() == "0", p.stderr
     bad = cli.proc("info", "stream://p/none", code=66)
     assert bad.stderr.decode().count("\n") == 1
@@ -250,7 +290,9 @@ def _peak_rss_mib(args: list[str], env: dict, stdin_bytes: int = 0) -> float:
         assert p.wait() == 0
         print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     return float(out.stdout)
 
@@ -261,7 +303,9 @@ def test_large_write_and_cat_stay_in_bounded_memory(cli):
     cli.proc("create", "stream://p/large")
     baseline = _peak_rss_mib([*CLI, "ls"], env)
     size = 48 << 20
-    wrote = _peak_rss_mib([*CLI, "write", "--event-size", "256KiB", "stream://p/large", "-"], env, size)
+    wrote = _peak_rss_mib(
+        [*CLI, "write", "--event-size", "256KiB", "stream://p/large", "-"], env, size
+    )
     catted = _peak_rss_mib([*CLI, "cat", "stream://p/large"], env)
     assert json.loads(cli("info", "--json", "stream://p/large").stdout)["length"] == size
     assert wrote - baseline < 24, (baseline, wrote)

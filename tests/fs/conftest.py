@@ -13,7 +13,9 @@ def sfs(store_root):
     """A StreamFileSystem on a fresh local store with 1 KiB max events."""
     from stream_backend.fs.streamfs import StreamFileSystem
 
-    fs = StreamFileSystem(root=str(store_root), max_event_size=SMALL_EVENT, skip_instance_cache=True)
+    fs = StreamFileSystem(
+        root=str(store_root), max_event_size=SMALL_EVENT, skip_instance_cache=True
+    )
     yield fs
     fs.close()
 
@@ -47,6 +49,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("fsspec abstract cases deselected (not applicable to streams)")
     by_reason: dict[str, list[str]] = {}
     for nodeid, reason in dropped:
-        by_reason.setdefault(reason, []).append(nodeid.rsplit("::", 2)[-2] + "::" + nodeid.rsplit("::", 1)[-1])
+        by_reason.setdefault(reason, []).append(
+            nodeid.rsplit("::", 2)[-2] + "::" + nodeid.rsplit("::", 1)[-1]
+        )
     for reason, names in by_reason.items():
         terminalreporter.write_line(f"{len(names)} x {reason}: {', '.join(names)}")

@@ -11,8 +11,12 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "filesystem.md"
 def test_filesystem_md_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
     assert blocks, "docs/filesystem.md lost its example"
-    code = blocks[-1].split("# Pravega")[0]  # the Pravega half needs a server: tests/fs/test_pravega_fs.py
-    code = code.replace("/mnt/pv/streams", str(tmp_path / "store")).replace("/tmp/logs-copy", str(tmp_path / "copy"))
+    code = blocks[-1].split("# Pravega")[
+        0
+    ]  # the Pravega half needs a server: tests/fs/test_pravega_fs.py
+    code = code.replace("/mnt/pv/streams", str(tmp_path / "store")).replace(
+        "/tmp/logs-copy", str(tmp_path / "copy")
+    )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "app.log").write_bytes(b"one\ntwo\n" * 1000)
     scope: dict = {}

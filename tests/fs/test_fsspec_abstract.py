@@ -21,14 +21,21 @@ from fsspec.tests.abstract import (
     AbstractPutTests,
 )
 
-DEEP = ("needs a tree three named levels deep (source/subdir/nesteddir/nestedfile or "
-        "target/newdir/file); a store only has SCOPE/STREAM[/SEGMENT-NUMBER]")
-RELATIVE_TOP = ("fsspec.utils.other_paths cannot strip a top-level name that has no root "
-                "marker ('src'.rsplit('/') keeps 'src'), so a second recursive get of a scope "
-                "into an existing directory does not nest it as the case expects (s3fs bucket "
-                "paths behave the same); stream paths are SCOPE/STREAM without a leading '/'")
-OVERWRITE = ("pipe_file(mode='overwrite') rewrites a file in place; streams are append-only "
-             "and refuse it (test_streamfs.py::test_overwrite_refused_append_and_exclusive_create asserts it)")
+DEEP = (
+    "needs a tree three named levels deep (source/subdir/nesteddir/nestedfile or "
+    "target/newdir/file); a store only has SCOPE/STREAM[/SEGMENT-NUMBER]"
+)
+RELATIVE_TOP = (
+    "fsspec.utils.other_paths cannot strip a top-level name that has no root "
+    "marker ('src'.rsplit('/') keeps 'src'), so a second recursive get of a scope "
+    "into an existing directory does not nest it as the case expects (s3fs bucket "
+    "paths behave the same); stream paths are SCOPE/STREAM without a leading '/'"
+)
+OVERWRITE = (
+    "pipe_file(mode='overwrite') rewrites a file in place; streams are append-only "
+    "and refuse it (asserted by test_streamfs.py::"
+    "test_overwrite_refused_append_and_exclusive_create)"
+)
 
 
 def _all_but(suite: type, *keep: str, reason: str = DEEP) -> dict[str, str]:

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.pravega
 def pfs(pravega_server):
     from stream_backend.fs.streamfs import PravegaFileSystem
 
-    fs = PravegaFileSystem(controller=pravega_server.controller, timeout=60, skip_instance_cache=True)
+    fs = PravegaFileSystem(
+        controller=pravega_server.controller, timeout=60, skip_instance_cache=True
+    )
     yield fs
     fs.close()
 
@@ -32,7 +34,9 @@ def scope():
 def test_pravega_file_view_round_trip(pfs, pravega_server, scope):
     data = os.urandom(3 * 1024 + 100)
     url = f"pravega://{scope}/s"
-    with fsspec.open(url, "wb", controller=pravega_server.controller, timeout=60, event_size=1024) as f:
+    with fsspec.open(
+        url, "wb", controller=pravega_server.controller, timeout=60, event_size=1024
+    ) as f:
         f.write(data)
     path = f"{scope}/s"
     assert pfs.cat(path) == data
@@ -44,7 +48,12 @@ def test_pravega_file_view_round_trip(pfs, pravega_server, scope):
     info = pfs.info(path)
     assert (info["type"], info["size"], info["events"]) == ("file", len(data), 4)
     assert info["mtime"] == pfs.info(path)["mtime"]  # stable, never "now"
-    assert [len(e.payload) for e in pfs.store.read_events(scope, "s", info["segment"])] == [1024, 1024, 1024, 100]
+    assert [len(e.payload) for e in pfs.store.read_events(scope, "s", info["segment"])] == [
+        1024,
+        1024,
+        1024,
+        100,
+    ]
     assert pfs.ls(scope, detail=False) == [path]
 
     with pytest.raises(FileExistsError, match="append-only"):
@@ -79,7 +88,9 @@ def test_pravega_unreachable_controller_is_a_connection_error():
     assert exc.value.exit_code == E.UnavailableError.exit_code
 
 
-def test_cli_event_boundaries_match_across_local_and_pravega(pravega_server, store_root, scope, tmp_path):
+def test_cli_event_boundaries_match_across_local_and_pravega(
+    pravega_server, store_root, scope, tmp_path
+):
     """The same file written with the same --event-size gives the same events (size,
     sha256, routing key) in both stores; `events` is how users check that."""
     from click.testing import CliRunner
@@ -88,7 +99,10 @@ def test_cli_event_boundaries_match_across_local_and_pravega(pravega_server, sto
 
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(5000))
-    env = {"STREAM_BACKEND_ROOT": str(store_root), "PRAVEGA_CONTROLLER_URI": pravega_server.controller}
+    env = {
+        "STREAM_BACKEND_ROOT": str(store_root),
+        "PRAVEGA_CONTROLLER_URI": pravega_server.controller,
+    }
 
     def run(*args, code=0):
         r = CliRunner().invoke(main, [str(a) for a in args], env=env)
@@ -100,9 +114,14 @@ def test_cli_event_boundaries_match_across_local_and_pravega(pravega_server, sto
         run("create", url)
         run("write", "--event-size", "2KiB", "--routing-key", "k", url, src)
         assert run("cat", url).stdout_bytes == src.read_bytes()
-        assert run("cat", "--offset", "4000", "--length", "7", url).stdout_bytes == src.read_bytes()[4000:4007]
-        events[url] = [(e["size"], e["sha256"], e["routing_key"])
-                       for e in map(json.loads, run("events", url).stdout.splitlines())]
+        assert (
+            run("cat", "--offset", "4000", "--length", "7", url).stdout_bytes
+            == src.read_bytes()[4000:4007]
+        )
+        events[url] = [
+            (e["size"], e["sha256"], e["routing_key"])
+            for e in map(json.loads, run("events", url).stdout.splitlines())
+        ]
         assert json.loads(run("info", "--json", url).stdout)["events"] == 3
     a, b = events.values()
     assert a == b and [s for s, _, _ in a] == [2048, 2048, 904]

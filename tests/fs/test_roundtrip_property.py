@@ -36,8 +36,14 @@ def _expected_event_sizes(sessions_bytes: list[int], event_size: int) -> list[in
 
 
 @PROPERTY_SETTINGS
-@given(plan=sessions, seed=st.integers(0, 2**32 - 1), event_size=st.sampled_from([SMALL_EVENT, 1, 7, 300]),
-       probes=st.lists(st.tuples(st.integers(-20, 6 * SMALL_EVENT), st.integers(-20, 6 * SMALL_EVENT)), max_size=8))
+@given(
+    plan=sessions,
+    seed=st.integers(0, 2**32 - 1),
+    event_size=st.sampled_from([SMALL_EVENT, 1, 7, 300]),
+    probes=st.lists(
+        st.tuples(st.integers(-20, 6 * SMALL_EVENT), st.integers(-20, 6 * SMALL_EVENT)), max_size=8
+    ),
+)
 def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_size, probes):
     rnd = random.Random(seed)
     path = f"prop/s{next(_names)}"
@@ -52,7 +58,9 @@ def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_
 
     assert sfs.size(path) == len(expected)
     assert sfs.cat_file(path) == expected
-    with fsspec.open(f"stream://{path}", "rb", root=str(store_root), max_event_size=SMALL_EVENT) as f:
+    with fsspec.open(
+        f"stream://{path}", "rb", root=str(store_root), max_event_size=SMALL_EVENT
+    ) as f:
         assert f.read() == expected
     for start, end in probes:  # python-slice semantics, negatives included
         assert sfs.cat_file(path, start, end) == expected[start:end], (start, end)
@@ -63,16 +71,20 @@ def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_
             pos = rnd.randint(0, len(expected) + 5)
             n = rnd.randint(0, 3 * SMALL_EVENT)
             f.seek(pos)
-            assert f.read(n) == expected[pos : pos + n]
-            assert f.tell() == pos + len(expected[pos : pos + n])
+            assert f.read(n) == expected[pos:pos + n]
+            assert f.tell() == pos + len(expected[pos:pos + n])
 
     sizes = [len(e.payload) for e in sfs.store.read_events("prop", path.split("/")[1], 0)]
     assert sizes == _expected_event_sizes([sum(w) for w in plan], event_size)
 
 
 @PROPERTY_SETTINGS
-@given(ops=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3 * SMALL_EVENT)), min_size=1, max_size=10),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    ops=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 3 * SMALL_EVENT)), min_size=1, max_size=10
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_each_segment_file_holds_exactly_what_was_written_to_it(sfs, ops, seed):
     rnd = random.Random(seed)
     stream = f"m{next(_names)}"
@@ -90,7 +102,9 @@ def test_each_segment_file_holds_exactly_what_was_written_to_it(sfs, ops, seed):
             assert sfs.cat_file(f"prop/{stream}/{segment}", cut) == data[cut:]
 
 
-@pytest.mark.parametrize("size", [0, 1, SMALL_EVENT - 1, SMALL_EVENT, SMALL_EVENT + 1, 5 * SMALL_EVENT])
+@pytest.mark.parametrize(
+    "size", [0, 1, SMALL_EVENT - 1, SMALL_EVENT, SMALL_EVENT + 1, 5 * SMALL_EVENT]
+)
 def test_boundary_sizes(sfs, size):
     data = bytes(i % 251 for i in range(size))
     sfs.pipe(f"edge/s{size}", data)

@@ -32,8 +32,7 @@ def event_sizes(fs, path, segment=0):
 
 def test_entry_points_register_both_protocols_without_import(store_root):
     """A fresh interpreter that never imports stream_backend still resolves stream://."""
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import sys, fsspec
         assert "stream_backend" not in sys.modules
         with fsspec.open("stream://demo/hello", "wb", root={str(store_root)!r}) as f:
@@ -42,8 +41,7 @@ def test_entry_points_register_both_protocols_without_import(store_root):
             assert f.read() == b"hi there"
         cls = fsspec.get_filesystem_class("pravega")
         print(cls.__module__, cls.__name__, cls.protocol)
-        """
-    )
+        """)
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["stream_backend.fs.streamfs", "PravegaFileSystem", "pravega"]
@@ -68,7 +66,10 @@ def test_pravega_options_default_from_env(monkeypatch):
     assert fs._store_options == {"controller": "tcp://127.0.0.1:1", "timeout": 2.0}
     assert fs._store is None  # lazily opened: making the object contacts nobody
     monkeypatch.delenv("PRAVEGA_CONTROLLER_URI")
-    assert PravegaFileSystem(skip_instance_cache=True)._store_options["controller"] == "tcp://127.0.0.1:9090"
+    assert (
+        PravegaFileSystem(skip_instance_cache=True)._store_options["controller"]
+        == "tcp://127.0.0.1:9090"
+    )
 
 
 def test_paths_strip_protocol_and_slashes(sfs):
@@ -143,7 +144,16 @@ def test_cat_file_ranges_follow_python_slices(sfs):
     data = bytes(range(256)) * 20  # 5120 bytes over 5 events
     sfs.pipe("s/t", data)
     assert sfs.cat_file("s/t") == data
-    for start, end in [(0, 1), (1000, 3000), (-10, None), (None, -5000), (-100, -50), (5000, 9999), (4000, 10), (6000, None)]:
+    for start, end in [
+        (0, 1),
+        (1000, 3000),
+        (-10, None),
+        (None, -5000),
+        (-100, -50),
+        (5000, 9999),
+        (4000, 10),
+        (6000, None),
+    ]:
         assert sfs.cat_file("s/t", start, end) == data[start:end], (start, end)
     with sfs.open("s/t", "rb", block_size=300) as f:
         assert f.size == len(data)
@@ -177,7 +187,7 @@ def test_writes_spill_over_into_events_of_exactly_event_size(sfs):
     data = os.urandom(SMALL_EVENT * 3 + 7)
     with sfs.open("s/t", "wb") as f:
         for i in range(0, len(data), 100):  # small write() calls do not make small events
-            f.write(data[i : i + 100])
+            f.write(data[i:i + 100])
     assert event_sizes(sfs, "s/t") == [SMALL_EVENT] * 3 + [7]
     assert sfs.cat("s/t") == data
 
@@ -186,7 +196,9 @@ def test_event_size_option_on_open_and_on_the_filesystem(sfs, store_root):
     with sfs.open("s/a", "wb", event_size=100) as f:
         f.write(b"z" * 250)
     assert event_sizes(sfs, "s/a") == [100, 100, 50]
-    fs = StreamFileSystem(root=str(store_root), max_event_size=SMALL_EVENT, event_size=64, skip_instance_cache=True)
+    fs = StreamFileSystem(
+        root=str(store_root), max_event_size=SMALL_EVENT, event_size=64, skip_instance_cache=True
+    )
     fs.pipe("s/b", b"q" * 130)
     assert event_sizes(fs, "s/b") == [64, 64, 2]
     with pytest.raises(ValueError, match="event_size"):
@@ -226,8 +238,7 @@ def test_empty_write_creates_an_empty_stream_and_touch_never_truncates(sfs):
 def test_close_acknowledges_events_a_crashing_process_wrote(store_root):
     """close() returns only once events are durable: the child dies right after it
     (os._exit: no cleanup, no atexit) and a new store still reads every byte."""
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import os
         from stream_backend.fs.streamfs import StreamFileSystem
         fs = StreamFileSystem(root={str(store_root)!r}, max_event_size={SMALL_EVENT})
@@ -235,17 +246,21 @@ def test_close_acknowledges_events_a_crashing_process_wrote(store_root):
         f.write(bytes(range(256)) * 9)
         f.close()
         os._exit(0)
-        """
-    )
+        """)
     subprocess.run([PY, "-c", code], check=True, timeout=60)
-    fs = StreamFileSystem(root=str(store_root), max_event_size=SMALL_EVENT, skip_instance_cache=True)
+    fs = StreamFileSystem(
+        root=str(store_root), max_event_size=SMALL_EVENT, skip_instance_cache=True
+    )
     assert fs.cat("s/t") == bytes(range(256)) * 9
     assert event_sizes(fs, "s/t") == [1024, 1024, 256]
 
 
 def test_second_writer_is_refused_while_a_file_is_open(sfs, store_root):
     holder = subprocess.Popen(
-        [PY, "-c", textwrap.dedent(f"""
+        [
+            PY,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from stream_backend.stores import open_store
             s = open_store("stream", root={str(store_root)!r}, max_event_size={SMALL_EVENT})
@@ -254,8 +269,11 @@ def test_second_writer_is_refused_while_a_file_is_open(sfs, store_root):
             print("ready", flush=True)
             sys.stdin.read()
             w.close()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -346,8 +364,12 @@ def test_rm_streams_and_scopes(sfs):
 
 def test_unsupported_mutations_raise_clear_errors(sfs):
     sfs.pipe("s/t", b"data")
-    for call in (lambda: sfs.mv("s/t", "s/u"), lambda: sfs.rename("s/t", "s/u"),
-                 lambda: sfs.truncate("s/t", 0), lambda: sfs.open("s/t", "r+b")):
+    for call in (
+        lambda: sfs.mv("s/t", "s/u"),
+        lambda: sfs.rename("s/t", "s/u"),
+        lambda: sfs.truncate("s/t", 0),
+        lambda: sfs.open("s/t", "r+b"),
+    ):
         with pytest.raises(NotImplementedError, match="append-only") as exc:
             call()
         assert isinstance(exc.value, E.UnsupportedError) and isinstance(exc.value, OSError)
@@ -370,7 +392,7 @@ def test_errors_are_builtin_and_keep_exit_codes(sfs):
         sfs.open("scope-only", "wb")
 
 
-# --------------------------------------------------------------------------- copy / get / put in our layout
+# ------------------------------------------------------------ copy / get / put in our layout
 
 
 def test_cp_keeps_event_boundaries_and_routing_keys(sfs):
