@@ -169,7 +169,7 @@ class SeaweedFS:
             f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
             f"-admin.port={p['admin']}", f"-admin.port.grpc={p['admin_grpc']}",
             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+            "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=0",
             f"-s3.localSocket={self.data_dir}/s3.sock", f"-filer.localSocket={self.data_dir}/filer.sock",
         ]
         env = dict(os.environ)
