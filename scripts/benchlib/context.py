@@ -47,6 +47,24 @@ PROFILES = {
 SCOPE = "bench"
 
 
+def disk_needed(profile: Profile, cases: list[str]) -> int:
+    """Peak bytes the selected cases keep on disk at once (streams, plain files, S3 copies).
+
+    Streams are deleted after the case that last needs them, so the peak is the shared
+    1 GiB stream + its file, plus the largest single case."""
+    big = 2 * profile.big  # s1g + f1g, kept for the whole run
+    per_case = {
+        "export": 2 * profile.big,                       # one S3 copy + one local copy at a time
+        "import": 2 * profile.big,
+        "small-events": 3 * profile.small_events * profile.small_event_size,
+        "incremental": 4 * profile.big,
+        "read": max(profile.rand_sizes),
+        "memory": 2 * max(profile.rss_sizes),            # the stream and its S3 copy
+        "pravega": 2 * profile.pravega_bytes,
+    }
+    return big + max((per_case[c] for c in cases), default=0)
+
+
 class NotAvailable(Exception):
     """A case (or one tool in it) cannot run here yet; the report says why."""
 
@@ -65,6 +83,7 @@ class Context:
     files: dict = field(default_factory=dict)
     _checks: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # rows one case can reuse from another
+    cprofile: bool = False
     pravega: object = None
 
     # ------------------------------------------------------------------ paths, env
@@ -260,6 +279,8 @@ def tool_result(tool: str, role: str, command: str, runs: list[Run] | None = Non
         res["events"] = events
         res["events_per_s"] = events / med["wall_s"]
     res["limit"] = classify_limit(med["wall_s"], med["client_cpu_s"], med["server_cpu_s"], os.cpu_count() or 1)
+    if getattr(runs, "profile", None):
+        res["profile"] = runs.profile
     if extra:
         res.update(extra)
     return res
@@ -269,6 +290,7 @@ class Runs(list):
     """The timed runs of one tool, and how many warm-up runs preceded them."""
 
     warmups = 0
+    profile = None
 
 
 def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=None) -> Runs:
@@ -306,7 +328,44 @@ def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=N
         if kept and len(kept) < runs and time.perf_counter() - started > ctx.profile.tool_budget_s:
             ctx.log(f"    {label:<28} time budget ({ctx.profile.tool_budget_s:.0f} s) used: {len(kept)} timed run(s)")
             break
+    if ctx.cprofile:
+        kept.profile = _profiled_run(ctx, label, make(i), pids)
     return kept
+
+
+def _profiled_run(ctx: Context, label: str, made, pids) -> dict | None:
+    """One more run of a Python command (ours, or a probe) under cProfile: top functions."""
+    argv, env, after, kw = _unpack(made)
+    py_cmd = argv[0] == ctx.sb or (argv[0] == ctx.python and len(argv) > 1 and argv[1].endswith(".py"))
+    if not py_cmd:  # a peer: nothing of ours to profile; just undo what make() set up
+        if after:
+            try:
+                after(run_measured(["true"], check=False))
+            except Exception:  # noqa: BLE001
+                pass
+        return None
+    import pstats
+
+    out = os.path.join(ctx.work, "tmp", f"profile-{abs(hash((label, tuple(argv)))) % 10**8}.prof")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    target = argv if argv[0] == ctx.python else [ctx.python, *argv]
+    run = run_measured([ctx.python, "-m", "cProfile", "-o", out, *target[1:]], env=env, server_pids=pids,
+                       check=False, **kw)
+    try:
+        if after:
+            after(run)
+    except Exception:  # noqa: BLE001 - the profile run's outcome is not a measurement
+        pass
+    if run.rc != 0 or not os.path.exists(out):
+        return {"error": f"exit {run.rc}"}
+    st = pstats.Stats(out)
+    rows = []
+    for (fname, line, func), (cc, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:12]:
+        rows.append({"function": f"{os.path.basename(fname)}:{line}({func})", "calls": nc,
+                     "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
+    ctx.log(f"    {label:<28} profiled ({run.wall_s:.2f}s): top {rows[0]['function'] if rows else '?'}")
+    return {"wall_s": run.wall_s, "top_by_tottime": rows,
+            "note": "cProfile sees the main thread only; time in worker threads shows as waits"}
 
 
 def _unpack(made):

@@ -172,6 +172,19 @@ def markdown(results: dict, png_names: list[str]) -> str:
             L.append(f"- {r['tool']}: `{r['command']}`")
         L.append("")
 
+    profiled = [(c, r) for c in results["cases"] for r in c.get("tools", []) if r.get("profile", {}).get("top_by_tottime")]
+    if profiled:
+        L.append("## Profiles (`--profile`: one extra untimed run under cProfile, main thread)")
+        L.append("")
+        for c, r in profiled:
+            L.append(f"**{c.get('number', '')}. {r['tool']}** ({r['profile']['wall_s']:.2f} s under the profiler)")
+            L.append("")
+            L.append("| function | calls | own s | cumulative s |")
+            L.append("|---|---|---|---|")
+            for f in r["profile"]["top_by_tottime"][:8]:
+                L.append(f"| `{f['function']}` | {f['calls']} | {f['tottime_s']:.3f} | {f['cumtime_s']:.3f} |")
+            L.append("")
+
     L.append("## How to run")
     L.append("")
     L.append("```")
