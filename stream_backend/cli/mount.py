@@ -33,21 +33,24 @@ def _parse_targets(args: tuple[str, ...], archive: str | None) -> tuple[str, str
 
 def _archive_operations(url: str, endpoint_url: str | None):
     """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
-    import fsspec
-
+    from ..fs.archivefs import ArchiveFileSystem
     from ..fs.fuse import FsspecOperations
 
     target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
-    storage_options = {}
-    if endpoint_url and target.startswith("s3://"):
-        storage_options = {"s3": {"endpoint_url": endpoint_url}}
+    if target.startswith("sbarchive://"):
+        raise UsageError(f"give the archive's own URL: sbarchive::s3://BUCKET/PREFIX, not {url!r}")
+    options = {}
+    if endpoint_url and target.startswith(("s3://", "s3a://")):
+        options["endpoint_url"] = endpoint_url
     try:
-        fs, path = fsspec.core.url_to_fs(f"sbarchive::{target}", **storage_options)
-    except (ImportError, ValueError) as exc:
-        raise UsageError(f"cannot open archive {target!r}: {exc}") from None
+        fs = ArchiveFileSystem(fo=target, target_options=options, skip_instance_cache=True)
+    except StreamBackendError:
+        raise
     except FileNotFoundError as exc:
         raise NotFoundError(f"archive not found: {target} ({exc})") from None
-    return FsspecOperations(fs, path or "")
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"cannot open archive {target!r}: {exc}") from None
+    return FsspecOperations(fs, "")
 
 
 def _background(argv: list[str], mountpoint: str, wait: float) -> None:
