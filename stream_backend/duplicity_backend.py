@@ -8,6 +8,8 @@ duplicity's ``--concurrency N`` workers are *spawned* processes that re-import t
 module: the wrapper sets ``STREAM_BACKEND_DUPLICITY=1`` so that the CLI module imported
 there (``stream_backend.cli.duplicity``) registers the schemes again, and running this
 module directly (``python -m stream_backend.duplicity_backend``) registers at import.
+The schemes are not added to ``uses_netloc``: like ``file://``, ``stream://SCOPE/STREAM``
+parses as the path ``//SCOPE/STREAM`` (a scope is not a host).
 
 Layout of a target ``SCOPE/STREAM`` (a scope alone means stream ``duplicity``):
 

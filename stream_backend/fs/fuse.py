@@ -415,11 +415,10 @@ class StoreOperations(Operations):
         else:
             scope, stream, segment = h.scope, h.stream, h.segment
         data = self.store.read_range(scope, stream, segment, offset, size)
-        c = self.reads.get((scope, stream, segment))
-        if c is None:
+        with self._cache_lock:  # reads run on several FUSE threads
             c = self.reads.setdefault((scope, stream, segment), ReadCounter())
-        c.calls += 1
-        c.bytes += len(data)
+            c.calls += 1
+            c.bytes += len(data)
         return data
 
     @fuse_errors
