@@ -34,6 +34,8 @@ MAGIC = b"SBR1"
 HEADER = struct.Struct("<4sIQQQQHHqI")
 HEADER_SIZE = HEADER.size  # 56
 _CRC_OFFSET = HEADER_SIZE - 4
+_HEAD_NO_CRC = struct.Struct("<4sIQQQQHHq")
+_CRC = struct.Struct("<I")
 
 FLAG_ROUTING_KEY = 0x1  # a routing key is present (tells None from "")
 FLAG_TIMESTAMP = 0x2  # timestamp_ns is meaningful (tells None from 0)
@@ -106,14 +108,12 @@ def encode_record_head(
         flags |= FLAG_TIMESTAMP
     if len(key) > MAX_KEY_BYTES:
         raise ValueError(f"routing key longer than {MAX_KEY_BYTES} bytes")
-    head = HEADER.pack(
+    head = _HEAD_NO_CRC.pack(
         MAGIC, segment, seq, event_size, chunk_offset, len(chunk), len(key), flags,
-        timestamp_ns if timestamp_ns is not None else 0, 0,
+        timestamp_ns if timestamp_ns is not None else 0,
     )
-    crc = crc32c(head[:_CRC_OFFSET])
-    crc = crc32c(key, crc)
-    crc = crc32c(chunk, crc)
-    return head[:_CRC_OFFSET] + struct.pack("<I", crc) + key
+    crc = crc32c(chunk, crc32c(key, crc32c(head)))
+    return head + _CRC.pack(crc) + key
 
 
 def encode_record(
@@ -130,24 +130,40 @@ def encode_record(
     return encode_record_head(segment, seq, event_size, chunk_offset, chunk, key, timestamp_ns) + bytes(chunk)
 
 
-def _read_exact(f: BinaryIO, n: int) -> bytes:
-    """Read ``n`` bytes or fewer at EOF, in bounded pieces (a garbled length field
-    must lead to "truncated", not to a huge allocation)."""
-    if n <= _READ_PIECE:
-        data = f.read(n)
-        if len(data) == n:
-            return data
-        parts = [data]
-        got = len(data)
-    else:
-        parts, got = [], 0
-    while got < n:
-        piece = f.read(min(_READ_PIECE, n - got))
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts)
+class _Blocks:
+    """Reads a stream in large blocks and hands out exact byte counts (few calls per
+    record, and a garbled length field costs at most the rest of the object, never a
+    huge allocation up front)."""
+
+    def __init__(self, f: Any, block: int = _READ_PIECE):
+        self.f = f
+        self.block = block
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        """``n`` bytes, or fewer at EOF."""
+        end = self.pos + n
+        if end <= len(self.buf):
+            out = self.buf[self.pos:end]
+            self.pos = end
+            return out
+        parts = [self.buf[self.pos:]]
+        have = len(parts[0])
+        self.buf, self.pos = b"", 0
+        while have < n:
+            block = self.f.read(max(self.block, min(n - have, 16 * self.block)))
+            if not block:
+                break
+            need = n - have
+            if len(block) > need:
+                parts.append(block[:need])
+                self.buf, self.pos = block, need
+                have = n
+            else:
+                parts.append(block)
+                have += len(block)
+        return b"".join(parts)
 
 
 class _CountingReader:
@@ -216,6 +232,9 @@ def iter_records(
         f: Any = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=False, closefd=False)
     else:
         f = raw
+    blocks = _Blocks(f)
+    take = blocks.take
+    crc = _crc32c.crc32c
     pos, index = start_position, start_index
 
     def bad(msg: str) -> CorruptionError:
@@ -223,12 +242,12 @@ def iter_records(
 
     try:
         while True:
-            head = _read_exact(f, HEADER_SIZE)
+            head = take(HEADER_SIZE)
             if not head:
                 break
             if len(head) < HEADER_SIZE:
                 raise bad(f"truncated record header ({len(head)} of {HEADER_SIZE} bytes)")
-            magic, segment, seq, event_size, chunk_offset, chunk_len, key_len, flags, ts, crc = HEADER.unpack(head)
+            magic, segment, seq, event_size, chunk_offset, chunk_len, key_len, flags, ts, want = HEADER.unpack(head)
             if magic != MAGIC:
                 # newer record formats come with a newer manifest version, which is
                 # refused before any object is read; here a bad magic is damage
@@ -236,12 +255,10 @@ def iter_records(
             if chunk_offset + chunk_len > event_size:
                 # garbled lengths: report as damage before trusting them for a read
                 raise bad("chunk extends beyond its event")
-            body = _read_exact(f, key_len + chunk_len)
+            body = take(key_len + chunk_len)
             if len(body) < key_len + chunk_len:
                 raise bad(f"truncated record ({len(body)} of {key_len + chunk_len} body bytes)")
-            check = crc32c(head[:_CRC_OFFSET])
-            check = crc32c(body, check)
-            if check != crc:
+            if crc(body, value=crc(head[:_CRC_OFFSET])) != want:
                 raise bad("checksum mismatch")
             if flags & ~KNOWN_FLAGS:
                 raise FormatVersionError(
@@ -670,7 +687,8 @@ def pack_segment(
 
     ``events`` yields events with increasing seqs, starting with event ``start_seq``
     (whose first ``start_offset`` bytes are skipped: they ended the previous object);
-    events with seq >= ``end_seq`` are not consumed. Each yielded :class:`PackedObject`
+    events with seq >= ``end_seq`` are not packed (the first of them is read from the
+    iterator and dropped, so pass an iterator that may be read one event past the end). Each yielded :class:`PackedObject`
     must be drained (``chunks()``/``parts()``) before the next one is asked for.
 
     ``object_size`` bounds the raw (uncompressed) record bytes of an object: an object
