@@ -48,6 +48,9 @@ STORE_MOUNT = "/data/store"
 RUN_AS_USER = 10001
 
 EXIT_PAUSED = 75  # Paused / WriterBusyError: resumable, retry without counting
+#: killed by SIGTERM before the CLI's handler was installed (startup) or after it was
+#: removed (exiting): only the kubelet sends SIGTERM, so this is a disruption too
+EXIT_SIGTERM = 128 + 15
 #: exit codes that a retry cannot fix: usage, corrupt data / newer format, foreign target
 EXIT_FAIL_FAST = (64, 65, 73)
 
@@ -309,8 +312,8 @@ def _validate(spec: TransferSpec):
     if spec.backoff_limit < 0 or spec.grace_period < 1:
         raise UsageError("--backoff-limit must be >= 0 and --grace-period >= 1")
     if spec.op == "import":
-        for opt, value in (("--object-size", spec.object_size), ("--part-size", spec.part_size),
-                           ("--compression", spec.compression)):
+        for opt, value in (("--object-size", spec.object_size), ("--compression", spec.compression),
+                           ("--parallel", spec.parallel)):
             if value is not None:
                 raise UsageError(f"{opt} is an export option")
     elif spec.to_time:
@@ -423,7 +426,8 @@ def pod_failure_policy() -> dict:
         "rules": [
             {
                 "action": "Ignore",
-                "onExitCodes": {"containerName": CONTAINER_NAME, "operator": "In", "values": [EXIT_PAUSED]},
+                "onExitCodes": {"containerName": CONTAINER_NAME, "operator": "In",
+                                "values": [EXIT_PAUSED, EXIT_SIGTERM]},
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             {

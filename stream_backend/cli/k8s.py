@@ -149,6 +149,7 @@ def job_export(source, archive, **opts):
 @_k8s_options
 @click.option("--to-seq", type=int, default=None, help="Passed to import.")
 @click.option("--to-time", default=None, help="Passed to import (ISO 8601 or epoch seconds).")
+@click.option("--part-size", default=None, help="Passed to import [CLI default 8MiB]; sizes memory.")
 def job_import(archive, dest, **opts):
     """Job running `stream-backend import ARCHIVE DEST`."""
     _emit("import", "Job", dest, archive, opts)
@@ -172,6 +173,7 @@ def cronjob_export(source, archive, **opts):
 @click.option("--schedule", default=None, help="Cron schedule, e.g. '30 * * * *'.")
 @click.option("--time-zone", default=None, help="CronJob timeZone.")
 @_k8s_options
+@click.option("--part-size", default=None, help="Passed to import [CLI default 8MiB]; sizes memory.")
 def cronjob_import(archive, dest, **opts):
     """CronJob: each run replays the archive's new runs into DEST (a standby copy)."""
     _emit("import", "CronJob", dest, archive, opts)

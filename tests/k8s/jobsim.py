@@ -43,10 +43,12 @@ class Pod:
     fate: str = "run"  # run | sigterm | sigterm-evict | sigkill-node | sigkill-oom
     delay: float = 0.0
     signalled: bool = False
+    owed: bool = False  # a fate the plan still owes (re-owed if it misses)
     stderr_lines: list = field(default_factory=list)
     stdout: str = ""
     first_progress: threading.Event = field(default_factory=threading.Event)
     first_progress_at: float | None = None
+    under_way: float | None = None  # first progress line with 0 < done < total
     threads: list = field(default_factory=list)
 
     @property
@@ -107,8 +109,9 @@ class JobSimulation:
         self.results: list[PodResult] = []
         self.counted_failures = 0
         self.planned_counted = 0
-        self._opening: list[str] = []
-        self._opening_left = 2
+        self._owed = [self.rng.choice(["sigterm", "sigterm-evict"]), self.rng.choice(["sigkill-node", "sigkill-oom"])]
+        self.rng.shuffle(self._owed)
+        self._retries_left = 12
         self.exe = cli_executable()
 
     def _env(self, index: int, term_log: Path) -> dict:
@@ -125,34 +128,39 @@ class JobSimulation:
         env["STREAM_BACKEND_TERMINATION_LOG"] = str(term_log)
         return env
 
-    def _plan(self) -> tuple[str, float]:
-        """The next pod's fate. The first two chaos pods are one SIGTERM and one SIGKILL
-        (random order and kind), the rest random; SIGTERM delays count from the pod's
+    def _plan(self) -> tuple[str, float, bool]:
+        """The next pod's fate. A SIGTERM and a SIGKILL (random kinds) are owed first and
+        owed again while they miss (the pod finished or failed before the signal took
+        effect); then random chaos from the budget. SIGTERM delays count from the pod's
         first progress line, SIGKILL delays from its start (so some land during startup)."""
-        if self.chaos_budget <= 0:
-            return "run", 0.0
-        self.chaos_budget -= 1
-        if not self._opening:
-            self._opening = [self.rng.choice(["sigterm", "sigterm-evict"]),
-                             self.rng.choice(["sigkill-node", "sigkill-oom"])]
-            self.rng.shuffle(self._opening)
-        if self._opening_left:
-            fate = self._opening[2 - self._opening_left]
-            self._opening_left -= 1
-        else:
+        owed = bool(self._owed)
+        if owed:
+            fate = self._owed.pop(0)
+        elif self.chaos_budget > 0:
+            self.chaos_budget -= 1
             fate = self.rng.choice(["sigterm", "sigterm-evict", "sigkill-node", "sigkill-oom", "run"])
+        else:
+            return "run", 0.0, False
         if fate == "sigkill-oom":
             if self.planned_counted >= self.backoff_limit - 1:
                 fate = "sigkill-node"  # keep the counted failures within the limit
             else:
                 self.planned_counted += 1
+        if owed:  # must land before a fast transfer ends: once data moves, soon
+            return fate, self.rng.uniform(0.0, 0.05), owed
         if fate.startswith("sigterm"):
-            return fate, self.rng.uniform(0.0, 0.6)
-        return fate, self.rng.uniform(0.1, 1.4)
+            return fate, self.rng.uniform(0.0, 0.6), owed
+        return fate, self.rng.uniform(0.1, 1.4), owed  # from the start: some land during startup
+
+    def _settle_owed(self, fate: str, exit_code: int) -> None:
+        landed = (exit_code == 75) if fate.startswith("sigterm") else (exit_code == 137)
+        if fate != "run" and not landed and self._retries_left > 0:
+            self._retries_left -= 1
+            self._owed.append(fate)
 
     def _start(self, index: int, attempt: int) -> Pod:
         term_log = self.workdir / f"termination-{index}-{attempt}.log"
-        fate, delay = self._plan()
+        fate, delay, owed = self._plan()
         proc = subprocess.Popen(
             [self.exe, *self.container["args"]],
             env=self._env(index, term_log),
@@ -161,13 +169,20 @@ class JobSimulation:
             stderr=subprocess.PIPE,
             text=True,
         )
-        pod = Pod(index, attempt, proc, time.monotonic(), term_log, fate, delay)
+        pod = Pod(index, attempt, proc, time.monotonic(), term_log, fate, delay, owed=owed)
 
         def read_err():
             for line in proc.stderr:
                 pod.stderr_lines.append(line)
                 if '"progress"' in line:
                     pod.first_progress.set()
+                    if pod.under_way is None:
+                        try:
+                            p = json.loads(line)
+                            if 0 < p.get("done_bytes", 0) < p.get("total_bytes", 0):
+                                pod.under_way = time.monotonic()
+                        except ValueError:
+                            pass
 
         def read_out():
             pod.stdout = proc.stdout.read()
@@ -184,13 +199,13 @@ class JobSimulation:
         if pod.fate.startswith("sigterm"):
             # a SIGTERM that lands before the CLI installed its handler is just a kill;
             # to check exit 75 we signal once the transfer is under way
-            if pod.first_progress_at is None:
-                return
-            if time.monotonic() - pod.first_progress_at < pod.delay:
+            since = pod.under_way if pod.owed else pod.first_progress_at
+            if since is None or time.monotonic() - since < pod.delay:
                 return
             pod.proc.send_signal(signal.SIGTERM)
         else:
-            if time.monotonic() - pod.started < pod.delay:
+            since = pod.under_way if pod.owed else pod.started
+            if since is None or time.monotonic() - since < pod.delay:
                 return
             pod.proc.send_signal(signal.SIGKILL)
         pod.signalled = True
@@ -201,6 +216,16 @@ class JobSimulation:
         attempts = {i: 0 for i in pending}
         active: list[Pod] = []
         done: set[int] = set()
+        try:
+            self._loop(pending, attempts, active, done, deadline)
+        finally:
+            for pod in active:  # a failed assertion leaves no process behind
+                if pod.proc.poll() is None:
+                    pod.proc.kill()
+                    pod.proc.wait()
+        return self.results
+
+    def _loop(self, pending, attempts, active, done, deadline) -> None:
         while len(done) < self.completions:
             assert time.monotonic() < deadline, f"job did not complete in {self.timeout}s: {self.results[-5:]}"
             while pending and len(active) < self.parallelism:
@@ -220,6 +245,8 @@ class JobSimulation:
                 active.remove(pod)
                 code = rc if rc >= 0 else 128 - rc
                 conditions = {"DisruptionTarget"} if pod.disruption and pod.signalled else set()
+                if pod.owed:
+                    self._settle_owed(pod.fate, code)
                 if code == 0:
                     action = "Succeeded"
                     done.add(pod.index)
@@ -237,7 +264,6 @@ class JobSimulation:
                         + "".join(pod.stderr_lines))
                 if action != "Succeeded":
                     pending.insert(0, pod.index)  # the replacement, after the old pod terminated
-        return self.results
 
 
 def progress_lines(stderr: str) -> list[dict]:
