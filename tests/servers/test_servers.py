@@ -30,6 +30,16 @@ def test_seaweedfs_listens_on_loopback_only(seaweedfs_process):
     assert addrs and all(ip.startswith("127.") for ip, _ in addrs)
     assert ("127.0.0.1", seaweedfs_process.ports["s3"]) in addrs
     assert {port for _, port in addrs} <= set(seaweedfs_process.ports.values())
+    # and it advertises only loopback addresses (what clients and peers get redirected to)
+    import json
+    import urllib.request
+
+    master = f"http://127.0.0.1:{seaweedfs_process.ports['master']}"
+    topo = json.load(urllib.request.urlopen(f"{master}/dir/status", timeout=10))["Topology"]
+    nodes = [n for dc in topo["DataCenters"] for r in dc["Racks"] for n in r["DataNodes"]]
+    assert nodes and all(n["Url"].startswith("127.0.0.1:") and n["PublicUrl"].startswith("127.0.0.1:") for n in nodes)
+    leader = json.load(urllib.request.urlopen(f"{master}/cluster/status", timeout=10))["Leader"]
+    assert leader.startswith("127.0.0.1:")
 
 
 def test_seaweedfs_multipart_listparts_and_conditional_writes(s3_bucket):
