@@ -35,8 +35,7 @@ def _expected_event_sizes(sessions_bytes: list[int], event_size: int) -> list[in
     return sizes
 
 
-@PROPERTY_SETTINGS
-@given(
+ROUND_TRIP_ARGS = dict(
     plan=sessions,
     seed=st.integers(0, 2**32 - 1),
     event_size=st.sampled_from([SMALL_EVENT, 1, 7, 300]),
@@ -44,29 +43,32 @@ def _expected_event_sizes(sessions_bytes: list[int], event_size: int) -> list[in
         st.tuples(st.integers(-20, 6 * SMALL_EVENT), st.integers(-20, 6 * SMALL_EVENT)), max_size=8
     ),
 )
-def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_size, probes):
+
+
+def check_writes_read_back(fs, scope, plan, seed, event_size, probes, **url_options):
+    """Write ``plan`` (sessions of write() sizes) into a new stream of ``fs`` and check
+    every way of reading it back, and the event cut. Shared by the local and Pravega runs."""
     rnd = random.Random(seed)
-    path = f"prop/s{next(_names)}"
+    stream = f"s{next(_names)}"
+    path = f"{scope}/{stream}"
     expected = bytearray()
     for writes in plan:
-        with sfs.open(path, "ab", event_size=event_size) as f:
+        with fs.open(path, "ab", event_size=event_size) as f:
             for n in writes:
                 data = rnd.randbytes(n)
                 assert f.write(data) == n
                 expected += data
     expected = bytes(expected)
 
-    assert sfs.size(path) == len(expected)
-    assert sfs.cat_file(path) == expected
-    with fsspec.open(
-        f"stream://{path}", "rb", root=str(store_root), max_event_size=SMALL_EVENT
-    ) as f:
+    assert fs.size(path) == len(expected)
+    assert fs.cat_file(path) == expected
+    with fsspec.open(fs.unstrip_protocol(path), "rb", **url_options) as f:
         assert f.read() == expected
     for start, end in probes:  # python-slice semantics, negatives included
-        assert sfs.cat_file(path, start, end) == expected[start:end], (start, end)
+        assert fs.cat_file(path, start, end) == expected[start:end], (start, end)
 
     # seek/read sequences through a small read-ahead cache
-    with sfs.open(path, "rb", block_size=97) as f:
+    with fs.open(path, "rb", block_size=97) as f:
         for _ in range(10):
             pos = rnd.randint(0, len(expected) + 5)
             n = rnd.randint(0, 3 * SMALL_EVENT)
@@ -74,8 +76,18 @@ def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_
             assert f.read(n) == expected[pos:pos + n]
             assert f.tell() == pos + len(expected[pos:pos + n])
 
-    sizes = [len(e.payload) for e in sfs.store.read_events("prop", path.split("/")[1], 0)]
+    segment = fs.info(path)["segment"]
+    sizes = [len(e.payload) for e in fs.store.read_events(scope, stream, segment)]
     assert sizes == _expected_event_sizes([sum(w) for w in plan], event_size)
+
+
+@PROPERTY_SETTINGS
+@given(**ROUND_TRIP_ARGS)
+def test_any_writes_read_back_byte_identical(sfs, store_root, plan, seed, event_size, probes):
+    check_writes_read_back(
+        sfs, "prop", plan, seed, event_size, probes,
+        root=str(store_root), max_event_size=SMALL_EVENT,
+    )
 
 
 @PROPERTY_SETTINGS
