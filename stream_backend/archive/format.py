@@ -78,6 +78,8 @@ class Record:
     #: (uncompressed) object — for error messages and ranged reads
     index: int = 0
     position: int = 0
+    #: key of the object the record came from (named in error messages)
+    key: str = ""
 
     @property
     def size(self) -> int:
@@ -276,7 +278,7 @@ def iter_records(
                 rkey = None
             yield Record(
                 segment, seq, event_size, chunk_offset, body[key_len:], rkey,
-                ts if flags & FLAG_TIMESTAMP else None, index, pos,
+                ts if flags & FLAG_TIMESTAMP else None, index, pos, key,
             )
             pos += HEADER_SIZE + key_len + chunk_len
             index += 1
@@ -330,7 +332,7 @@ def iter_events(records: Iterable[Record], key: str = "<archive>", *, skip_parti
     skipping = skip_partial_start
 
     def where(r: Record) -> str:
-        return f"record {r.index} at byte {r.position}"
+        return f"{r.key or key}: record {r.index} at byte {r.position}"
 
     for r in records:
         last_rec = r
@@ -341,10 +343,10 @@ def iter_events(records: Iterable[Record], key: str = "<archive>", *, skip_parti
         if cur is None:
             if r.chunk_offset != 0:
                 raise CorruptionError(
-                    f"corrupt archive {key}: {where(r)}: continues event seq {r.seq} whose start is missing"
+                    f"corrupt archive object {where(r)}: continues event seq {r.seq} whose start is missing"
                 )
             if r.seq <= last_seq:
-                raise CorruptionError(f"corrupt archive {key}: {where(r)}: seq {r.seq} after seq {last_seq}")
+                raise CorruptionError(f"corrupt archive object {where(r)}: seq {r.seq} after seq {last_seq}")
             cur, pending, have = r, [r.chunk], len(r.chunk)
         else:
             if (
@@ -356,7 +358,7 @@ def iter_events(records: Iterable[Record], key: str = "<archive>", *, skip_parti
                 or r.timestamp_ns != cur.timestamp_ns
             ):
                 raise CorruptionError(
-                    f"corrupt archive {key}: {where(r)}: expected byte {have} of event seq {cur.seq}, "
+                    f"corrupt archive object {where(r)}: expected byte {have} of event seq {cur.seq}, "
                     f"found byte {r.chunk_offset} of seq {r.seq}"
                 )
             pending.append(r.chunk)
@@ -367,8 +369,9 @@ def iter_events(records: Iterable[Record], key: str = "<archive>", *, skip_parti
             last_seq = cur.seq
             cur, pending, have = None, [], 0
     if cur is not None:
+        where_ = last_rec.key if last_rec is not None and last_rec.key else key
         raise CorruptionError(
-            f"corrupt archive {key}: event seq {cur.seq} ends after {have} of {cur.event_size} bytes (truncated)"
+            f"corrupt archive {where_}: event seq {cur.seq} ends after {have} of {cur.event_size} bytes (truncated)"
         )
 
 
