@@ -476,16 +476,41 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     @_translating
     def cp_file(self, path1, path2, **kwargs):
-        """Copy event by event: boundaries and routing keys survive (not just bytes)."""
+        """Copy event by event: boundaries and routing keys survive (not just bytes).
+
+        Directories come first in a recursive copy: a scope becomes a scope, a
+        multi-segment stream a stream with as many segments, filled segment by segment.
+        """
+        src, dst = self._parts(path1), self._parts(path2)
+        if src[:2] == dst[:2] and len(src) >= 2:
+            raise _unsupported(f"copying {self._url(*src)} onto its own stream")
+        if len(src) == 1:
+            if len(dst) != 1:
+                raise _fs_err(E.UsageError, f"a scope copies to a scope, not to {self._url(*dst)}")
+            self.store.create_scope(dst[0], exist_ok=True)
+            return
+        if len(src) == 2:
+            info = self.store.stream_info(src[0], src[1])
+            if info.segment_count > 1:
+                return self._copy_stream_shape(info, dst)
         scope, stream, _, seg = self._file_target(path1)
         dscope, dstream, dseg, _ = self._prepare_write(path2, "wb")
-        if (scope, stream) == (dscope, dstream):
-            raise _unsupported(f"copying {self._url(path1)} onto its own stream")
         with self.store.writer(dscope, dstream) as w:
             for ev in self.store.read_events(
                 scope, stream, seg.segment, from_seq=seg.head_seq, to_seq=seg.tail_seq
             ):
                 w.append(ev.payload, routing_key=ev.routing_key, segment=dseg)
+
+    def _copy_stream_shape(self, info: StreamInfo, dst: list[str]) -> None:
+        """Make ``dst`` a stream with ``info``'s segment count (the segment files follow)."""
+        if len(dst) != 2:
+            raise _fs_err(E.UsageError, f"a multi-segment stream copies to SCOPE/STREAM, "
+                          f"not to {self._url(*dst)}")
+        self.store.create_stream(dst[0], dst[1], segments=info.segment_count, exist_ok=True)
+        have = self.store.stream_info(dst[0], dst[1]).segment_count
+        if have != info.segment_count:
+            raise _fs_err(E.AlreadyExistsError, f"{self._url(*dst)} exists with {have} segments, "
+                          f"not {info.segment_count}")
 
     # -- directories ---------------------------------------------------------
 

@@ -432,3 +432,22 @@ def test_unusable_store_root_is_a_permission_error(tmp_path):
     with pytest.raises(PermissionError) as exc:
         fs.ls("")
     assert exc.value.exit_code == E.PermissionDeniedError.exit_code
+
+
+def test_recursive_copy_of_a_scope_keeps_streams_segments_and_events(sfs):
+    with sfs.open("src/one", "wb", event_size=100) as f:
+        f.write(b"1" * 250)
+    sfs.mkdir("src/multi", segments=3)
+    with sfs.open("src/multi/2", "wb", event_size=64, routing_key="r2") as f:
+        f.write(b"2" * 130)
+    sfs.copy("src", "dst", recursive=True)
+    assert sfs.ls("dst", detail=False) == ["dst/multi", "dst/one"]
+    assert sfs.info("dst/multi")["segments"] == 3
+    assert sfs.cat("dst/one") == b"1" * 250 and event_sizes(sfs, "dst/one") == [100, 100, 50]
+    assert sfs.cat("dst/multi/2") == b"2" * 130 and event_sizes(sfs, "dst/multi", 2) == [64, 64, 2]
+    assert {e.routing_key for e in sfs.store.read_events("dst", "multi", 2)} == {"r2"}
+    assert sfs.cat("dst/multi/0") == b""
+    sfs.copy("src/*", "glob/")  # a glob of files into a new scope
+    assert sfs.ls("glob", detail=False) == ["glob/one"]
+    with pytest.raises(NotImplementedError, match="own stream"):
+        sfs.copy("src/one", "src/one")
