@@ -143,5 +143,9 @@ def test_cli_event_boundaries_match_across_local_and_pravega(
     assert [e[:2] for e in local] == [e[:2] for e in pravega]
     assert [size for size, _, _ in local] == [2048, 2048, 904]
     assert {key for _, _, key in local} == {"k"} and {key for _, _, key in pravega} == {None}
+    assert run("ls", f"pravega://{scope}").stdout.split() == ["s"]
+    assert scope in run("ls", "pravega://").stdout.split()
+    run("seal", f"pravega://{scope}/s")
+    run("write", f"pravega://{scope}/s", src, code=E.SealedError.exit_code)
     run("info", f"pravega://{scope}/none", code=E.NotFoundError.exit_code)
     run("rm", "-r", f"pravega://{scope}")
