@@ -62,7 +62,6 @@ DEFAULT_PART_SIZE = 8 * 1024**2
 DEFAULT_PARALLEL = 4
 ZSTD_MEMORY_PER_LANE = 16 * 1024**2
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*$", re.IGNORECASE)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -76,14 +75,15 @@ _RESERVED_MOUNTS = {"/", "/tmp", "/dev", "/proc", "/sys", "/etc", "/usr", "/bin"
 
 
 def parse_size(text: str | int) -> int:
-    """'8MiB' -> 8388608. Accepts K/M/G/T with or without 'iB'/'B' (binary multiples)."""
+    """'8MiB' -> 8388608, by the same grammar the transfer CLI uses, and positive."""
     if isinstance(text, int):
         return text
-    m = _SIZE.match(str(text))
-    if not m:
-        raise UsageError(f"invalid size {text!r}: use a number with an optional KiB/MiB/GiB suffix")
-    number, unit = float(m.group(1)), m.group(2).upper()
-    return int(number * 1024 ** "_KMGT".index(unit)) if unit else int(number)
+    from .archive import parse_size as archive_parse_size
+
+    n = archive_parse_size(text)
+    if n <= 0:
+        raise UsageError(f"size must be positive, not {text!r}")
+    return n
 
 
 def quantity(nbytes: int) -> str:
@@ -509,7 +509,12 @@ def build(spec: TransferSpec) -> dict:
     if spec.shards is not None:
         job_spec["completionMode"] = "Indexed"
         job_spec["completions"] = spec.shards
-        job_spec["parallelism"] = min(spec.parallelism or spec.shards, spec.shards)
+        default = spec.shards
+        if spec.op == "import" and stream.protocol == "stream":
+            # the local store has one writer per stream: parallel import pods would only
+            # take turns (exit 75, retried), so by default they run one after the other
+            default = 1
+        job_spec["parallelism"] = min(spec.parallelism or default, spec.shards)
     job_spec.update({
         "backoffLimit": spec.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),

@@ -92,7 +92,7 @@ def policy_action(manifest_job_spec: dict, container: str, exit_code: int, condi
 
 class JobSimulation:
     def __init__(self, job_spec: dict, workdir: Path, env_overrides: dict, seed: int,
-                 chaos_budget: int = 8, timeout: float = 150.0):
+                 chaos_budget: int = 8, timeout: float = 150.0, chaos: bool = True):
         self.indexed = job_spec.get("completionMode") == "Indexed"
         self.spec = job_spec
         pod = job_spec["template"]["spec"]
@@ -111,6 +111,8 @@ class JobSimulation:
         self.planned_counted = 0
         self._owed = [self.rng.choice(["sigterm", "sigterm-evict"]), self.rng.choice(["sigkill-node", "sigkill-oom"])]
         self.rng.shuffle(self._owed)
+        if not chaos:
+            self._owed, self.chaos_budget = [], 0
         self._retries_left = 12
         self.exe = cli_executable()
 

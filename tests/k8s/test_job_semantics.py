@@ -210,6 +210,44 @@ def test_import_job_under_chaos_restores_every_event_once(source_store, tmp_path
     assert read_stream(dest_root, "k8s", "restored") == read_stream(source_store, "k8s", "events")
 
 
+@pytest.mark.slow
+def test_cronjob_runs_export_incrementals(source_store, tmp_path):
+    """Each scheduled run of the CronJob's jobTemplate appends a run to the archive with
+    what was appended since; a run disturbed by SIGTERM/SIGKILL still completes, and the
+    chain verifies against the stream event for event."""
+    from stream_backend.stores.local import LocalStore
+
+    archive = tmp_path / "backups" / "archive"
+    result = CliRunner().invoke(main, [
+        "k8s", "cronjob", "export", "stream://k8s/events", f"file://{archive}", "--schedule", "*/15 * * * *",
+        "--pvc", "streams", "--archive-pvc", "backups", "--archive-mount", str(archive.parent), *EXPORT_OPTS])
+    assert result.exit_code == 0, result.output
+    cron = yaml.safe_load(result.output)
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job_spec = cron["spec"]["jobTemplate"]["spec"]
+    overrides = {"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.05"}
+    rng = random.Random(3)
+    for n in (1, 2, 3):
+        if n > 1:  # the application appends between two scheduled runs
+            store = LocalStore(root=str(source_store))
+            with store.writer("k8s", "events") as w:
+                for i in range(40):
+                    w.append(rng.randbytes(rng.choice([0, 500, 70000, 300000])), segment=i % SEGMENTS)
+            store.close()
+        workdir = tmp_path / f"run{n}"
+        workdir.mkdir()
+        results = JobSimulation(job_spec, workdir, overrides, seed=n, chaos_budget=3, chaos=n == 2).run()
+        assert [r.exit_code for r in results][-1] == 0
+        assert (archive / "runs" / f"{n:08d}" / "manifest.json").exists()
+        assert not (archive / "runs" / f"{n + 1:08d}").exists()
+    proc = subprocess.run([cli_executable(), "verify", f"file://{archive}", "--against", "stream://k8s/events"],
+                          env=env_for(source_store), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verified = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert verified["ok"] is True and verified["runs"] == 3
+    assert verified["events"] == SEGMENTS * EVENTS_PER_SEGMENT + 80
+
+
 def run_with_readonly_bind(src: Path, mountpoint: Path, argv: list[str], env: dict) -> subprocess.CompletedProcess:
     """Run ``argv`` in a private mount namespace where ``src`` is bind-mounted read-only at
     ``mountpoint`` — what a readOnly volumeMount gives the pod."""

@@ -348,3 +348,17 @@ def test_termination_message_helper(tmp_path):
     # an unwritable path never fails the transfer
     assert not k8smod.write_termination_message({"event": "done"},
                                                 env={k8smod.TERMINATION_LOG_ENV: str(tmp_path / "no" / "dir")})
+
+
+def test_indexed_import_parallelism_defaults():
+    """One writer per stream in the local store: parallel import pods would only take
+    turns, so they run one at a time unless asked; Pravega destinations run all at once."""
+    local = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4").output)
+    assert local["spec"]["parallelism"] == 1 and local["spec"]["completions"] == 4
+    explicit = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4",
+                                  "--parallelism", "3").output)
+    assert explicit["spec"]["parallelism"] == 3
+    pravega = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "pravega://a/b", "--indexed", "4").output)
+    assert pravega["spec"]["parallelism"] == 4
+    export = yaml.safe_load(run("k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", "--indexed", "4").output)
+    assert export["spec"]["parallelism"] == 4
