@@ -383,6 +383,8 @@ def _read_full(f, n: int) -> bytes:
 @contextlib.contextmanager
 def _open_input(path: str):
     if path == "-":
+        if sys.stdin.isatty():
+            raise UsageError("write reads stdin, which is a terminal: give FILE or pipe data in")
         yield _binary(sys.stdin)
         return
     try:

@@ -330,3 +330,18 @@ def test_every_command_as_a_real_process(cli):
     assert cli.proc("ls").stdout == b""
     for command in ("ls", "info", "create", "rm", "seal", "write", "cat", "events"):
         cli.proc(command, "stream://bad name", input=b"", code=64)
+
+
+def test_write_refuses_to_wait_on_a_terminal(cli):
+    """`write URL` with no FILE and stdin on a terminal: a hint, not a silent hang."""
+    import pty
+
+    cli.proc("create", "stream://p/t")
+    controller, terminal = pty.openpty()
+    try:
+        p = subprocess.run([*CLI, "write", "stream://p/t"], stdin=terminal, capture_output=True,
+                           env={**os.environ, **cli.env}, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert p.returncode == 64 and b"terminal" in p.stderr and b"Traceback" not in p.stderr
