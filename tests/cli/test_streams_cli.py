@@ -345,3 +345,10 @@ def test_write_refuses_to_wait_on_a_terminal(cli):
         os.close(terminal)
         os.close(controller)
     assert p.returncode == 64 and b"terminal" in p.stderr and b"Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args", [["ls", "pravega://"], ["info", "pravega://a/b"],
+                                  ["write", "pravega://a/b", "-"], ["cat", "pravega://a/b"]])
+def test_unreachable_pravega_controller_exit_69(cli, args):
+    cli(*args, "--controller", "tcp://127.0.0.1:9", "--timeout", "2", input=b"x",
+        code=E.UnavailableError.exit_code)
