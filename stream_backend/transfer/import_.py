@@ -176,7 +176,7 @@ class Importer:
                     self._check_tail(s, done)
                     ev, by = plan[s]
                     self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
-                pending = pbytes = 0
+                pending = pbytes = counted = 0
                 for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
                     if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
                         break
@@ -186,14 +186,17 @@ class Importer:
                     appended += 1
                     pending += 1
                     pbytes += len(ev.payload)
+                    if pending % 64 == 0:
+                        self.progress.add_done(64, pbytes - counted)
+                        counted = pbytes
                     if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
                         writer.flush()
-                        self.progress.add_done(pending, pbytes)
-                        pending = pbytes = 0
+                        self.progress.add_done(pending % 64, pbytes - counted)
+                        pending = pbytes = counted = 0
                         if self.pause:
                             raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
                 writer.flush()
-                self.progress.add_done(pending, pbytes)
+                self.progress.add_done(pending % 64, pbytes - counted)
                 if self.pause and s != mine[-1]:
                     raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
         finally:
@@ -207,11 +210,19 @@ class Importer:
     def _check_tail(self, segment: int, done: int) -> None:
         """The destination's last event must be the archive's event number ``done - 1``."""
         info = self.store.segment_info(self.scope, self.stream, segment)
+        # seqs are only monotonic (Pravega: byte offsets), so tail_seq - 1 need not be an
+        # event: start at the event holding the last file-view byte (zero-length events
+        # after it are read too), or at the head if every event is empty
+        idx = self.store.offset_index(self.scope, self.stream, segment)
+        start = idx.locate(idx.length - 1)[0] if idx.length else info.head_seq
         last = None
-        for ev in self.store.read_events(self.scope, self.stream, segment, from_seq=max(info.tail_seq - 1, info.head_seq), to_seq=info.tail_seq):
+        for ev in self.store.read_events(self.scope, self.stream, segment, from_seq=start, to_seq=info.tail_seq):
             last = ev
         mine = next(iter(segment_events(self.target, self._chain, segment, skip=done - 1, piece=self.opts.part_size)), None)
-        if last is None or mine is None or last.payload != mine.payload or last.routing_key != mine.routing_key:
+        # a store may not keep routing keys (Pravega): None matches any key
+        if last is None or mine is None or last.payload != mine.payload or (
+            last.routing_key is not None and last.routing_key != mine.routing_key
+        ):
             raise NotEmptyError(
                 f"destination {self.store.protocol}://{self.scope}/{self.stream} segment {segment}: its last event "
                 f"differs from the archive's event {done - 1}: someone else wrote to it; import into a new stream"
