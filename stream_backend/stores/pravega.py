@@ -50,6 +50,7 @@ from ..errors import (
     SealedError,
     StreamBackendError,
     UnavailableError,
+    UnsupportedError,
     UsageError,
     WriterBusyError,
 )
@@ -411,6 +412,13 @@ class PravegaWriter:
         if len(payload) > self.store.max_event_size:
             raise EventTooLargeError(
                 f"event of {len(payload)} bytes exceeds Pravega's max event size {self.store.max_event_size}"
+            )
+        if not payload and len(self.segments) > 1:
+            # readable only through a reader group there, and the client's reader stops
+            # for good at an empty event (docs/pravega.md)
+            raise UnsupportedError(
+                f"zero-length events cannot be read back from multi-segment Pravega streams "
+                f"({self.scope}/{self.stream} has {len(self.segments)} segments)"
             )
         if segment is not None:
             if not 0 <= segment < len(self.segments):
@@ -820,8 +828,9 @@ class PravegaStore:
         if pos > idx.scanned_to:
             return
         foff = idx.offset_of(pos)
-        if pos < idx.scanned_to and idx.seqs[bisect_left(idx.seqs, pos)] != pos:
-            pos = idx.seqs[bisect_left(idx.seqs, pos)]  # from_seq between events: next one
+        if pos < idx.scanned_to:
+            i = bisect_left(idx.seqs, pos)  # from_seq between events: start at the next one
+            pos = idx.seqs[i] if i < len(idx.seqs) else idx.scanned_to
         sealed = tail is None
         while True:
             stop = end if to_seq is None else min(to_seq, end)

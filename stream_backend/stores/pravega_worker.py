@@ -28,6 +28,7 @@ import sys
 import uuid
 
 _LEN = struct.Struct(">I")
+STUCK_AFTER = 10.0  # seconds without a slice while the tail cut is not reached
 HEADER = 8  # Pravega event framing in a segment: int32 type (0) + int32 length, big-endian
 
 
@@ -237,11 +238,26 @@ class _MultiScan:
             self.n += 1
             reader = self.rg.create_reader(f"r{self.n}")
             try:
-                sl = self.w.loop.run_until_complete(_acquire(reader))
+                try:
+                    sl = self.w.loop.run_until_complete(asyncio.wait_for(_acquire(reader), STUCK_AFTER))
+                except asyncio.TimeoutError:
+                    # The client parks on data it cannot parse (a zero-length event: it
+                    # takes the empty header for a partial read) and would wait forever.
+                    # Its reader lock is held by that wait, so no clean offline: the
+                    # reader group is deleted by close().
+                    reader = None
+                    behind = {s: (self.pos.get(s), t) for s, t in self.stop.items() if self.pos.get(s, 0) < t}
+                    raise Fail(
+                        "error",
+                        f"the Pravega client stopped making progress reading {self.scope}/{self.stream} "
+                        f"(segment: (position, tail) {behind}); a zero-length event in a multi-segment "
+                        "stream cannot be read by the Python client",
+                    ) from None
                 events = [(e.offset(), bytes(e.data())) for e in sl]
                 reader.release_segment(sl)
             finally:
-                reader.reader_offline()
+                if reader is not None:
+                    reader.reader_offline()
             cur = dict(self.rg.get_streamcut().get_segment_offset_map())
             moved = [s for s, off in cur.items() if off != self.pos.get(s)]
             self.pos = cur
