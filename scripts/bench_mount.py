@@ -32,10 +32,18 @@ CLI = str(Path(sys.executable).with_name("stream-backend"))
 
 
 def parse_size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GIB": 1 << 30}
+    units = {
+        "": 1,
+        "K": 1 << 10,
+        "KIB": 1 << 10,
+        "M": 1 << 20,
+        "MIB": 1 << 20,
+        "G": 1 << 30,
+        "GIB": 1 << 30,
+    }
     t = text.strip().upper()
     num = t.rstrip("KMGIB")
-    return int(float(num) * units[t[len(num):]])
+    return int(float(num) * units[t.removeprefix(num)])
 
 
 def drop_caches() -> bool:
@@ -72,12 +80,18 @@ def wait_mount(mp: Path, proc, up: bool, timeout=30.0) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="1GiB", help="stream size (default 1GiB; e.g. 64MiB for a quick run)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--size", default="1GiB", help="stream size (default 1GiB; e.g. 64MiB for a quick run)"
+    )
     ap.add_argument("--event-size", default="1MiB", help="payload size of the stream's events")
     ap.add_argument("--repeat", type=int, default=3, help="cat repetitions (best is reported)")
     ap.add_argument("--no-duplicity", action="store_true", help="only the cat comparison")
-    ap.add_argument("--workdir", default=None, help="where to put the store and files (default: a temp dir)")
+    ap.add_argument(
+        "--workdir", default=None, help="where to put the store and files (default: a temp dir)"
+    )
     args = ap.parse_args()
     size, event = parse_size(args.size), parse_size(args.event_size)
 
@@ -90,8 +104,13 @@ def main() -> None:
     results = []
 
     def report(name, mount_s, plain_s, **extra):
-        row = {"bench": name, "mount_s": round(mount_s, 4), "plain_s": round(plain_s, 4),
-               "ratio": round(mount_s / plain_s, 3) if plain_s else None, **extra}
+        row = {
+            "bench": name,
+            "mount_s": round(mount_s, 4),
+            "plain_s": round(plain_s, 4),
+            "ratio": round(mount_s / plain_s, 3) if plain_s else None,
+            **extra,
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
 
@@ -111,15 +130,34 @@ def main() -> None:
             i += 1
     store.close()
 
-    proc = subprocess.Popen([CLI, "mount", "stream://bench", str(mp), "--root", str(store_root),
-                             "--attr-timeout", "0.2"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            CLI,
+            "mount",
+            "stream://bench",
+            str(mp),
+            "--root",
+            str(store_root),
+            "--attr-timeout",
+            "0.2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_mount(mp, proc, up=True)
         assert os.path.getsize(mp / "data") == size
         m = timed(["cat", str(mp / "data")], args.repeat)
         p = timed(["cat", str(plain / "data")], args.repeat)
-        report("cat", m, p, bytes=size, mount_MBps=round(size / m / 1e6, 1), plain_MBps=round(size / p / 1e6, 1),
-               caches_dropped=drop_caches())
+        report(
+            "cat",
+            m,
+            p,
+            bytes=size,
+            mount_MBps=round(size / m / 1e6, 1),
+            plain_MBps=round(size / p / 1e6, 1),
+            caches_dropped=drop_caches(),
+        )
 
         if not args.no_duplicity:
             env = dict(os.environ)
@@ -128,8 +166,16 @@ def main() -> None:
             def dup(*a):
                 return [CLI, "duplicity", *a, "--no-encryption", "--no-compression"]
 
-            m = timed(dup("full", str(mp), f"file://{targets}/m", "--archive-dir", str(work / "am")), 1, env)
-            p = timed(dup("full", str(plain), f"file://{targets}/p", "--archive-dir", str(work / "ap")), 1, env)
+            m = timed(
+                dup("full", str(mp), f"file://{targets}/m", "--archive-dir", str(work / "am")),
+                1,
+                env,
+            )
+            p = timed(
+                dup("full", str(plain), f"file://{targets}/p", "--archive-dir", str(work / "ap")),
+                1,
+                env,
+            )
             report("duplicity-full", m, p, bytes=size)
 
             time.sleep(1.1)  # duplicity compares whole-second mtimes
@@ -137,13 +183,21 @@ def main() -> None:
             store = LocalStore(root=str(store_root))
             with store.writer("bench", "data") as w:
                 for off in range(0, len(extra), event):
-                    w.append(extra[off:off + event])
+                    w.append(bytes(memoryview(extra)[off:][:event]))
             store.close()
             with open(plain / "data", "ab") as f:
                 f.write(extra)
             time.sleep(0.5)
-            m = timed(dup("incr", str(mp), f"file://{targets}/m", "--archive-dir", str(work / "am")), 1, env)
-            p = timed(dup("incr", str(plain), f"file://{targets}/p", "--archive-dir", str(work / "ap")), 1, env)
+            m = timed(
+                dup("incr", str(mp), f"file://{targets}/m", "--archive-dir", str(work / "am")),
+                1,
+                env,
+            )
+            p = timed(
+                dup("incr", str(plain), f"file://{targets}/p", "--archive-dir", str(work / "ap")),
+                1,
+                env,
+            )
             report("duplicity-incr", m, p, appended=len(extra))
     finally:
         if proc.poll() is None:

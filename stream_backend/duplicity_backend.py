@@ -114,8 +114,9 @@ class StreamTarget:
             if tail != self._next_seq:
                 # tail_seq is a valid position in every store (local: event count,
                 # Pravega: byte offset), unlike "last seq + 1"
-                for ev in self.store.read_events(self.scope, self.index_stream, 0,
-                                                 from_seq=self._next_seq, to_seq=tail):
+                for ev in self.store.read_events(
+                    self.scope, self.index_stream, 0, from_seq=self._next_seq, to_seq=tail
+                ):
                     self._apply(ev.payload, ev.seq)
                 self._next_seq = tail
             return dict(self._files)
@@ -135,8 +136,14 @@ class StreamTarget:
                 "upgrade stream-backend"
             )
         if rec.get("op") == "put":
-            e = IndexEntry(rec["name"], rec["offset"], rec["size"], rec["first_seq"],
-                           rec["end_seq"], rec["sha256"])
+            e = IndexEntry(
+                rec["name"],
+                rec["offset"],
+                rec["size"],
+                rec["first_seq"],
+                rec["end_seq"],
+                rec["sha256"],
+            )
             self._files[e.name] = e
         elif rec.get("op") == "delete":
             for name in rec.get("names", []):
@@ -170,8 +177,10 @@ class StreamTarget:
             if len(p) > self._max_event():
                 from .errors import UsageError
 
-                raise UsageError(f"index record of {len(p)} bytes does not fit the store's max "
-                                 f"event size ({self._max_event()}); use a larger one")
+                raise UsageError(
+                    f"index record of {len(p)} bytes does not fit the store's max "
+                    f"event size ({self._max_event()}); use a larger one"
+                )
         w = self._writer(self.index_stream)
         try:
             for p in payloads:
@@ -243,8 +252,10 @@ class StreamTarget:
             n = min(READ_CHUNK, e.size - pos)
             data = self.store.read_range(self.scope, self.stream, 0, e.offset + pos, n)
             if not data:
-                raise CorruptionError(f"{name}: data stream ends at {e.offset + pos}, "
-                                      f"expected {e.offset + e.size}")
+                raise CorruptionError(
+                    f"{name}: data stream ends at {e.offset + pos}, "
+                    f"expected {e.offset + e.size}"
+                )
             out.write(data)
             digest.update(data)
             pos += len(data)

@@ -31,10 +31,18 @@ if os.environ.get(_REGISTER_ENV) == "1":
     },
     add_help_option=True,
 )
-@click.option("--root", envvar="STREAM_BACKEND_ROOT", default=None,
-              help="Local store directory for stream:// targets [env STREAM_BACKEND_ROOT].")
-@click.option("--controller", envvar="PRAVEGA_CONTROLLER_URI", default=None,
-              help="Pravega controller URI for pravega:// targets [env PRAVEGA_CONTROLLER_URI].")
+@click.option(
+    "--root",
+    envvar="STREAM_BACKEND_ROOT",
+    default=None,
+    help="Local store directory for stream:// targets [env STREAM_BACKEND_ROOT].",
+)
+@click.option(
+    "--controller",
+    envvar="PRAVEGA_CONTROLLER_URI",
+    default=None,
+    help="Pravega controller URI for pravega:// targets [env PRAVEGA_CONTROLLER_URI].",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="DUPLICITY_ARGS...")
 def duplicity(root, controller, args):
     """Run duplicity with stream://SCOPE/STREAM and pravega://SCOPE/STREAM as backup targets.

@@ -82,33 +82,64 @@ def _background(argv: list[str], mountpoint: str, wait: float) -> None:
             os.unlink(log.name)
             line = msg[-1] if msg else f"exit code {rc}"
             if line.startswith("stream-backend: error: "):
-                line = line[len("stream-backend: error: "):]
+                line = line.removeprefix("stream-backend: error: ")
             err = StreamBackendError(line)
             err.exit_code = rc or 1
             raise err
         time.sleep(0.05)
     proc.terminate()
     raise StreamBackendError(
-        f"mount at {mountpoint} did not come up within {wait:.0f}s (log: {log.name})")
+        f"mount at {mountpoint} did not come up within {wait:.0f}s (log: {log.name})"
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.argument("args", nargs=-1, metavar="URL MOUNTPOINT")
-@click.option("--archive", "archive", metavar="ARCHIVE_URL",
-              help="Mount an archive (any fsspec URL, e.g. s3://bucket/prefix) read-only.")
-@click.option("--read-write", is_flag=True,
-              help="Allow creating streams and appending (never rewriting) through the mount.")
-@click.option("--background", is_flag=True,
-              help="Return once mounted; unmount later with `stream-backend umount MOUNTPOINT`.")
-@click.option("--attr-timeout", type=float, default=1.0, show_default=True,
-              help="Seconds the kernel may cache sizes/times (appends show up after at most this).")
-@click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", default=None,
-              help="S3 endpoint for archive mounts [env AWS_ENDPOINT_URL].")
+@click.option(
+    "--archive",
+    "archive",
+    metavar="ARCHIVE_URL",
+    help="Mount an archive (any fsspec URL, e.g. s3://bucket/prefix) read-only.",
+)
+@click.option(
+    "--read-write",
+    is_flag=True,
+    help="Allow creating streams and appending (never rewriting) through the mount.",
+)
+@click.option(
+    "--background",
+    is_flag=True,
+    help="Return once mounted; unmount later with `stream-backend umount MOUNTPOINT`.",
+)
+@click.option(
+    "--attr-timeout",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds the kernel may cache sizes/times (appends show up after at most this).",
+)
+@click.option(
+    "--endpoint-url",
+    envvar="AWS_ENDPOINT_URL",
+    default=None,
+    help="S3 endpoint for archive mounts [env AWS_ENDPOINT_URL].",
+)
 @click.option("--fuse-debug", is_flag=True, hidden=True)
 @store_options
 @click.pass_context
-def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url, fuse_debug,
-          root, controller, timeout):
+def mount(
+    ctx,
+    args,
+    archive,
+    read_write,
+    background,
+    attr_timeout,
+    endpoint_url,
+    fuse_debug,
+    root,
+    controller,
+    timeout,
+):
     """Mount a store or scope (stream://[SCOPE], pravega://[SCOPE]) or an archive at MOUNTPOINT.
 
     \b
@@ -140,8 +171,11 @@ def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url
             argv += ["--archive", archive]
         if read_write:
             argv.append("--read-write")
-        for flag, value in (("--endpoint-url", endpoint_url), ("--root", root),
-                            ("--controller", controller)):
+        for flag, value in (
+            ("--endpoint-url", endpoint_url),
+            ("--root", root),
+            ("--controller", controller),
+        ):
             if value:
                 argv += [flag, value]
         argv += ["--", *([] if archive else [url]), mountpoint]
@@ -152,8 +186,14 @@ def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url
 
     if is_archive:
         ops = _archive_operations(url, endpoint_url)
-        run_mount(ops, mountpoint, read_only=True, fsname=f"sbarchive:{url.split('::')[-1]}",
-                  debug=fuse_debug, attr_timeout=attr_timeout)
+        run_mount(
+            ops,
+            mountpoint,
+            read_only=True,
+            fsname=f"sbarchive:{url.split('::')[-1]}",
+            debug=fuse_debug,
+            attr_timeout=attr_timeout,
+        )
         return
 
     from ..urls import parse_stream_url
@@ -161,15 +201,23 @@ def mount(ctx, args, archive, read_write, background, attr_timeout, endpoint_url
     parsed = parse_stream_url(url, need="store")
     if parsed.stream:
         raise UsageError(
-            f"mount a store or a scope ({parsed.protocol}://[SCOPE]), not a stream: {url}")
+            f"mount a store or a scope ({parsed.protocol}://[SCOPE]), not a stream: {url}"
+        )
     store = open_store_for(parsed, root=root, controller=controller, timeout=timeout)
     try:
         if parsed.scope and parsed.scope not in store.list_scopes():
             raise NotFoundError(f"scope not found: {parsed.scope}")
-        ops = StoreOperations(store, scope=parsed.scope, read_write=read_write,
-                              cache_ttl=min(attr_timeout, 1.0))
-        run_mount(ops, mountpoint, read_only=not read_write, fsname=str(parsed),
-                  debug=fuse_debug, attr_timeout=attr_timeout)
+        ops = StoreOperations(
+            store, scope=parsed.scope, read_write=read_write, cache_ttl=min(attr_timeout, 1.0)
+        )
+        run_mount(
+            ops,
+            mountpoint,
+            read_only=not read_write,
+            fsname=str(parsed),
+            debug=fuse_debug,
+            attr_timeout=attr_timeout,
+        )
     finally:
         store.close()
 

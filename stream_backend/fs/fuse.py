@@ -43,6 +43,7 @@ from ..urls import check_name
 
 log = logging.getLogger("stream_backend.fuse")
 
+
 def _prefer_libfuse3() -> None:
     """Load libfuse3 when present (mfusepy would pick libfuse2 first): FUSE 3 negotiates
     reads of up to 1 MiB instead of 128 KiB, ~3x the sequential throughput
@@ -340,8 +341,9 @@ class StoreOperations(Operations):
         info = self._info(scope, stream)
         if info.segment_count == 1:
             raise FuseOSError(errno.ENOTDIR)
-        return entries + [self._entry(str(i), f"{scope}/{stream}/{i}", False)
-                          for i in range(info.segment_count)]
+        return entries + [
+            self._entry(str(i), f"{scope}/{stream}/{i}", False) for i in range(info.segment_count)
+        ]
 
     @fuse_errors
     def statfs(self, path):
@@ -352,7 +354,7 @@ class StoreOperations(Operations):
         if not name.startswith(XATTR_PREFIX):
             raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
         scope, stream, segment, _ = self._split(path)
-        attr = name[len(XATTR_PREFIX):]
+        attr = name.removeprefix(XATTR_PREFIX)
         if stream is None:
             raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
         seg = 0 if segment is None else segment
@@ -730,8 +732,9 @@ def _mount_device(mountpoint: str) -> str | None:
     return dev
 
 
-def _when_mounted(mountpoint: str, announce: str | None, kb: int = READAHEAD_KB,
-                  wait: float = 30.0) -> None:
+def _when_mounted(
+    mountpoint: str, announce: str | None, kb: int = READAHEAD_KB, wait: float = 30.0
+) -> None:
     """Once the mount is up: raise its kernel readahead (FUSE starts at 128 KiB; sequential
     readers such as duplicity and tar then get ~1.6x the throughput, scripts/bench_mount.py;
     needs root for /sys/class/bdi, else the default stays and nothing fails), then print
@@ -755,15 +758,22 @@ def _when_mounted(mountpoint: str, announce: str | None, kb: int = READAHEAD_KB,
     threading.Thread(target=work, name="when-mounted", daemon=True).start()
 
 
-def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: bool = False,
-              attr_timeout: float = 1.0) -> None:
+def run_mount(
+    operations,
+    mountpoint: str,
+    read_only: bool,
+    fsname: str,
+    debug: bool = False,
+    attr_timeout: float = 1.0,
+) -> None:
     """Mount in the foreground until unmounted, SIGINT, SIGTERM or SIGHUP.
 
     ``auto_unmount``: libfuse's fusermount helper unmounts even if this process is killed
     with SIGKILL, so a mount never outlives its command."""
     if mfusepy is None:
-        raise UsageError(f"FUSE is not available: {_IMPORT_ERROR} "
-                         "(install fuse3 or libfuse2, and mfusepy)")
+        raise UsageError(
+            f"FUSE is not available: {_IMPORT_ERROR} " "(install fuse3 or libfuse2, and mfusepy)"
+        )
     if not os.path.isdir(mountpoint):
         from ..errors import NotFoundError
 
@@ -790,9 +800,12 @@ def run_mount(operations, mountpoint: str, read_only: bool, fsname: str, debug: 
         opts["max_idle_threads"] = 8  # libfuse 3.14 warns about its own unset default
     logging.getLogger("fuse").setLevel(logging.DEBUG if debug else logging.ERROR)
     mp = os.path.abspath(mountpoint)
-    _when_mounted(mp, f"stream-backend: mounted {fsname} at {mp} "
-                      f"({'read-only' if read_only else 'read-write'}); Ctrl-C, SIGTERM or "
-                      f"`stream-backend umount {mp}` unmounts")
+    _when_mounted(
+        mp,
+        f"stream-backend: mounted {fsname} at {mp} "
+        f"({'read-only' if read_only else 'read-write'}); Ctrl-C, SIGTERM or "
+        f"`stream-backend umount {mp}` unmounts",
+    )
     try:
         mfusepy.FUSE(operations, mountpoint, **opts)
     except RuntimeError as exc:

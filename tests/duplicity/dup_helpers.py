@@ -18,13 +18,25 @@ def dup_env(**extra) -> dict:
     return env
 
 
-def duplicity(*args, archive_dir, root=None, env=None, check=True, timeout=300) -> subprocess.CompletedProcess:
+def duplicity(
+    *args, archive_dir, root=None, env=None, check=True, timeout=300
+) -> subprocess.CompletedProcess:
     """`stream-backend duplicity [--root R] ACTION ... --no-encryption --archive-dir A`."""
     pre = ["--root", str(root)] if root else []
-    cmd = [CLI, "duplicity", *pre, *map(str, args), "--no-encryption", "--archive-dir", str(archive_dir)]
+    cmd = [
+        CLI,
+        "duplicity",
+        *pre,
+        *map(str, args),
+        "--no-encryption",
+        "--archive-dir",
+        str(archive_dir),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or dup_env())
     if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} -> {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} -> {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
@@ -40,5 +52,7 @@ def make_tree(root: Path, seed: int, files: int = 12, size: int = 40_000) -> Non
 
 
 def diff_r(a, b) -> str:
-    res = subprocess.run(["diff", "-r", "--no-dereference", str(a), str(b)], capture_output=True, text=True)
+    res = subprocess.run(
+        ["diff", "-r", "--no-dereference", str(a), str(b)], capture_output=True, text=True
+    )
     return "" if res.returncode == 0 else (res.stdout + res.stderr)

@@ -46,7 +46,7 @@ def s3_target(bucket, prefix):
 def object_sizes(bucket, prefix):
     c = bucket.client()
     resp = c.list_objects_v2(Bucket=bucket.name, Prefix=prefix)
-    return {o["Key"][len(prefix):]: o["Size"] for o in resp.get("Contents", [])}
+    return {o["Key"].removeprefix(prefix): o["Size"] for o in resp.get("Contents", [])}
 
 
 def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucket, tmp_path):
@@ -74,7 +74,11 @@ def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucke
     for f in ("audit", "clicks/0", "clicks/1"):  # unchanged streams are not read at all
         assert reads_after[f] == reads_before[f], f
     sizes = object_sizes(s3_bucket, "streams/")
-    inc = sum(size for key, size in sizes.items() if key.startswith("duplicity-inc.") and ".difftar" in key)
+    inc = sum(
+        size
+        for key, size in sizes.items()
+        if key.startswith("duplicity-inc.") and ".difftar" in key
+    )
     assert 0 < inc <= 2 * len(appended), (inc, sorted(sizes))
 
     # restore from S3 (fresh archive dir), then write the files back into new streams
@@ -87,7 +91,13 @@ def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucke
             subprocess.run(["cp", str(out / name), str(tmp_path / "rw" / name)], check=True)
     cli("create", "--segments", "2", "stream://restored/clicks", "--root", store_root)
     for seg in (0, 1):
-        cli("write", f"stream://restored/clicks/{seg}", out / "clicks" / str(seg), "--root", store_root)
+        cli(
+            "write",
+            f"stream://restored/clicks/{seg}",
+            out / "clicks" / str(seg),
+            "--root",
+            store_root,
+        )
     assert listing(local_store, "restored") == listing(local_store, "apps")
 
 

@@ -52,7 +52,9 @@ def test_full_incremental_restore_status_verify(local_store, store_root, tmp_pat
     duplicity("full", src, url, archive_dir=tmp_path / "a", root=store_root)
     first_chain = {n for n in target.names() if n.startswith("duplicity-inc.")}
     assert first_chain
-    duplicity("remove-all-but-n-full", "1", url, "--force", archive_dir=tmp_path / "a", root=store_root)
+    duplicity(
+        "remove-all-but-n-full", "1", url, "--force", archive_dir=tmp_path / "a", root=store_root
+    )
     left = StreamTarget(local_store, "backups", "pv1").names()
     assert not first_chain & set(left)
     assert sum(n.startswith("duplicity-full.") and n.endswith(".manifest") for n in left) == 1
@@ -81,9 +83,24 @@ def test_kill_9_during_backup_then_next_run_completes(local_store, store_root, t
     for i in range(6):
         (src / f"big{i}.bin").write_bytes(rnd.randbytes(1_500_000))
     url = "stream://backups/pv2"
-    args = [CLI, "duplicity", "--root", str(store_root), "full", str(src), url, "--no-encryption",
-            "--archive-dir", str(tmp_path / "a"), "--volsize", "1", "--no-compression"]
-    proc = subprocess.Popen(args, env=dup_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        CLI,
+        "duplicity",
+        "--root",
+        str(store_root),
+        "full",
+        str(src),
+        url,
+        "--no-encryption",
+        "--archive-dir",
+        str(tmp_path / "a"),
+        "--volsize",
+        "1",
+        "--no-compression",
+    ]
+    proc = subprocess.Popen(
+        args, env=dup_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     target = StreamTarget(local_store, "backups", "pv2")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -99,8 +116,16 @@ def test_kill_9_during_backup_then_next_run_completes(local_store, store_root, t
         target.get(n, io.BytesIO())
 
     # the next run repairs: duplicity resumes the interrupted full backup and completes it
-    res = duplicity("full", src, url, "--volsize", "1", "--no-compression",
-                    archive_dir=tmp_path / "a", root=store_root)
+    res = duplicity(
+        "full",
+        src,
+        url,
+        "--volsize",
+        "1",
+        "--no-compression",
+        archive_dir=tmp_path / "a",
+        root=store_root,
+    )
     assert res.returncode == 0
     duplicity("verify", url, src, archive_dir=tmp_path / "v", root=store_root)
     duplicity("restore", url, tmp_path / "out", archive_dir=tmp_path / "r", root=store_root)
@@ -121,7 +146,13 @@ def test_target_urls(local_store):
 def test_bad_target_is_a_one_line_backend_error(store_root, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    res = duplicity("full", src, "stream://backups/pv1/7", archive_dir=tmp_path / "a", root=store_root,
-                    check=False)
+    res = duplicity(
+        "full",
+        src,
+        "stream://backups/pv1/7",
+        archive_dir=tmp_path / "a",
+        root=store_root,
+        check=False,
+    )
     assert res.returncode != 0
     assert "segment" in (res.stdout + res.stderr)

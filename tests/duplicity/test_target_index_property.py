@@ -16,11 +16,15 @@ from hypothesis import strategies as st
 from stream_backend.duplicity_backend import StreamTarget
 from stream_backend.stores.local import LocalStore
 
-NAMES = st.sampled_from([
-    "a", "b", "duplicity-full.20261125T154725Z.vol1.difftar.gz",
-    "duplicity-inc.20261125T154725Z.to.20261125T154727Z.manifest",
-    "duplicity-new-signatures.20261125T154725Z.to.20261125T154727Z.sigtar.gz",
-])
+NAMES = st.sampled_from(
+    [
+        "a",
+        "b",
+        "duplicity-full.20261125T154725Z.vol1.difftar.gz",
+        "duplicity-inc.20261125T154725Z.to.20261125T154727Z.manifest",
+        "duplicity-new-signatures.20261125T154725Z.to.20261125T154727Z.sigtar.gz",
+    ]
+)
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("put"), NAMES, st.binary(max_size=3000)),
@@ -51,7 +55,7 @@ def test_index_replay_matches_model(ops, max_event):
                 t.ensure()
                 with store.writer("backups", "pv") as w:
                     for i in range(0, len(op[1]), max_event):
-                        w.append(op[1][i:i + max_event])
+                        w.append(op[1][i:][:max_event])
         fresh = StreamTarget(store, "backups", "pv")
         assert fresh.names() == sorted(model)
         for name, data in model.items():

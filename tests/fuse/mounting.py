@@ -14,9 +14,13 @@ CLI = str(Path(sys.executable).with_name("stream-backend"))
 
 
 def cli(*args, check=True, timeout=120, **kw) -> subprocess.CompletedProcess:
-    res = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw)
+    res = subprocess.run(
+        [CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
+    )
     if check and res.returncode != 0:
-        raise AssertionError(f"stream-backend {' '.join(map(str, args))} -> {res.returncode}\n{res.stderr}")
+        raise AssertionError(
+            f"stream-backend {' '.join(map(str, args))} -> {res.returncode}\n{res.stderr}"
+        )
     return res
 
 

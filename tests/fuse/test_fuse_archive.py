@@ -26,7 +26,9 @@ def _append(store, stream, n, seed, segments=1):
     return [bytes(v) for v in views]
 
 
-def test_archive_mount_shows_segments_and_runs(local_store, store_root, s3_bucket, tmp_path, monkeypatch):
+def test_archive_mount_shows_segments_and_runs(
+    local_store, store_root, s3_bucket, tmp_path, monkeypatch
+):
     for k, v in s3_bucket.server.env.items():
         monkeypatch.setenv(k, v)
     endpoint = s3_bucket.server.endpoint_url
@@ -36,8 +38,17 @@ def test_archive_mount_shows_segments_and_runs(local_store, store_root, s3_bucke
     multi = _append(local_store, "multi", 40, seed=2, segments=2)
     arch_logs, arch_multi = f"{s3_bucket.url}/arch/logs", f"{s3_bucket.url}/arch/multi"
     cli("export", "stream://demo/logs", arch_logs, "--endpoint-url", endpoint, "--root", store_root)
-    cli("export", "stream://demo/multi", arch_multi, "--endpoint-url", endpoint, "--root", store_root,
-        "--compression", "zstd")
+    cli(
+        "export",
+        "stream://demo/multi",
+        arch_multi,
+        "--endpoint-url",
+        endpoint,
+        "--root",
+        store_root,
+        "--compression",
+        "zstd",
+    )
     run2 = run1 + _append(local_store, "logs", 30, seed=3)[0]
     cli("export", "stream://demo/logs", arch_logs, "--endpoint-url", endpoint, "--root", store_root)
 
@@ -48,15 +59,26 @@ def test_archive_mount_shows_segments_and_runs(local_store, store_root, s3_bucke
         assert os.stat(mp / "0").st_size == len(run2)
         assert (mp / "0").read_bytes() == run2
         assert (mp / "runs" / "00000001" / "0").read_bytes() == run1  # any earlier point
-        out = subprocess.run(["sha256sum", str(mp / "0")], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["sha256sum", str(mp / "0")], capture_output=True, text=True, check=True
+        )
         assert out.stdout.split()[0] == hashlib.sha256(run2).hexdigest()
-        out = subprocess.run(["dd", f"if={mp / '0'}", "bs=4096", "skip=100", "status=none"],
-                             capture_output=True, check=True)
+        out = subprocess.run(
+            ["dd", f"if={mp / '0'}", "bs=4096", "skip=100", "status=none"],
+            capture_output=True,
+            check=True,
+        )
         assert out.stdout == run2[409_600:]
         st = os.stat(mp / "0")
-        assert st.st_mtime > 0 and os.stat(mp / "0").st_mtime_ns == st.st_mtime_ns  # stable, not now
-        for attempt in (lambda: open(mp / "0", "ab"), lambda: open(mp / "new", "wb"),
-                        lambda: os.unlink(mp / "0"), lambda: os.mkdir(mp / "d")):
+        assert (
+            st.st_mtime > 0 and os.stat(mp / "0").st_mtime_ns == st.st_mtime_ns
+        )  # stable, not now
+        for attempt in (
+            lambda: open(mp / "0", "ab"),
+            lambda: open(mp / "new", "wb"),
+            lambda: os.unlink(mp / "0"),
+            lambda: os.mkdir(mp / "d"),
+        ):
             with pytest.raises(OSError) as info:
                 attempt()
             assert info.value.errno == errno.EROFS
@@ -72,8 +94,14 @@ def test_archive_mount_errors(s3_bucket, tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     mp = tmp_path / "mnt"
     mp.mkdir()
-    res = cli("mount", f"sbarchive::{s3_bucket.url}/nothing-here", mp,
-              "--endpoint-url", s3_bucket.server.endpoint_url, check=False)
+    res = cli(
+        "mount",
+        f"sbarchive::{s3_bucket.url}/nothing-here",
+        mp,
+        "--endpoint-url",
+        s3_bucket.server.endpoint_url,
+        check=False,
+    )
     assert res.returncode == 66, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     res = cli("mount", "--read-write", "--archive", f"{s3_bucket.url}/x", mp, check=False)

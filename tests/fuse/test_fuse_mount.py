@@ -68,7 +68,9 @@ def test_file_view_attributes_and_tools(local_store, store_root, populated, tmp_
         for seg, view in enumerate(populated["multi"]):
             assert (mp / "demo" / "multi" / str(seg)).read_bytes() == view
 
-        out = subprocess.run(["dd", f"if={f}", "bs=1000", "skip=7", "status=none"], capture_output=True, check=True)
+        out = subprocess.run(
+            ["dd", f"if={f}", "bs=1000", "skip=7", "status=none"], capture_output=True, check=True
+        )
         assert out.stdout == logs[7000:]
         out = subprocess.run(["sha256sum", str(f)], capture_output=True, text=True, check=True)
         assert out.stdout.split()[0] == hashlib.sha256(logs).hexdigest()
@@ -103,8 +105,12 @@ def test_rsync_cp_tar_through_mount(local_store, store_root, populated, tmp_path
         assert (dest / "multi" / "2").read_bytes() == populated["multi"][2]
 
         before = read_counter(mp / "multi" / "0")
-        out = subprocess.run(["rsync", "-a", "--stats", f"{mp}/", f"{dest}/"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["rsync", "-a", "--stats", f"{mp}/", f"{dest}/"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert _stat_number(out, "Number of regular files transferred") == 0
         assert read_counter(mp / "multi" / "0") == before  # unchanged: not even read
 
@@ -112,20 +118,36 @@ def test_rsync_cp_tar_through_mount(local_store, store_root, populated, tmp_path
         with local_store.writer("demo", "logs") as w:
             w.append(extra)
         time.sleep(0.5)  # > --attr-timeout
-        out = subprocess.run(["rsync", "-a", "--append-verify", "--stats", f"{mp}/", f"{dest}/"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["rsync", "-a", "--append-verify", "--stats", f"{mp}/", f"{dest}/"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert _stat_number(out, "Number of regular files transferred") == 1
         assert _stat_number(out, "Literal data") == len(extra)  # only the new bytes travel
         assert (dest / "logs").read_bytes() == populated["logs"] + extra
 
-        tar = subprocess.run(["tar", "-C", str(mp), "-cf", "-", "."], capture_output=True, check=True).stdout
+        tar = subprocess.run(
+            ["tar", "-C", str(mp), "-cf", "-", "."], capture_output=True, check=True
+        ).stdout
         (tmp_path / "untar").mkdir()
         subprocess.run(["tar", "-C", str(tmp_path / "untar"), "-xf", "-"], input=tar, check=True)
         assert subprocess.run(["diff", "-r", str(tmp_path / "untar"), str(dest)]).returncode == 0
-        sums = subprocess.run(["sha256sum", "logs", "multi/0", "multi/1", "multi/2"], cwd=mp,
-                              capture_output=True, text=True, check=True).stdout
-        sums_dest = subprocess.run(["sha256sum", "logs", "multi/0", "multi/1", "multi/2"], cwd=dest,
-                                   capture_output=True, text=True, check=True).stdout
+        sums = subprocess.run(
+            ["sha256sum", "logs", "multi/0", "multi/1", "multi/2"],
+            cwd=mp,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        sums_dest = subprocess.run(
+            ["sha256sum", "logs", "multi/0", "multi/1", "multi/2"],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert sums == sums_dest
 
 
@@ -152,8 +174,12 @@ def test_read_only_mount_refuses_writes_and_ends_with_the_command(store_root, po
         assert wait_unmounted(mp, timeout=5), "SIGTERM must unmount"
 
     # even SIGKILL (no chance to clean up) leaves no mount behind
-    proc = subprocess.Popen([CLI, "mount", "stream://demo", str(mp), "--root", str(store_root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CLI, "mount", "stream://demo", str(mp), "--root", str(store_root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_mounted(mp, proc)
     proc.kill()
     proc.wait()
@@ -222,9 +248,13 @@ def test_bad_input_is_one_line_with_exit_code(store_root, populated, tmp_path):
         (["stream://demo/logs", mp], 64),
         (["bogus://x", mp], 64),
     ]
-    cases.append((["pravega://demo", mp, "--controller", "tcp://127.0.0.1:9", "--timeout", "2"], 69))
+    cases.append(
+        (["pravega://demo", mp, "--controller", "tcp://127.0.0.1:9", "--timeout", "2"], 69)
+    )
     for args, code in cases:
         res = cli("mount", *args, "--root", store_root, check=False, timeout=30)
         assert res.returncode == code, (args, res.stderr)
-        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert (
+            "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        ), res.stderr
         assert not os.path.ismount(mp)
