@@ -84,6 +84,7 @@ class Context:
     _checks: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # rows one case can reuse from another
     cprofile: bool = False
+    selected: list = field(default_factory=list)  # the cases of this run, in order
     pravega: object = None
 
     # ------------------------------------------------------------------ paths, env

@@ -137,7 +137,9 @@ def markdown(results: dict, png_names: list[str]) -> str:
                      _ratio(case.get("ratio_to_best_peer")) if first else ""]
             if t:
                 met = {True: "met", False: "**missed**", None: "not measured"}[t.get("met")]
-                cells += [t["name"], _fmt(t.get("value"), "{:.3g}"), met, t.get("why") or ""]
+                v = t.get("value")
+                cells += [t["name"], _fmt(v, "{:,.0f}" if v is not None and abs(v) >= 1000 else "{:.2f}"), met,
+                          t.get("why") or ""]
             else:
                 cells += ["—", "—", "—", ""]
             L.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
