@@ -125,6 +125,8 @@ class Progress:
 
     def emit(self) -> None:
         snap = self.snapshot()
+        if not snap["total_bytes"] and not snap["total_events"]:
+            return  # nothing planned yet (or nothing to do): no line that would claim 100 %
         if self.mode == "json":
             try:
                 self.stream.write(json.dumps(snap, separators=(",", ":")) + "\n")

@@ -142,6 +142,7 @@ class Target:
                 options["endpoint_url"] = endpoint
         elif endpoint_url:
             raise UsageError(f"--endpoint-url applies to s3:// archives only, not {self.display}")
+        self.endpoint = options.get("endpoint_url")
         try:
             fsspec.get_filesystem_class(scheme)
         except (ValueError, ImportError) as exc:
@@ -184,6 +185,7 @@ class Target:
     def check_access(self, create: bool = False) -> None:
         """Fail fast with the right code: missing bucket 66, bad credentials 77."""
         if self.is_s3:
+            self._probe_endpoint()
             with self.errors():
                 self.fs.call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.s3_key(""), MaxKeys=1)
         elif self.is_local:
@@ -196,6 +198,28 @@ class Target:
                     raise NotFoundError(f"cannot create archive directory {self.display}: {exc.strerror}") from None
             elif not os.path.isdir(self.root):
                 raise NotFoundError(f"no archive at {self.display}")
+
+    def _probe_endpoint(self, attempts: int = 3, timeout: float = 3.0) -> None:
+        """A custom endpoint that refuses connections fails in seconds (exit 69), not
+        after the minutes botocore's retries would spend on it."""
+        if not self.endpoint:
+            return
+        import socket
+        import time as _time
+
+        parts = urlsplit(self.endpoint)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if not host:
+            raise UsageError(f"bad endpoint URL {redact_url(self.endpoint)}")
+        for i in range(attempts):
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                return
+            except OSError:
+                if i + 1 < attempts:
+                    _time.sleep(0.5 * (i + 1))
+        raise UnavailableError(f"cannot reach the storage endpoint {redact_url(self.endpoint)} for {self.display}")
 
     # -- small objects ---------------------------------------------------------
     def read(self, key: str) -> bytes | None:

@@ -141,3 +141,19 @@ def test_usage_errors_64(local_store, store_root, tmp_path):
     assert_one_line_error(run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--shard", "3/2"], env), 64)
     assert_one_line_error(run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--part-size", "lots"], env), 64)
     assert_one_line_error(run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--segments", "7"], env), 64)
+
+
+def test_unreachable_endpoint_69_fast(local_store, store_root):
+    import socket
+    import time
+
+    fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    env = cli_env(store_root, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="a",
+                  AWS_SECRET_ACCESS_KEY="b", AWS_DEFAULT_REGION="us-east-1")
+    t0 = time.monotonic()
+    assert_one_line_error(run_cli(["export", "stream://demo/src", "s3://b/x"], env), 69, "reach")
+    assert time.monotonic() - t0 < 30

@@ -95,3 +95,27 @@ def test_restore_to_point(local_store, store_root, tmp_path):
     # continuing the same import to the end appends the rest, no duplicate
     run_cli(["import", archive, "stream://demo/upto"], env, check=0)
     assert listing(local_store, "demo", "upto") == listing(local_store, "demo", "src")
+
+
+def test_restore_to_time(local_store, store_root, tmp_path):
+    import time
+
+    local_store.create_stream("demo", "timed", segments=2)
+    with local_store.writer("demo", "timed") as w:
+        for i in range(10):
+            w.append(b"early-%d" % i, "k", segment=i % 2)
+    time.sleep(0.05)
+    cut = time.time()
+    time.sleep(0.05)
+    with local_store.writer("demo", "timed") as w:
+        for i in range(6):
+            w.append(b"late-%d" % i, None, segment=i % 2)
+    env = cli_env(store_root)
+    archive = str(tmp_path / "a")
+    run_cli(["export", "stream://demo/timed", archive, "--object-size", "1KiB"], env, check=0)
+    run_cli(["import", archive, "stream://demo/early", "--to-time", f"{cut:.6f}"], env, check=0)
+    got = listing(local_store, "demo", "early")
+    assert len(got) == 10 and all(e[4] == "k" for e in got)
+    iso = __import__("datetime").datetime.fromtimestamp(cut, tz=__import__("datetime").timezone.utc).isoformat()
+    run_cli(["import", archive, "stream://demo/early2", "--to-time", iso], env, check=0)
+    assert listing(local_store, "demo", "early2") == got

@@ -1,0 +1,42 @@
+"""Progress reporting: JSON lines with honest totals; the rate ignores work found done."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from stream_backend.transfer.progress import Progress, print_done
+from stream_backend.transfer.signals import resume_command
+
+
+def test_json_lines_fields_and_honest_rate(monkeypatch):
+    monkeypatch.setenv("STREAM_BACKEND_PROGRESS_INTERVAL", "0.01")
+    buf = io.StringIO()
+    p = Progress("export", "auto", stream=buf)  # StringIO is not a TTY -> json
+    assert p.mode == "json"
+    p.add_total(100, 1000)
+    p.add_done(50, 500, resumed=True)  # found done by an earlier attempt
+    with p:
+        p.set_segment(2)
+        p.add_done(25, 250)
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    last = lines[-1]
+    assert last["event"] == "progress" and last["op"] == "export" and last["segment"] == 2
+    assert (last["done_events"], last["total_events"], last["done_bytes"], last["total_bytes"]) == (75, 100, 750, 1000)
+    assert last["percent"] == 75.0
+    # the rate counts the 250 bytes moved here, not the 500 resumed ones: eta = 250 left / rate
+    assert last["rate_bytes_per_s"] > 0
+    assert abs(last["eta_s"] - 250 / last["rate_bytes_per_s"]) < 0.2 + 0.05 * last["eta_s"]
+
+
+def test_done_line_on_stdout():
+    buf = io.StringIO()
+    print_done({"op": "import", "events": 3}, stream=buf)
+    assert json.loads(buf.getvalue()) == {"event": "done", "op": "import", "events": 3}
+
+
+def test_resume_command_is_the_same_command_without_secrets():
+    cmd = resume_command(["/x/bin/stream-backend", "export", "stream://a/b", "s3://bkt/p",
+                          "--endpoint-url", "http://user:pw@host:9000"])
+    assert cmd.startswith("stream-backend export stream://a/b s3://bkt/p --endpoint-url ")
+    assert "pw" not in cmd and "host:9000" in cmd
