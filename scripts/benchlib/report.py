@@ -139,7 +139,7 @@ def markdown(results: dict, png_names: list[str]) -> str:
                 met = {True: "met", False: "**missed**", None: "not measured"}[t.get("met")]
                 v = t.get("value")
                 cells += [t["name"], _fmt(v, "{:,.0f}" if v is not None and abs(v) >= 1000 else "{:.2f}"), met,
-                          t.get("why") or ""]
+                          t.get("why") or (_profile_hint(mine) if t.get("met") is False else "")]
             else:
                 cells += ["—", "—", "—", ""]
             L.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -301,6 +301,16 @@ def plot(results: dict, path: str) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _profile_hint(row) -> str:
+    """A start for the why column when the run was profiled (--profile): where the time went."""
+    prof = (row or {}).get("profile") or {}
+    top = [f for f in prof.get("top_by_tottime", []) if "acquire" not in f["function"]][:2]
+    if not top:
+        return ""
+    return "profile: " + ", ".join(f"`{f['function']}` {f['tottime_s']:.2f}s" for f in top) + \
+        f" of {prof['wall_s']:.1f}s (main thread; {row.get('limit', '')})"
 
 
 def _short(v, _pos=None):
