@@ -144,7 +144,8 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if kwargs.get("root") is None and os.environ.get("STREAM_BACKEND_ROOT"):
             kwargs["root"] = os.environ["STREAM_BACKEND_ROOT"]
         if kwargs.get("root") is not None:
-            kwargs["root"] = os.fspath(kwargs["root"])
+            # absolute: a relative root must not mean another store after a chdir
+            kwargs["root"] = os.path.abspath(os.path.expanduser(os.fspath(kwargs["root"])))
         return kwargs
 
     # -- store ---------------------------------------------------------------
@@ -162,7 +163,8 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         return self._store
 
     def close(self) -> None:
-        """Close the underlying store (fsspec keeps instances cached: also drop it)."""
+        """Close the store. fsspec caches filesystem instances, so this one stays usable:
+        the next operation opens the store again."""
         if self._store is not None:
             self._store.close()
             self._store = None
