@@ -157,3 +157,9 @@ def test_unreachable_endpoint_69_fast(local_store, store_root):
     t0 = time.monotonic()
     assert_one_line_error(run_cli(["export", "stream://demo/src", "s3://b/x"], env), 69, "reach")
     assert time.monotonic() - t0 < 30
+
+
+def test_archive_of_another_stream_73(archived, local_store):
+    env, archive = archived
+    fill_stream(local_store, "demo", "other", segments=2, events=5, seed=4, max_size=100)
+    assert_one_line_error(run_cli(["export", "stream://demo/other", str(archive)], env), 73, "demo/src")

@@ -128,3 +128,47 @@ def test_shards_write_one_run_manifest_by_the_last(local_store, store_root, tmp_
     assert snapshot_dir(sharded) == snapshot_dir(whole)
     run_cli(["import", str(sharded), "stream://demo/copy"], env, check=0)
     assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
+
+
+def _peak_rss(args, env):
+    import psutil
+
+    from .helpers import CLI
+
+    p = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ps = psutil.Process(p.pid)
+    peak = 0
+    while p.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.01)
+    out, err = p.communicate()
+    assert p.returncode == 0, err[-2000:]
+    return peak
+
+
+@pytest.mark.slow
+def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
+    """Peak RSS of an export depends on part size x parts in flight, not on the stream's length."""
+    import random
+
+    store = LocalStore(root=str(store_root))
+    rnd = random.Random(3)
+    sizes = {"tiny": 1, "medium": 48, "large": 144}  # x 512 KiB events: 0.5, 24, 72 MiB
+    for name, n in sizes.items():
+        store.create_stream("demo", name, segments=1)
+        with store.writer("demo", name) as w:
+            for _ in range(n):
+                w.append(rnd.randbytes(512 * 1024), None, segment=0)
+    env = cli_env(store_root, s3_bucket.server)
+    part = 5 * 2**20
+    common = ["--object-size", "16MiB", "--part-size", "5MiB", "--parallel", "2", "--progress", "none"]
+    peak = {name: _peak_rss(["export", f"stream://demo/{name}", f"{s3_bucket.url}/{name}", *common], env)
+            for name in sizes}
+    # three times the data, (about) the same memory
+    assert peak["large"] - peak["medium"] < 2 * part, peak
+    # and what data costs at all is a few parts: (parallel + 2) parts, each possibly copied once
+    assert peak["medium"] - peak["tiny"] < 2 * (2 + 2) * part + 8 * 2**20, peak
+    run_cli(["verify", f"{s3_bucket.url}/large", "--against", "stream://demo/large"], env, check=0)
