@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from .util import free_ports
+from .util import free_ports, is_loopback, listening_addresses
 
 
 class PravegaServer:
@@ -51,12 +51,8 @@ class PravegaServer:
         self.listeners = self._check_loopback()
 
     def _check_loopback(self) -> list[str]:
-        addrs = []
-        for flags in ("-ltnpH", "-lunpH"):
-            out = subprocess.run(["ss", flags], capture_output=True, text=True).stdout
-            addrs += [line.split()[3] for line in out.splitlines() if f"pid={self.pid}," in line]
-        bad = [a for a in addrs if not (a.startswith("127.") or a.startswith("[::1]")
-                                        or a.startswith("[::ffff:127."))]
+        addrs = listening_addresses([self.pid])
+        bad = [a for a in addrs if not is_loopback(a)]
         if bad:
             self.stop()
             raise RuntimeError(f"Pravega bound non-loopback addresses {bad}; stopped it")

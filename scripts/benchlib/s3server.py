@@ -17,7 +17,7 @@ import urllib.request
 
 import psutil
 
-from .util import free_ports
+from .util import free_ports, is_loopback, listening_addresses
 
 
 class SeaweedS3:
@@ -123,15 +123,8 @@ class SeaweedS3:
             pids |= {c.pid for c in psutil.Process(self.pid).children(recursive=True)}
         except psutil.Error:
             pass
-        addrs = []
-        for flags in ("-ltnpH", "-lunpH"):
-            out = subprocess.run(["ss", flags], capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                if not any(f"pid={p}," in line for p in pids):
-                    continue
-                local = line.split()[3]
-                addrs.append(local)
-        bad = [a for a in addrs if not (a.startswith("127.") or a.startswith("[::1]"))]
+        addrs = listening_addresses(pids)
+        bad = [a for a in addrs if not is_loopback(a)]
         if bad:
             self.stop()
             raise RuntimeError(f"SeaweedFS bound non-loopback addresses {bad}; stopped it")

@@ -229,3 +229,30 @@ def drop_file(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def listening_addresses(pids) -> list[str]:
+    """Local addresses the processes listen on: ``ss -ltnp``/``-lunp``, psutil if ss is missing."""
+    pids = set(pids)
+    addrs = []
+    if shutil.which("ss"):
+        for flags in ("-ltnpH", "-lunpH"):
+            out = subprocess.run(["ss", flags], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if any(f"pid={p}," in line for p in pids):
+                    addrs.append(line.split()[3])
+        return addrs
+    for pid in pids:
+        try:
+            for c in psutil.Process(pid).net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and not c.raddr):
+                    host = f"[{c.laddr.ip}]" if ":" in c.laddr.ip else c.laddr.ip
+                    addrs.append(f"{host}:{c.laddr.port}")
+        except psutil.Error:
+            pass
+    return addrs
+
+
+def is_loopback(addr: str) -> bool:
+    return addr.startswith(("127.", "[::1]", "[::ffff:127."))
+
