@@ -49,13 +49,15 @@ def object_sizes(bucket, prefix):
     return {o["Key"].removeprefix(prefix): o["Size"] for o in resp.get("Contents", [])}
 
 
-def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucket, tmp_path):
+def test_mounted_streams_into_s3_incrementally(
+    mountdir, local_store, store_root, s3_bucket, tmp_path
+):
     fill(local_store, "apps", "orders", 2_000_000, seed=1)
     fill(local_store, "apps", "audit", 1_000_000, seed=2)
     fill(local_store, "apps", "clicks", 300_000, seed=3, segments=2)
     url, s3opts = s3_target(s3_bucket, "streams")
     env = dup_env(**s3_bucket.server.env)
-    mp = tmp_path / "mnt"
+    mp = mountdir()
     files = ["orders", "audit", "clicks/0", "clicks/1"]
 
     with mounted("stream://apps", mp, "--attr-timeout", "0.2", root=store_root):
@@ -86,9 +88,10 @@ def test_mounted_streams_into_s3_incrementally(local_store, store_root, s3_bucke
     duplicity("restore", url, out, *s3opts, archive_dir=tmp_path / "r", env=env)
     # (as docs/admin-guide.md shows: cp into a read-write mount, `write` per segment)
     local_store.create_scope("restored", exist_ok=True)
-    with mounted("stream://restored", tmp_path / "rw", "--read-write", root=store_root):
+    rw = mountdir()
+    with mounted("stream://restored", rw, "--read-write", root=store_root):
         for name in ("orders", "audit"):
-            subprocess.run(["cp", str(out / name), str(tmp_path / "rw" / name)], check=True)
+            subprocess.run(["cp", str(out / name), str(rw / name)], check=True)
     cli("create", "--segments", "2", "stream://restored/clicks", "--root", store_root)
     for seg in (0, 1):
         cli(

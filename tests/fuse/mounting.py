@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,3 +72,27 @@ def mounted(url, mountpoint, *extra, root=None):
 
 def read_counter(path, what="read_calls") -> int:
     return int(os.getxattr(path, f"user.stream_backend.{what}"))
+
+
+@contextmanager
+def private_mount_dirs():
+    """Factory of mount points outside pytest's basetemp.
+
+    Concurrent pytest sessions prune each other's old basetemp directories by renaming
+    them; a mount point renamed while mounted can no longer be unmounted by its path."""
+    base = Path(tempfile.mkdtemp(prefix="sb-mnt-"))
+    made = []
+
+    def make(name="mnt") -> Path:
+        p = base / f"{name}{len(made)}"
+        p.mkdir()
+        made.append(p)
+        return p
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            if os.path.ismount(p):
+                subprocess.run(["fusermount", "-u", "-z", str(p)])
+        shutil.rmtree(base, ignore_errors=True)

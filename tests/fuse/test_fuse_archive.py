@@ -27,7 +27,7 @@ def _append(store, stream, n, seed, segments=1):
 
 
 def test_archive_mount_shows_segments_and_runs(
-    local_store, store_root, s3_bucket, tmp_path, monkeypatch
+    mountdir, local_store, store_root, s3_bucket, tmp_path, monkeypatch
 ):
     for k, v in s3_bucket.server.env.items():
         monkeypatch.setenv(k, v)
@@ -52,7 +52,7 @@ def test_archive_mount_shows_segments_and_runs(
     run2 = run1 + _append(local_store, "logs", 30, seed=3)[0]
     cli("export", "stream://demo/logs", arch_logs, "--endpoint-url", endpoint, "--root", store_root)
 
-    mp = tmp_path / "mnt"
+    mp = mountdir()
     with mounted(f"sbarchive::{arch_logs}", mp, "--endpoint-url", endpoint):
         assert sorted(os.listdir(mp)) == ["0", "runs"]
         assert sorted(os.listdir(mp / "runs")) == ["00000001", "00000002"]
@@ -89,11 +89,10 @@ def test_archive_mount_shows_segments_and_runs(
             assert (mp / str(seg)).read_bytes() == multi[seg]  # zstd objects, streamed
 
 
-def test_archive_mount_errors(s3_bucket, tmp_path, monkeypatch):
+def test_archive_mount_errors(mountdir, s3_bucket, tmp_path, monkeypatch):
     for k, v in s3_bucket.server.env.items():
         monkeypatch.setenv(k, v)
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+    mp = mountdir()
     res = cli(
         "mount",
         f"sbarchive::{s3_bucket.url}/nothing-here",

@@ -44,8 +44,8 @@ def populated(local_store):
     return {"logs": logs, "multi": multi}
 
 
-def test_file_view_attributes_and_tools(local_store, store_root, populated, tmp_path):
-    mp = tmp_path / "mnt"
+def test_file_view_attributes_and_tools(mountdir, local_store, store_root, populated, tmp_path):
+    mp = mountdir()
     logs = populated["logs"]
     with mounted("stream://", mp, root=store_root):
         assert sorted(os.listdir(mp)) == ["demo", "other"]
@@ -97,8 +97,8 @@ def _stat_number(out: str, label: str) -> int:
     return int(m.group(1).replace(",", ""))
 
 
-def test_rsync_cp_tar_through_mount(local_store, store_root, populated, tmp_path):
-    mp, dest = tmp_path / "mnt", tmp_path / "dest"
+def test_rsync_cp_tar_through_mount(mountdir, local_store, store_root, populated, tmp_path):
+    mp, dest = mountdir(), tmp_path / "dest"
     with mounted("stream://demo", mp, "--attr-timeout", "0.2", root=store_root):
         subprocess.run(["rsync", "-a", f"{mp}/", f"{dest}/"], check=True)
         assert (dest / "logs").read_bytes() == populated["logs"]
@@ -151,8 +151,10 @@ def test_rsync_cp_tar_through_mount(local_store, store_root, populated, tmp_path
         assert sums == sums_dest
 
 
-def test_read_only_mount_refuses_writes_and_ends_with_the_command(store_root, populated, tmp_path):
-    mp = tmp_path / "mnt"
+def test_read_only_mount_refuses_writes_and_ends_with_the_command(
+    mountdir, store_root, populated, tmp_path
+):
+    mp = mountdir()
     with mounted("stream://demo", mp, root=store_root) as proc:
         f = mp / "logs"
         attempts = {
@@ -186,8 +188,10 @@ def test_read_only_mount_refuses_writes_and_ends_with_the_command(store_root, po
     assert wait_unmounted(mp, timeout=10), "a killed mount command must not leave its mount behind"
 
 
-def test_read_write_mount_appends_and_never_rewrites(local_store, store_root, populated, tmp_path):
-    mp = tmp_path / "mnt"
+def test_read_write_mount_appends_and_never_rewrites(
+    mountdir, local_store, store_root, populated, tmp_path
+):
+    mp = mountdir()
     max_event = local_store.max_event_size
     data = random.Random(7).randbytes(max_event + 12345)  # spills over into a second event
     src = tmp_path / "src"
@@ -210,6 +214,10 @@ def test_read_write_mount_appends_and_never_rewrites(local_store, store_root, po
         refused(lambda: os.truncate(mp / "new", len(expected) + 100), errno.EOPNOTSUPP)  # zero-fill
         refused(lambda: os.rename(mp / "new", mp / "renamed"), errno.EOPNOTSUPP)
         refused(lambda: open(mp / ".new.tmp", "wb"), errno.EINVAL)  # not a stream name
+        refused(lambda: open(mp / "multi" / "0", "ab"), errno.EOPNOTSUPP)  # segments: no routing
+        (mp / "scratch").write_bytes(b"x")
+        os.unlink(mp / "scratch")  # rm deletes the stream
+        assert "scratch" not in local_store.list_streams("demo")
         fd = os.open(mp / "new", os.O_WRONLY)
         try:
             refused(lambda: os.pwrite(fd, b"XX", 5), errno.EOPNOTSUPP)  # rewrite in the middle
@@ -224,9 +232,8 @@ def test_read_write_mount_appends_and_never_rewrites(local_store, store_root, po
     assert local_store.stream_info("demo", "logs").length == len(populated["logs"])
 
 
-def test_background_mount_and_umount(store_root, populated, tmp_path):
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+def test_background_mount_and_umount(mountdir, store_root, populated, tmp_path):
+    mp = mountdir()
     res = cli("mount", "--background", "stream://demo", mp, "--root", store_root, timeout=60)
     try:
         assert os.path.ismount(mp)
@@ -239,9 +246,8 @@ def test_background_mount_and_umount(store_root, populated, tmp_path):
     assert res.returncode == 64 and "not a mount point" in res.stderr
 
 
-def test_bad_input_is_one_line_with_exit_code(store_root, populated, tmp_path):
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+def test_bad_input_is_one_line_with_exit_code(mountdir, store_root, populated, tmp_path):
+    mp = mountdir()
     cases = [
         (["stream://nosuchscope", mp], 66),
         (["stream://demo", tmp_path / "missing"], 66),

@@ -14,7 +14,9 @@ from .mounting import mounted
 pytestmark = [pytest.mark.pravega, pytest.mark.fuse, pytest.mark.timeout(300)]
 
 
-def test_pravega_scope_mount_reads_the_file_views(pravega_store, pravega_server, tmp_path):
+def test_pravega_scope_mount_reads_the_file_views(
+    mountdir, pravega_store, pravega_server, tmp_path
+):
     scope = "fuse" + uuid.uuid4().hex[:8]
     rnd = random.Random(11)
     single = [rnd.randbytes(rnd.randint(1, 5000)) for _ in range(50)]
@@ -30,7 +32,7 @@ def test_pravega_scope_mount_reads_the_file_views(pravega_store, pravega_server,
             w.append(p, segment=i % 2)
             views[i % 2] += p
 
-    mp = tmp_path / "mnt"
+    mp = mountdir()
     with mounted(f"pravega://{scope}", mp, "--controller", pravega_server.controller):
         assert sorted(os.listdir(mp)) == ["multi", "single"]
         data = b"".join(single)

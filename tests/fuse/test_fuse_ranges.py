@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .mounting import mounted
+from .mounting import mounted, private_mount_dirs
 
 pytestmark = [pytest.mark.fuse, pytest.mark.timeout(180)]
 
@@ -30,8 +30,11 @@ def view(tmp_path_factory):
             w.append(p)
             data += p
     store.close()
-    with mounted("stream://r", base / "mnt", root=base / "store"):
-        fd = os.open(base / "mnt" / "s", os.O_RDONLY)
+    with (
+        private_mount_dirs() as mountdir,
+        mounted("stream://r", mp := mountdir(), root=base / "store"),
+    ):
+        fd = os.open(mp / "s", os.O_RDONLY)
         try:
             yield fd, bytes(data)
         finally:
