@@ -22,7 +22,7 @@ from .util import free_ports, is_loopback, listening_addresses
 
 class SeaweedS3:
     def __init__(self, weed: str, data_dir: str):
-        self.weed = weed
+        self.weed = os.path.abspath(weed)
         self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
         self.access_key = "bench" + secrets.token_hex(4)
