@@ -155,8 +155,9 @@ def markdown(results: dict, png_names: list[str]) -> str:
         L.append(f"### {case.get('number', '')}. {case['title']}")
         L.append("")
         if case.get("seconds") is not None:
-            L.append(f"Case took {case['seconds']:.0f} s; load average at its start "
-                     f"{case.get('loadavg_at_start', '?')} (the machine has {m['nproc']} cores).")
+            load = f"; load average at its start {case['loadavg_at_start']} (the machine has {m['nproc']} cores)" \
+                if case.get("loadavg_at_start") else ""
+            L.append(f"Case took {case['seconds']:.0f} s{load}.")
             L.append("")
         if case.get("status") == "error":
             L.append(f"error: {case.get('reason')}")
