@@ -157,10 +157,12 @@ def mount(
     """
     url, mountpoint = _parse_targets(args, archive)
     mountpoint = os.path.abspath(mountpoint)
+    if _mounted(mountpoint):  # also a stale mount, which is no directory any more
+        raise UsageError(
+            f"{mountpoint!r} is already a mount point (stale? `stream-backend umount {mountpoint}`)"
+        )
     if not os.path.isdir(mountpoint):
         raise NotFoundError(f"mount point {mountpoint!r} is not a directory")
-    if os.path.ismount(mountpoint):
-        raise UsageError(f"{mountpoint!r} is already a mount point")
     is_archive = bool(archive) or url.startswith("sbarchive::")
     if is_archive and read_write:
         raise UsageError("archives are mounted read-only; drop --read-write")
@@ -222,13 +224,30 @@ def mount(
         store.close()
 
 
+def _mounted(mountpoint: str) -> bool:
+    """Mounted, per /proc/self/mountinfo: unlike os.path.ismount this also sees a stale
+    FUSE mount ("Transport endpoint is not connected") whose process died."""
+    from ..fs.fuse import _mount_device
+
+    return os.path.ismount(mountpoint) or _mount_device(mountpoint) is not None
+
+
 def unmount(mountpoint: str) -> None:
-    """Unmount a FUSE mount (fusermount -u, fusermount3 -u, then umount)."""
+    """Unmount a FUSE mount: fusermount3/fusermount -u, umount, and for a stale mount
+    (its process is gone) a lazy unmount (-z)."""
     mountpoint = os.path.abspath(mountpoint)
-    if not os.path.ismount(mountpoint):
+    if not _mounted(mountpoint):
         raise UsageError(f"{mountpoint!r} is not a mount point")
     errors = []
-    for tool in (["fusermount", "-u"], ["fusermount3", "-u"], ["umount"]):
+    tools = (
+        ["fusermount3", "-u"],
+        ["fusermount", "-u"],
+        ["umount"],
+        ["fusermount3", "-u", "-z"],
+        ["fusermount", "-u", "-z"],
+        ["umount", "-l"],
+    )
+    for tool in tools:
         if shutil.which(tool[0]) is None:
             continue
         res = subprocess.run([*tool, mountpoint], capture_output=True, text=True)
@@ -236,10 +255,10 @@ def unmount(mountpoint: str) -> None:
             break
         errors.append(res.stderr.strip() or f"{tool[0]} exit {res.returncode}")
     else:
-        why = "; ".join(errors) or "no fusermount/umount found"
+        why = "; ".join(dict.fromkeys(errors)) or "no fusermount/umount found"
         raise StreamBackendError(f"could not unmount {mountpoint}: {why}")
     deadline = time.monotonic() + 10
-    while os.path.ismount(mountpoint) and time.monotonic() < deadline:
+    while _mounted(mountpoint) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
