@@ -224,3 +224,29 @@ def test_store_event_like_objects_are_accepted():
     objs = pack_all([Ev(0, b"a", "rk", 1.5), Ev(1, b"b")])
     got = list(read_objects((k, d) for k, d, _ in objs))
     assert got[0].timestamp_ns == 1_500_000_000 and got[0].routing_key == "rk" and got[1].timestamp is None
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_packing_a_large_object_keeps_memory_bounded(compression):
+    """A 24 MiB object streams out in parts with a few MiB of peak allocation, not 24."""
+    import os
+    import tracemalloc
+
+    payload = os.urandom(512 * 1024)
+
+    def events():
+        for i in range(48):  # 24 MiB, generated lazily
+            yield (i, payload, "rk", i)
+
+    tracemalloc.start()
+    try:
+        total = 0
+        for o in pack_segment(events(), 0, object_size=32 << 20, compression=compression, chunk_size=256 * 1024):
+            for part in o.parts(1 << 20):
+                total += len(part)
+            assert o.info.payload_bytes == 48 * len(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total >= 24 << 20 if compression == "none" else total > 0
+    assert peak < 6 << 20, peak

@@ -188,7 +188,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(0, 3000), max_size=30), object_size=st.integers(60, 5000),
        compression=st.sampled_from(["none", "zstd"]), data=st.data())
 def test_any_range_of_any_archive_reads_back(sizes, object_size, compression, data):

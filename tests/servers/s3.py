@@ -239,7 +239,7 @@ class SeaweedFS:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(15)
+            self.proc.wait(5)  # test data: no need to wait for a graceful flush
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
