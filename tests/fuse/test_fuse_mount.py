@@ -264,3 +264,21 @@ def test_bad_input_is_one_line_with_exit_code(mountdir, store_root, populated, t
             "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
         ), res.stderr
         assert not os.path.ismount(mp)
+
+
+def test_read_write_store_mount_scopes(mountdir, local_store, store_root):
+    local_store.create_scope("seed")
+    mp = mountdir()
+    with mounted("stream://", mp, "--read-write", root=store_root):
+        os.mkdir(mp / "newscope")  # a scope
+        (mp / "newscope" / "s1").write_bytes(b"hello")
+        with pytest.raises(OSError) as info:
+            os.rmdir(mp / "newscope")
+        assert info.value.errno == errno.ENOTEMPTY
+        with pytest.raises(OSError) as info:
+            os.mkdir(mp / "newscope" / "sub")  # streams are files, not directories
+        assert info.value.errno == errno.EOPNOTSUPP
+        os.unlink(mp / "newscope" / "s1")
+        os.rmdir(mp / "newscope")
+        assert sorted(os.listdir(mp)) == ["seed"]
+    assert local_store.list_scopes() == ["seed"]
