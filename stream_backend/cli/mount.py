@@ -124,6 +124,12 @@ def _background(argv: list[str], mountpoint: str, wait: float) -> None:
     default=None,
     help="S3 endpoint for archive mounts [env AWS_ENDPOINT_URL].",
 )
+@click.option(
+    "--allow-other",
+    is_flag=True,
+    help="Let other users (e.g. a backup user) use the mount; permissions still apply "
+    "(non-root needs user_allow_other in /etc/fuse.conf).",
+)
 @click.option("--fuse-debug", is_flag=True, hidden=True)
 @store_options
 @click.pass_context
@@ -135,6 +141,7 @@ def mount(
     background,
     attr_timeout,
     endpoint_url,
+    allow_other,
     fuse_debug,
     root,
     controller,
@@ -173,6 +180,8 @@ def mount(
             argv += ["--archive", archive]
         if read_write:
             argv.append("--read-write")
+        if allow_other:
+            argv.append("--allow-other")
         for flag, value in (
             ("--endpoint-url", endpoint_url),
             ("--root", root),
@@ -195,6 +204,7 @@ def mount(
             fsname=f"sbarchive:{url.split('::')[-1]}",
             debug=fuse_debug,
             attr_timeout=attr_timeout,
+            allow_other=allow_other,
         )
         return
 
@@ -219,6 +229,7 @@ def mount(
             fsname=str(parsed),
             debug=fuse_debug,
             attr_timeout=attr_timeout,
+            allow_other=allow_other,
         )
     finally:
         store.close()

@@ -765,6 +765,7 @@ def run_mount(
     fsname: str,
     debug: bool = False,
     attr_timeout: float = 1.0,
+    allow_other: bool = False,
 ) -> None:
     """Mount in the foreground until unmounted, SIGINT, SIGTERM or SIGHUP.
 
@@ -772,7 +773,7 @@ def run_mount(
     with SIGKILL, so a mount never outlives its command."""
     if mfusepy is None:
         raise UsageError(
-            f"FUSE is not available: {_IMPORT_ERROR} " "(install fuse3 or libfuse2, and mfusepy)"
+            f"FUSE is not available: {_IMPORT_ERROR} (install fuse3 or libfuse2, and mfusepy)"
         )
     if not os.path.isdir(mountpoint):
         from ..errors import NotFoundError
@@ -793,6 +794,9 @@ def run_mount(
     )
     if read_only:
         opts["ro"] = True
+    if allow_other:  # the kernel then checks the modes we report (0444/0644, 0555/0755)
+        opts["allow_other"] = True
+        opts["default_permissions"] = True
     if mfusepy.fuse_version_major == 2:
         opts["big_writes"] = True
         opts["max_write"] = 1024 * 1024

@@ -282,3 +282,17 @@ def test_read_write_store_mount_scopes(mountdir, local_store, store_root):
         os.rmdir(mp / "newscope")
         assert sorted(os.listdir(mp)) == ["seed"]
     assert local_store.list_scopes() == ["seed"]
+
+
+def test_allow_other_lets_another_user_read(mountdir, store_root, populated):
+    mp = mountdir()
+    os.chmod(mp.parent, 0o755)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for extra, readable in (([], False), (["--allow-other"], True)):
+        with mounted("stream://demo", mp, *extra, root=store_root):
+            res = subprocess.run([*nobody, "cat", str(mp / "logs")], capture_output=True)
+            assert (res.returncode == 0) is readable, res.stderr
+            if readable:
+                assert res.stdout == populated["logs"]
+                res = subprocess.run([*nobody, "sh", "-c", f"echo x >> {mp / 'logs'}"])
+                assert res.returncode != 0  # still read-only
