@@ -287,7 +287,14 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    import duplicity.backend
+    try:
+        import duplicity.backend
+    except ImportError as exc:
+        from .errors import UsageError
+
+        raise UsageError(
+            f"duplicity is not installed ({exc}): pip install 'stream-backend[duplicity]'"
+        ) from None
     from duplicity import log
     from duplicity.errors import BackendException
 
