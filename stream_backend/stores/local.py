@@ -150,6 +150,8 @@ class _View:
         self.end_seq, self.end_foff, self.end_pos = self.idx.entry(len(self.idx) - 1)
         self.last_ts: int | None = None
         self.tail_junk = False
+        #: CorruptionError met by the last scan: the prefix before it stays readable
+        self.damage: CorruptionError | None = None
         self._verified_entries: set[int] = set()
         self.cache: tuple[int, memoryview] | None = None  # last partly read record
         self.cursor: tuple[int, int, int] | None = None  # (pos, seq, foff) after last read
@@ -190,6 +192,7 @@ class _View:
             idx, fd = self.idx, self.fd
             last_ts = self.last_ts
             self.tail_junk = False
+            self.damage = None
             need = READ_CHUNK
             while pos < size:
                 buf = os.pread(fd, min(max(need, READ_CHUNK), size - pos), pos)
@@ -227,11 +230,11 @@ class _View:
                 committed = self._committed_now()
                 if committed is not None:
                     if bad_at < committed:
-                        raise self.corrupt(bad_at, why)
+                        self.damage = self.corrupt(bad_at, why)
                 elif not _all_zero(fd, bad_at, size):
                     # no index says how far the log was acknowledged: only an all-zero
                     # tail (power loss) is torn; anything else is damage
-                    raise self.corrupt(bad_at, why)
+                    self.damage = self.corrupt(bad_at, why)
                 pos = bad_at
                 self.tail_junk = True
                 break
@@ -272,6 +275,8 @@ class _View:
             stop = offset + length
             if stop > self.end_foff:
                 self.extend()
+                if self.damage is not None and stop > self.end_foff:
+                    raise self.damage
             stop = min(stop, self.end_foff)
             if offset >= stop:
                 return b""
@@ -338,6 +343,8 @@ class _View:
     def info(self) -> SegmentInfo:
         with self.lock:
             self.extend()
+            if self.damage is not None:
+                raise self.damage
             return SegmentInfo(
                 segment=self.segment,
                 head_seq=0,
@@ -393,6 +400,8 @@ class _SegmentWriter:
         view = _View(sdir, segment, where, max_payload)
         try:
             self.where = where
+            if view.damage is not None:
+                raise view.damage
             self.fd = os.open(view.log_path, os.O_RDWR | os.O_CLOEXEC)
             size = os.fstat(self.fd).st_size
             if size > view.end_pos:
@@ -866,6 +875,8 @@ class LocalStore:
                     poll = FOLLOW_POLL_MIN
                 if to_seq is not None and seq >= to_seq:
                     return
+                if v.damage is not None and seq >= v.end_seq:
+                    raise v.damage
                 if not follow:
                     return
                 sealed = self._sealed(scope, stream)

@@ -42,17 +42,9 @@ def _check_stream(root, scope, stream) -> int:
         s.close()
 
 
-def _read_lines(proc, until: float) -> list[str]:
-    lines = []
-    while time.time() < until:
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, until - time.time()))
-        if not r:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.decode().strip())
-    return lines
+def _first_line(proc, timeout: float) -> str:
+    r, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().decode().strip() if r else ""
 
 
 @pytest.mark.slow
@@ -72,9 +64,9 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
             env=env,
         )
         try:
-            first = _read_lines(proc, time.time() + 30)[:1]
-            assert first and first[0].startswith("ready"), f"child did not start: {first}"
-            assert int(first[0].split()[1]) >= acked_total
+            first = _first_line(proc, 60)
+            assert first.startswith("ready"), f"child did not start: {first!r}"
+            assert int(first.split()[1]) >= acked_total
             time.sleep(rng.uniform(0.0, 0.25))
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -90,7 +82,7 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
         present = _check_stream(root, "crash", "s")
         assert present >= acked_total, f"round {round_}: {acked_total} acknowledged, {present} present"
     assert kills >= 20
-    assert acked_total > 0
+    assert acked_total > 100, acked_total
     # a new writer appends after all that
     s = LocalStore(root=str(root))
     n = s.segment_info("crash", "s", 0).tail_seq
