@@ -45,11 +45,17 @@ def _ratios(rows, metric="throughput_mib_s", ours="stream-backend", higher_is_be
     out = {"ratios": {}, "best_peer": None, "ratio_to_best_peer": None}
     if not peers:
         return out
-    best = max(peers, key=lambda r: r[metric]) if higher_is_better else min(peers, key=lambda r: r[metric])
+    best = (
+        max(peers, key=lambda r: r[metric])
+        if higher_is_better
+        else min(peers, key=lambda r: r[metric])
+    )
     out["best_peer"] = best["tool"]
     if mine and mine.get(metric):
         for p in peers:
-            out["ratios"][p["tool"]] = (mine[metric] / p[metric]) if higher_is_better else (p[metric] / mine[metric])
+            out["ratios"][p["tool"]] = (
+                (mine[metric] / p[metric]) if higher_is_better else (p[metric] / mine[metric])
+            )
         out["ratio_to_best_peer"] = out["ratios"][best["tool"]]
     return out
 
@@ -62,7 +68,13 @@ def _drop(ctx, name):
 
 
 def _target(name, value, ok, detail=""):
-    return {"name": name, "value": value, "met": (None if value is None else bool(ok)), "detail": detail, "why": ""}
+    return {
+        "name": name,
+        "value": value,
+        "met": None if value is None else bool(ok),
+        "detail": detail,
+        "why": "",
+    }
 
 
 def _case(case_id, title, unit, rows, **kw):
@@ -75,7 +87,9 @@ def _case(case_id, title, unit, rows, **kw):
     return d
 
 
-def _s3_copy_rows(ctx, label, src_file, nbytes, upload: bool, src_bucket=None, runs=None, warmup=None):
+def _s3_copy_rows(
+    ctx, label, src_file, nbytes, upload: bool, src_bucket=None, runs=None, warmup=None
+):
     """s5cmd / rclone / aws moving one file to or from S3, each run in a fresh bucket or file."""
     p = ctx.profile
     runs = p.runs if runs is None else runs
@@ -85,13 +99,32 @@ def _s3_copy_rows(ctx, label, src_file, nbytes, upload: bool, src_bucket=None, r
     rows = []
     specs = {
         "s5cmd": lambda tool, a, b: [tool, "--endpoint-url", srv.endpoint, "cp", a, b],
-        "rclone": lambda tool, a, b: [tool, "copyto", a.replace("s3://", "bench:"), b.replace("s3://", "bench:")],
-        "aws": lambda tool, a, b: [tool, "s3", "cp", a, b, "--endpoint-url", srv.endpoint, "--only-show-errors"],
+        "rclone": lambda tool, a, b: [
+            tool,
+            "copyto",
+            a.replace("s3://", "bench:"),
+            b.replace("s3://", "bench:"),
+        ],
+        "aws": lambda tool, a, b: [
+            tool,
+            "s3",
+            "cp",
+            a,
+            b,
+            "--endpoint-url",
+            srv.endpoint,
+            "--only-show-errors",
+        ],
     }
-    shown = {"s5cmd": "s5cmd --endpoint-url $S3 cp {a} {b}", "rclone": "rclone copyto {a} {b}  (remote from RCLONE_CONFIG_BENCH_*)",
-             "aws": "aws s3 cp {a} {b} --endpoint-url $S3 --only-show-errors"}
+    shown = {
+        "s5cmd": "s5cmd --endpoint-url $S3 cp {a} {b}",
+        "rclone": "rclone copyto {a} {b}  (remote from RCLONE_CONFIG_BENCH_*)",
+        "aws": "aws s3 cp {a} {b} --endpoint-url $S3 --only-show-errors",
+    }
     for tool, make_argv in specs.items():
-        a_show, b_show = ("data.bin", "s3://BUCKET/data.bin") if upload else ("s3://SRC/data.bin", "data.bin")
+        a_show, b_show = (
+            ("data.bin", "s3://BUCKET/data.bin") if upload else ("s3://SRC/data.bin", "data.bin")
+        )
         command = shown[tool].format(a=a_show, b=b_show)
 
         def body(tool=tool, make_argv=make_argv, command=command):
@@ -108,7 +141,11 @@ def _s3_copy_rows(ctx, label, src_file, nbytes, upload: bool, src_bucket=None, r
                         run.extra["stored_bytes"] = ctx.buckets.size(bucket)
                         ctx.buckets.delete(bucket)
                         if run.rc == 0 and run.extra["stored_bytes"] != nbytes:
-                            raise RuntimeError(f"{tool} stored {run.extra['stored_bytes']} bytes, expected {nbytes}")
+                            raise RuntimeError(
+                                f"{tool} stored {run.extra['stored_bytes']} bytes, expected"
+                                f" {nbytes}"
+                            )
+
                 else:
                     dest = ctx.tmp(f"dl-{tool}-{i}.bin")
                     argv = make_argv(exe, f"s3://{src_bucket}/data.bin", dest)
@@ -118,6 +155,7 @@ def _s3_copy_rows(ctx, label, src_file, nbytes, upload: bool, src_bucket=None, r
                         drop_file(dest)
                         if run.rc == 0 and got != nbytes:
                             raise RuntimeError(f"{tool} downloaded {got} bytes, expected {nbytes}")
+
                 return argv, env, after
 
             got = repeat(ctx, tool, make, runs, warmup)
@@ -129,8 +167,19 @@ def _s3_copy_rows(ctx, label, src_file, nbytes, upload: bool, src_bucket=None, r
 
 def _duplicity_argv(ctx, action, src_dir, url, archive_dir, name):
     srv = ctx.need_s3()
-    return [ctx.peers.get("duplicity"), action, "--no-encryption", "--s3-endpoint-url", srv.endpoint,
-            "--archive-dir", archive_dir, "--name", name, src_dir, url]
+    return [
+        ctx.peers.get("duplicity"),
+        action,
+        "--no-encryption",
+        "--s3-endpoint-url",
+        srv.endpoint,
+        "--archive-dir",
+        archive_dir,
+        "--name",
+        name,
+        src_dir,
+        url,
+    ]
 
 
 # ============================================================================ case 1
@@ -142,7 +191,10 @@ def case_export(ctx: Context) -> dict:
     srv = ctx.need_s3()
     env = ctx.env(s3=True)
     rows = []
-    command = "stream-backend export stream://bench/s1g s3://BUCKET/archive --endpoint-url $S3 --progress none"
+    command = (
+        "stream-backend export stream://bench/s1g s3://BUCKET/archive --endpoint-url $S3 --progress"
+        " none"
+    )
 
     def ours():
         s = ctx.stream("s1g", p.big, p.event_size)
@@ -151,22 +203,41 @@ def case_export(ctx: Context) -> dict:
 
         def make(i):
             bucket = ctx.buckets.new("sb-export")
-            argv = [ctx.sb, "export", s["url"], f"s3://{bucket}/archive", "--endpoint-url", srv.endpoint,
-                    "--progress", "none"]
+            argv = [
+                ctx.sb,
+                "export",
+                s["url"],
+                f"s3://{bucket}/archive",
+                "--endpoint-url",
+                srv.endpoint,
+                "--progress",
+                "none",
+            ]
 
             def after(run):
                 run.extra["stored_bytes"] = ctx.buckets.size(bucket, "archive/")
                 if run.rc == 0 and i == 0:  # once (untimed): the archive matches the stream
-                    verified.update(_verify(ctx, f"s3://{bucket}/archive", s["url"], env, srv.endpoint))
+                    verified.update(
+                        _verify(ctx, f"s3://{bucket}/archive", s["url"], env, srv.endpoint)
+                    )
                     if verified.get("ok") or not verified.get("ran"):
                         ctx.memo["s1g-archive-bucket"] = bucket  # case 2 imports this archive
                         return
                 ctx.buckets.delete(bucket)
+
             return argv, env, after
 
         runs = repeat(ctx, "stream-backend", make, p.runs, p.warmup)
-        row = tool_result("stream-backend", "ours", command, runs, nbytes=p.big, events=s["events"],
-                          warmup=p.warmup, extra={"verify": verified})
+        row = tool_result(
+            "stream-backend",
+            "ours",
+            command,
+            runs,
+            nbytes=p.big,
+            events=s["events"],
+            warmup=p.warmup,
+            extra={"verify": verified},
+        )
         ctx.memo["export-s3-s1g"] = row  # case 6 reuses these runs for its smaller size
         return row
 
@@ -175,7 +246,10 @@ def case_export(ctx: Context) -> dict:
         ctx.buckets.delete(ctx.memo.pop("s1g-archive-bucket"))
     rows += _s3_copy_rows(ctx, "export", f, p.big, upload=True)
 
-    dcommand = "duplicity full --no-encryption --s3-endpoint-url $S3 --archive-dir TMP --name bench DIR boto3+s3://BUCKET/dup"
+    dcommand = (
+        "duplicity full --no-encryption --s3-endpoint-url $S3 --archive-dir TMP --name bench DIR"
+        " boto3+s3://BUCKET/dup"
+    )
 
     def dup():
         if not ctx.peers.get("duplicity"):
@@ -184,12 +258,15 @@ def case_export(ctx: Context) -> dict:
         def make(i):
             bucket = ctx.buckets.new("dup-full")
             adir = ctx.tmp(f"dup-archive-{i}")
-            argv = _duplicity_argv(ctx, "full", os.path.dirname(f), f"boto3+s3://{bucket}/dup", adir, "bench")
+            argv = _duplicity_argv(
+                ctx, "full", os.path.dirname(f), f"boto3+s3://{bucket}/dup", adir, "bench"
+            )
 
             def after(run):
                 run.extra["stored_bytes"] = ctx.buckets.size(bucket)
                 ctx.buckets.delete(bucket)
                 drop_file(adir)
+
             return argv, env, after
 
         runs = repeat(ctx, "duplicity full", make, p.slow_runs, 0)
@@ -210,19 +287,37 @@ def case_export(ctx: Context) -> dict:
             def after(run):
                 run.extra["stored_bytes"] = dir_bytes(dest)
                 drop_file(dest)
-            return [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"], ctx.env(), after
+
+            return (
+                [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"],
+                ctx.env(),
+                after,
+            )
 
         runs = repeat(ctx, "stream-backend -> file://", make, p.slow_runs, p.warmup, server_pids=[])
-        return tool_result("stream-backend -> file://", "baseline", fcommand, runs, nbytes=p.big, warmup=p.warmup)
+        return tool_result(
+            "stream-backend -> file://", "baseline", fcommand, runs, nbytes=p.big, warmup=p.warmup
+        )
 
     rows.append(_safe(ctx, "stream-backend -> file://", "baseline", fcommand, ours_file))
-    rows.append(_safe(ctx, "cp (local disk)", "baseline", "cp data.bin DIR/", lambda: _cp_row(ctx, f, p.big)))
+    rows.append(
+        _safe(
+            ctx, "cp (local disk)", "baseline", "cp data.bin DIR/", lambda: _cp_row(ctx, f, p.big)
+        )
+    )
 
     r = _ratios(rows)
     targets = [
-        _target("export >= 0.9x s5cmd cp", r["ratios"].get("s5cmd"), (r["ratios"].get("s5cmd") or 0) >= 0.9),
-        _target("export >= 3x duplicity full", r["ratios"].get("duplicity full"),
-                (r["ratios"].get("duplicity full") or 0) >= 3.0),
+        _target(
+            "export >= 0.9x s5cmd cp",
+            r["ratios"].get("s5cmd"),
+            (r["ratios"].get("s5cmd") or 0) >= 0.9,
+        ),
+        _target(
+            "export >= 3x duplicity full",
+            r["ratios"].get("duplicity full"),
+            (r["ratios"].get("duplicity full") or 0) >= 3.0,
+        ),
     ]
     return _case("export", title, "MiB/s", rows, metric="throughput_mib_s", targets=targets, **r)
 
@@ -235,7 +330,9 @@ def _cp_row(ctx, src, nbytes):
         return [ctx.peers.get("cp") or "cp", src, dest], None, lambda run: drop_file(dest)
 
     runs = repeat(ctx, "cp (local disk)", make, p.runs, p.warmup, server_pids=[])
-    return tool_result("cp (local disk)", "baseline", "cp data.bin DIR/", runs, nbytes=nbytes, warmup=p.warmup)
+    return tool_result(
+        "cp (local disk)", "baseline", "cp data.bin DIR/", runs, nbytes=nbytes, warmup=p.warmup
+    )
 
 
 def _verify(ctx, archive, source, env, endpoint) -> dict:
@@ -243,10 +340,19 @@ def _verify(ctx, archive, source, env, endpoint) -> dict:
         ctx.need("verify")
     except NotAvailable as exc:
         return {"ran": False, "reason": str(exc)}
-    res = subprocess.run([ctx.sb, "verify", archive, "--against", source, "--endpoint-url", endpoint],
-                         env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [ctx.sb, "verify", archive, "--against", source, "--endpoint-url", endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     out = (res.stdout + res.stderr).strip().splitlines()
-    return {"ran": True, "ok": res.returncode == 0, "rc": res.returncode, "last_line": out[-1][:300] if out else ""}
+    return {
+        "ran": True,
+        "ok": res.returncode == 0,
+        "rc": res.returncode,
+        "last_line": out[-1][:300] if out else "",
+    }
 
 
 # ============================================================================ case 2
@@ -260,18 +366,34 @@ def case_import(ctx: Context) -> dict:
     src = ctx.buckets.new("import-src")
     ctx.buckets.s3.upload_file(f, src, "data.bin")
     rows = []
-    command = "stream-backend import s3://SRC/archive stream://bench/imp-N --endpoint-url $S3 --progress none"
+    command = (
+        "stream-backend import s3://SRC/archive stream://bench/imp-N --endpoint-url $S3 --progress"
+        " none"
+    )
 
     def ours():
         s = ctx.stream("s1g", p.big, p.event_size)
         ctx.need("export")
         ctx.need("import")
         archive = f"s3://{src}/archive"
-        if ctx.memo.get("s1g-archive-bucket"):  # case 1's first (verified) archive: no second export
+        if ctx.memo.get(
+            "s1g-archive-bucket"
+        ):  # case 1's first (verified) archive: no second export
             archive = f"s3://{ctx.memo['s1g-archive-bucket']}/archive"
         else:
-            run_measured([ctx.sb, "export", s["url"], archive, "--endpoint-url", srv.endpoint,
-                          "--progress", "none"], env=env)
+            run_measured(
+                [
+                    ctx.sb,
+                    "export",
+                    s["url"],
+                    archive,
+                    "--endpoint-url",
+                    srv.endpoint,
+                    "--progress",
+                    "none",
+                ],
+                env=env,
+            )
 
         def make(i):
             name = f"imp-{i}"
@@ -288,12 +410,35 @@ def case_import(ctx: Context) -> dict:
                 finally:
                     store.close()
                 if run.rc == 0 and run.extra.get("imported_bytes") != p.big:
-                    raise RuntimeError(f"imported {run.extra.get('imported_bytes')} bytes, expected {p.big}")
-            return ([ctx.sb, "import", archive, f"stream://{SCOPE}/{name}",
-                     "--endpoint-url", srv.endpoint, "--progress", "none"], env, after)
+                    raise RuntimeError(
+                        f"imported {run.extra.get('imported_bytes')} bytes, expected {p.big}"
+                    )
+
+            return (
+                [
+                    ctx.sb,
+                    "import",
+                    archive,
+                    f"stream://{SCOPE}/{name}",
+                    "--endpoint-url",
+                    srv.endpoint,
+                    "--progress",
+                    "none",
+                ],
+                env,
+                after,
+            )
 
         runs = repeat(ctx, "stream-backend", make, p.runs, p.warmup)
-        return tool_result("stream-backend", "ours", command, runs, nbytes=p.big, events=s["events"], warmup=p.warmup)
+        return tool_result(
+            "stream-backend",
+            "ours",
+            command,
+            runs,
+            nbytes=p.big,
+            events=s["events"],
+            warmup=p.warmup,
+        )
 
     try:
         rows.append(_safe(ctx, "stream-backend", "ours", command, ours))
@@ -327,32 +472,66 @@ def case_small_events(ctx: Context) -> dict:
             def after(run):
                 run.extra["stored_bytes"] = dir_bytes(dest)
                 drop_file(dest)
-            return [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"], ctx.env(), after
+
+            return (
+                [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"],
+                ctx.env(),
+                after,
+            )
 
         runs = repeat(ctx, "stream-backend", make, p.runs, p.warmup, server_pids=[])
-        return tool_result("stream-backend", "ours", command, runs, nbytes=nbytes, events=n, warmup=p.warmup)
+        return tool_result(
+            "stream-backend", "ours", command, runs, nbytes=nbytes, events=n, warmup=p.warmup
+        )
 
     rows.append(_safe(ctx, "stream-backend", "ours", command, ours))
     lcommand = "LocalStore.read_events loop (count events, no output)"
 
     def loop():
         def make(i):
-            return [ctx.python, PROBES, "readloop", ctx.root, SCOPE, "small"], ctx.env(), _probe_after(n)
+            return (
+                [ctx.python, PROBES, "readloop", ctx.root, SCOPE, "small"],
+                ctx.env(),
+                _probe_after(n),
+            )
 
         runs = repeat(ctx, "store reader loop", make, p.runs, p.warmup, server_pids=[])
         inner = median([r.extra["probe"]["seconds"] for r in runs])
-        return tool_result("store reader loop", "baseline", lcommand, runs, nbytes=nbytes, events=n,
-                           warmup=p.warmup, extra={"inner_events_per_s": n / inner if inner else None})
+        return tool_result(
+            "store reader loop",
+            "baseline",
+            lcommand,
+            runs,
+            nbytes=nbytes,
+            events=n,
+            warmup=p.warmup,
+            extra={"inner_events_per_s": n / inner if inner else None},
+        )
 
     rows.append(_safe(ctx, "store reader loop", "baseline", lcommand, loop))
     _drop(ctx, "small")
     mine = _ok(rows, "stream-backend")
     eps = mine.get("events_per_s") if mine else None
-    targets = [_target(">= 300,000 events/s", eps, (eps or 0) >= 300_000,
-                       "whole command, process start included")]
-    return _case("small-events", title, "events/s", rows, metric="events_per_s", targets=targets,
-                 generation={"events": s["events"], "seconds": s["seconds"]},
-                 ratios={}, best_peer=None, ratio_to_best_peer=None)
+    targets = [
+        _target(
+            ">= 300,000 events/s",
+            eps,
+            (eps or 0) >= 300_000,
+            "whole command, process start included",
+        )
+    ]
+    return _case(
+        "small-events",
+        title,
+        "events/s",
+        rows,
+        metric="events_per_s",
+        targets=targets,
+        generation={"events": s["events"], "seconds": s["seconds"]},
+        ratios={},
+        best_peer=None,
+        ratio_to_best_peer=None,
+    )
 
 
 def _probe_after(expect_events=None, expect_bytes=None):
@@ -366,6 +545,7 @@ def _probe_after(expect_events=None, expect_bytes=None):
             raise RuntimeError(f"probe saw {got.get('events')} events, expected {expect_events}")
         if expect_bytes is not None and got.get("bytes") != expect_bytes:
             raise RuntimeError(f"probe read {got.get('bytes')} bytes, expected {expect_bytes}")
+
     return after
 
 
@@ -373,13 +553,18 @@ def _probe_after(expect_events=None, expect_bytes=None):
 def case_incremental(ctx: Context) -> dict:
     """Append 1% and export again: bytes moved and time, vs duplicity incremental."""
     p = ctx.profile
-    title = f"incremental export after appending {p.append_fraction:.0%} to a {p.big // MiB} MiB stream"
+    title = (
+        f"incremental export after appending {p.append_fraction:.0%} to a {p.big // MiB} MiB stream"
+    )
     f = ctx.plain_file("fincr", p.big, p.event_size)
     try:
         s = ctx.stream("incr", p.big, p.event_size)
         store_reason = None
     except NotAvailable as exc:
-        s, store_reason = {"url": "stream://bench/incr", "events": data.count_events(p.big, p.event_size)}, str(exc)
+        s, store_reason = {
+            "url": "stream://bench/incr",
+            "events": data.count_events(p.big, p.event_size),
+        }, str(exc)
     srv = ctx.need_s3()
     env = ctx.env(s3=True)
     bucket = ctx.buckets.new("incremental")
@@ -388,10 +573,24 @@ def case_incremental(ctx: Context) -> dict:
     next_event = s["events"]
     have_dup = bool(ctx.peers.get("duplicity"))
     adir = ctx.tmp("dup-incr-archive")
-    ours_cmd = "stream-backend export stream://bench/incr s3://BUCKET/archive --endpoint-url $S3 --progress none"
-    dup_cmd = "duplicity incremental --no-encryption --s3-endpoint-url $S3 --archive-dir TMP --name incr DIR boto3+s3://BUCKET/dup"
-    ours_argv = [ctx.sb, "export", s["url"], f"s3://{bucket}/archive", "--endpoint-url", srv.endpoint,
-                 "--progress", "none"]
+    ours_cmd = (
+        "stream-backend export stream://bench/incr s3://BUCKET/archive --endpoint-url $S3"
+        " --progress none"
+    )
+    dup_cmd = (
+        "duplicity incremental --no-encryption --s3-endpoint-url $S3 --archive-dir TMP --name incr"
+        " DIR boto3+s3://BUCKET/dup"
+    )
+    ours_argv = [
+        ctx.sb,
+        "export",
+        s["url"],
+        f"s3://{bucket}/archive",
+        "--endpoint-url",
+        srv.endpoint,
+        "--progress",
+        "none",
+    ]
     rows = []
     full = {}
     try:
@@ -401,7 +600,10 @@ def case_incremental(ctx: Context) -> dict:
                 raise NotAvailable(store_reason)
             ctx.need("export")
             r = run_measured(ours_argv, env=env, server_pids=ctx.server_pids())
-            full["stream-backend"] = {"wall_s": r.wall_s, "stored_bytes": ctx.buckets.size(bucket, "archive/")}
+            full["stream-backend"] = {
+                "wall_s": r.wall_s,
+                "stored_bytes": ctx.buckets.size(bucket, "archive/"),
+            }
             ctx.log(f"    stream-backend full export   {r.wall_s:7.2f}s (reference)")
         except NotAvailable as exc:
             ours_reason, ours_na = str(exc), True
@@ -411,23 +613,46 @@ def case_incremental(ctx: Context) -> dict:
         dup_na = not have_dup
         if have_dup:
             try:
-                r = run_measured(_duplicity_argv(ctx, "full", os.path.dirname(f), f"boto3+s3://{bucket}/dup", adir, "incr"),
-                                 env=env, server_pids=ctx.server_pids())
-                full["duplicity"] = {"wall_s": r.wall_s, "stored_bytes": ctx.buckets.size(bucket, "dup/")}
+                r = run_measured(
+                    _duplicity_argv(
+                        ctx, "full", os.path.dirname(f), f"boto3+s3://{bucket}/dup", adir, "incr"
+                    ),
+                    env=env,
+                    server_pids=ctx.server_pids(),
+                )
+                full["duplicity"] = {
+                    "wall_s": r.wall_s,
+                    "stored_bytes": ctx.buckets.size(bucket, "dup/"),
+                }
                 ctx.log(f"    duplicity full               {r.wall_s:7.2f}s (reference)")
             except Exception as exc:  # noqa: BLE001
                 dup_reason = f"duplicity full failed: {exc}"
         ours_runs, dup_runs = [], []
         for i in range(p.runs):
             if not store_reason:
-                data.write_stream(ctx.root, SCOPE, "incr", appended, p.event_size, first=next_event, create=False)
+                data.write_stream(
+                    ctx.root, SCOPE, "incr", appended, p.event_size, first=next_event, create=False
+                )
             data.write_file(f, appended, p.event_size, first=next_event, append=True)
             next_event += append_events
             for tool, runs, reason, make in (
                 ("stream-backend", ours_runs, ours_reason, lambda: (ours_argv, "archive/")),
-                ("duplicity incremental", dup_runs, dup_reason,
-                 lambda: (_duplicity_argv(ctx, "incremental", os.path.dirname(f), f"boto3+s3://{bucket}/dup",
-                                          adir, "incr"), "dup/")),
+                (
+                    "duplicity incremental",
+                    dup_runs,
+                    dup_reason,
+                    lambda: (
+                        _duplicity_argv(
+                            ctx,
+                            "incremental",
+                            os.path.dirname(f),
+                            f"boto3+s3://{bucket}/dup",
+                            adir,
+                            "incr",
+                        ),
+                        "dup/",
+                    ),
+                ),
             ):
                 if reason:
                     continue
@@ -435,7 +660,9 @@ def case_incremental(ctx: Context) -> dict:
                 before = ctx.buckets.size(bucket, prefix)
                 run = run_measured(argv, env=env, server_pids=ctx.server_pids(), check=False)
                 if run.rc != 0:
-                    msg = f"exit {run.rc}: " + " | ".join(run.extra.get("stderr_tail", "").strip().splitlines()[-3:])
+                    msg = f"exit {run.rc}: " + " | ".join(
+                        run.extra.get("stderr_tail", "").strip().splitlines()[-3:]
+                    )
                     if tool == "stream-backend":
                         ours_reason = msg
                     else:
@@ -444,23 +671,42 @@ def case_incremental(ctx: Context) -> dict:
                     continue
                 run.extra["moved_bytes"] = ctx.buckets.size(bucket, prefix) - before
                 run.extra["appended_bytes"] = appended
-                ctx.log(f"    {tool:<28} run {i + 1}/{p.runs}  {run.wall_s:7.2f}s  moved {run.extra['moved_bytes'] / MiB:.2f} MiB"
-                        f" for {appended / MiB:.2f} MiB appended")
+                ctx.log(
+                    f"    {tool:<28} run {i + 1}/{p.runs}  {run.wall_s:7.2f}s  moved"
+                    f" {run.extra['moved_bytes'] / MiB:.2f} MiB for {appended / MiB:.2f} MiB"
+                    " appended"
+                )
                 runs.append(run)
         for tool, role, cmd, runs, reason, na in (
-                ("stream-backend", "ours", ours_cmd, ours_runs, ours_reason, ours_na),
-                ("duplicity incremental", "peer", dup_cmd, dup_runs, dup_reason, dup_na)):
+            ("stream-backend", "ours", ours_cmd, ours_runs, ours_reason, ours_na),
+            ("duplicity incremental", "peer", dup_cmd, dup_runs, dup_reason, dup_na),
+        ):
             if reason and not runs:
                 rows.append(tool_result(tool, role, cmd, runs=None if na else [], reason=reason))
                 continue
             moved = median([r.extra["moved_bytes"] for r in runs])
             key = "stream-backend" if tool == "stream-backend" else "duplicity"
             ref = full.get(key, {})
-            rows.append(tool_result(tool, role, cmd, runs, nbytes=appended, warmup=0, extra={
-                "moved_bytes": moved, "moved_per_appended": moved / appended if appended else None,
-                "full": ref,
-                "time_vs_full": (median([r.wall_s for r in runs]) / ref["wall_s"]) if ref.get("wall_s") else None,
-            }))
+            rows.append(
+                tool_result(
+                    tool,
+                    role,
+                    cmd,
+                    runs,
+                    nbytes=appended,
+                    warmup=0,
+                    extra={
+                        "moved_bytes": moved,
+                        "moved_per_appended": moved / appended if appended else None,
+                        "full": ref,
+                        "time_vs_full": (
+                            (median([r.wall_s for r in runs]) / ref["wall_s"])
+                            if ref.get("wall_s")
+                            else None
+                        ),
+                    },
+                )
+            )
     finally:
         ctx.buckets.delete(bucket)
         drop_file(adir)
@@ -473,12 +719,26 @@ def case_incremental(ctx: Context) -> dict:
     if mine and dup:
         ratios["duplicity incremental"] = dup["median"]["wall_s"] / mine["median"]["wall_s"]
     moved = mine.get("moved_per_appended") if mine else None
-    targets = [_target("incremental cost proportional to appended bytes (moved <= 1.1x appended + 1 MiB)",
-                       moved, mine and mine["moved_bytes"] <= 1.1 * appended + MiB,
-                       f"appended {appended / MiB:.1f} MiB per run")]
-    return _case("incremental", title, "s", rows, metric="wall_s", targets=targets, ratios=ratios,
-                 best_peer="duplicity incremental" if dup else None,
-                 ratio_to_best_peer=ratios.get("duplicity incremental"), appended_bytes=appended)
+    targets = [
+        _target(
+            "incremental cost proportional to appended bytes (moved <= 1.1x appended + 1 MiB)",
+            moved,
+            mine and mine["moved_bytes"] <= 1.1 * appended + MiB,
+            f"appended {appended / MiB:.1f} MiB per run",
+        )
+    ]
+    return _case(
+        "incremental",
+        title,
+        "s",
+        rows,
+        metric="wall_s",
+        targets=targets,
+        ratios=ratios,
+        best_peer="duplicity incremental" if dup else None,
+        ratio_to_best_peer=ratios.get("duplicity incremental"),
+        appended_bytes=appended,
+    )
 
 
 # ============================================================================ case 5
@@ -493,11 +753,26 @@ class _Mount:
     def __enter__(self):
         self.ctx.need("fuse")
         os.makedirs(self.mnt, exist_ok=True)
-        res = subprocess.run([self.ctx.sb, "mount", "--background", "--root", self.ctx.root,
-                              f"stream://{SCOPE}", self.mnt], env=self.ctx.env(), capture_output=True, text=True,
-                             timeout=120)
+        res = subprocess.run(
+            [
+                self.ctx.sb,
+                "mount",
+                "--background",
+                "--root",
+                self.ctx.root,
+                f"stream://{SCOPE}",
+                self.mnt,
+            ],
+            env=self.ctx.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if res.returncode != 0 or not os.path.ismount(self.mnt):
-            raise RuntimeError("mount failed: " + (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1])
+            raise RuntimeError(
+                "mount failed: "
+                + (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+            )
         import psutil
 
         for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -508,7 +783,12 @@ class _Mount:
 
     def __exit__(self, *exc):
         if os.path.ismount(self.mnt):
-            subprocess.run([self.ctx.sb, "umount", self.mnt], env=self.ctx.env(), capture_output=True, timeout=60)
+            subprocess.run(
+                [self.ctx.sb, "umount", self.mnt],
+                env=self.ctx.env(),
+                capture_output=True,
+                timeout=60,
+            )
         if os.path.ismount(self.mnt):
             for tool in ("fusermount3", "fusermount"):
                 if shutil.which(tool):
@@ -519,8 +799,9 @@ class _Mount:
 def case_read(ctx: Context) -> dict:
     """File-view reads: sequential (fsspec, FUSE) vs cat, random 4 KiB at two stream lengths."""
     p = ctx.profile
-    title = f"file-view reads: sequential {p.big // MiB} MiB, random 4 KiB at " + \
-        " and ".join(f"{x // MiB} MiB" for x in p.rand_sizes)
+    title = f"file-view reads: sequential {p.big // MiB} MiB, random 4 KiB at " + " and ".join(
+        f"{x // MiB} MiB" for x in p.rand_sizes
+    )
     f = ctx.plain_file("f1g", p.big, p.event_size)
     rows = []
     block = 1 * MiB
@@ -528,17 +809,34 @@ def case_read(ctx: Context) -> dict:
     def cat_row(tool, path, role, server_pids=()):
         def make(i):
             return [ctx.peers.get("cat") or "cat", path], None, None, {"stdout_path": os.devnull}
-        runs = repeat(ctx, tool, make, p.runs, p.warmup, server_pids=list(server_pids))
-        return tool_result(tool, role, f"cat {'MNT/s1g' if role == 'ours' else 'data.bin'} > /dev/null",
-                           runs, nbytes=p.big, warmup=p.warmup)
 
-    rows.append(_safe(ctx, "cat", "peer", "cat data.bin > /dev/null", lambda: cat_row("cat", f, "peer")))
+        runs = repeat(ctx, tool, make, p.runs, p.warmup, server_pids=list(server_pids))
+        return tool_result(
+            tool,
+            role,
+            f"cat {'MNT/s1g' if role == 'ours' else 'data.bin'} > /dev/null",
+            runs,
+            nbytes=p.big,
+            warmup=p.warmup,
+        )
+
+    rows.append(
+        _safe(ctx, "cat", "peer", "cat data.bin > /dev/null", lambda: cat_row("cat", f, "peer"))
+    )
 
     def dd_row():
         def make(i):
             return [ctx.peers.get("dd") or "dd", f"if={f}", "of=/dev/null", "bs=1M"], None, None
+
         runs = repeat(ctx, "dd bs=1M", make, p.runs, p.warmup, server_pids=[])
-        return tool_result("dd bs=1M", "peer", "dd if=data.bin of=/dev/null bs=1M", runs, nbytes=p.big, warmup=p.warmup)
+        return tool_result(
+            "dd bs=1M",
+            "peer",
+            "dd if=data.bin of=/dev/null bs=1M",
+            runs,
+            nbytes=p.big,
+            warmup=p.warmup,
+        )
 
     rows.append(_safe(ctx, "dd bs=1M", "peer", "dd if=data.bin of=/dev/null bs=1M", dd_row))
 
@@ -549,13 +847,27 @@ def case_read(ctx: Context) -> dict:
         ctx.need("fsspec")
 
         def make(i):
-            return ([ctx.python, PROBES, "seqread", "fsspec", s["url"], str(block)], ctx.env(),
-                    _probe_after(expect_bytes=p.big))
+            return (
+                [ctx.python, PROBES, "seqread", "fsspec", s["url"], str(block)],
+                ctx.env(),
+                _probe_after(expect_bytes=p.big),
+            )
+
         runs = repeat(ctx, "fsspec stream://", make, p.runs, p.warmup, server_pids=[])
         inner = median([r.extra["probe"]["seconds"] for r in runs])
-        return tool_result("fsspec stream://", "ours", fcmd, runs, warmup=p.warmup, extra={
-            "bytes": p.big, "throughput_mib_s": p.big / MiB / inner, "process_wall_s": median([r.wall_s for r in runs]),
-            "timing": "inside the process (open to last byte)"})
+        return tool_result(
+            "fsspec stream://",
+            "ours",
+            fcmd,
+            runs,
+            warmup=p.warmup,
+            extra={
+                "bytes": p.big,
+                "throughput_mib_s": p.big / MiB / inner,
+                "process_wall_s": median([r.wall_s for r in runs]),
+                "timing": "inside the process (open to last byte)",
+            },
+        )
 
     rows.append(_safe(ctx, "fsspec stream://", "ours", fcmd, fs_row))
 
@@ -566,14 +878,32 @@ def case_read(ctx: Context) -> dict:
     except Exception as exc:  # noqa: BLE001
         reason = str(exc)
         is_na = isinstance(exc, NotAvailable)
-        rows.append(tool_result("cat via FUSE mount", "ours", "cat MNT/s1g > /dev/null",
-                                runs=None if is_na else [], reason=reason))
+        rows.append(
+            tool_result(
+                "cat via FUSE mount",
+                "ours",
+                "cat MNT/s1g > /dev/null",
+                runs=None if is_na else [],
+                reason=reason,
+            )
+        )
         mount = None
     try:
         if mount:
-            rows.append(_safe(ctx, "cat via FUSE mount", "ours", "cat MNT/s1g > /dev/null",
-                              lambda: cat_row("cat via FUSE mount", os.path.join(mount.mnt, "s1g"), "ours",
-                                              [mount.pid] if mount.pid else [])))
+            rows.append(
+                _safe(
+                    ctx,
+                    "cat via FUSE mount",
+                    "ours",
+                    "cat MNT/s1g > /dev/null",
+                    lambda: cat_row(
+                        "cat via FUSE mount",
+                        os.path.join(mount.mnt, "s1g"),
+                        "ours",
+                        [mount.pid] if mount.pid else [],
+                    ),
+                )
+            )
         # random 4 KiB reads
         rand = []
         for size in p.rand_sizes:
@@ -583,7 +913,9 @@ def case_read(ctx: Context) -> dict:
             except NotAvailable as exc:
                 rand.append({"size": size, "status": "not available", "reason": str(exc)})
                 continue
-            variants = [("fsspec", "fsspec", st["url"]), ]
+            variants = [
+                ("fsspec", "fsspec", st["url"]),
+            ]
             if mount:
                 variants.append(("FUSE pread", "file", os.path.join(mount.mnt, name)))
             if size == p.big:
@@ -593,12 +925,26 @@ def case_read(ctx: Context) -> dict:
                 try:
                     if kind == "fsspec":
                         ctx.need("fsspec")
-                    res = run_measured([ctx.python, PROBES, "randread", kind, target, str(p.rand_reads), "7"],
-                                       env=ctx.env(), server_pids=[mount.pid] if (mount and mount.pid and label.startswith("FUSE")) else [])
+                    res = run_measured(
+                        [ctx.python, PROBES, "randread", kind, target, str(p.rand_reads), "7"],
+                        env=ctx.env(),
+                        server_pids=(
+                            [mount.pid]
+                            if (mount and mount.pid and label.startswith("FUSE"))
+                            else []
+                        ),
+                    )
                     probe = json.loads(res.extra["stdout"].strip().splitlines()[-1])
-                    entry.update(status="ok", **probe, client_cpu_s=res.client_cpu_s, server_cpu_s=res.server_cpu_s)
-                    ctx.log(f"    random 4 KiB {label:<30} {size // MiB:>6} MiB  median {probe['median_ms']:.3f} ms"
-                            f"  p99 {probe['p99_ms']:.3f} ms")
+                    entry.update(
+                        status="ok",
+                        **probe,
+                        client_cpu_s=res.client_cpu_s,
+                        server_cpu_s=res.server_cpu_s,
+                    )
+                    ctx.log(
+                        f"    random 4 KiB {label:<30} {size // MiB:>6} MiB  median"
+                        f" {probe['median_ms']:.3f} ms  p99 {probe['p99_ms']:.3f} ms"
+                    )
                 except NotAvailable as exc:
                     entry.update(status="not available", reason=str(exc))
                 except Exception as exc:  # noqa: BLE001
@@ -624,14 +970,34 @@ def case_read(ctx: Context) -> dict:
     flat = (large["median_ms"] / small["median_ms"]) if small and large else None
     worst = max((e["median_ms"] for e in fr), default=None)
     targets = [
-        _target("fsspec sequential read >= 0.8x cat", ratios.get("cat"), (ratios.get("cat") or 0) >= 0.8),
-        _target("random 4 KiB read (fsspec) < 1 ms median", worst, worst is not None and worst < 1.0,
-                "worst median over the sizes, ms"),
-        _target(f"random read flat {p.rand_sizes[0] // MiB} MiB -> {p.rand_sizes[-1] // MiB} MiB (<= 1.5x)", flat,
-                flat is not None and flat <= 1.5, "median at the larger size / at the smaller"),
+        _target(
+            "fsspec sequential read >= 0.8x cat", ratios.get("cat"), (ratios.get("cat") or 0) >= 0.8
+        ),
+        _target(
+            "random 4 KiB read (fsspec) < 1 ms median",
+            worst,
+            worst is not None and worst < 1.0,
+            "worst median over the sizes, ms",
+        ),
+        _target(
+            f"random read flat {p.rand_sizes[0] // MiB} MiB -> {p.rand_sizes[-1] // MiB} MiB (<="
+            " 1.5x)",
+            flat,
+            flat is not None and flat <= 1.5,
+            "median at the larger size / at the smaller",
+        ),
     ]
-    return _case("read", title, "MiB/s", rows, metric="throughput_mib_s", targets=targets, random_reads=rand,
-                 fuse_ratio_to_cat=fuse_ratio, **r)
+    return _case(
+        "read",
+        title,
+        "MiB/s",
+        rows,
+        metric="throughput_mib_s",
+        targets=targets,
+        random_reads=rand,
+        fuse_ratio_to_cat=fuse_ratio,
+        **r,
+    )
 
 
 # ============================================================================ case 6
@@ -646,7 +1012,10 @@ def case_memory(ctx: Context) -> dict:
     for k, size in enumerate(p.rss_sizes):
         name = "s1g" if size == p.big else f"m{size // MiB}m"
         tool = f"export {size // MiB} MiB"
-        cmd = f"stream-backend export stream://bench/{name} s3://BUCKET/archive --endpoint-url $S3 --progress none"
+        cmd = (
+            f"stream-backend export stream://bench/{name} s3://BUCKET/archive --endpoint-url $S3"
+            " --progress none"
+        )
 
         def body(name=name, size=size, tool=tool, cmd=cmd, k=k):
             if name == "s1g" and ctx.memo.get("export-s3-s1g"):
@@ -657,11 +1026,32 @@ def case_memory(ctx: Context) -> dict:
 
             def make(i):
                 bucket = ctx.buckets.new("rss")
-                return ([ctx.sb, "export", st["url"], f"s3://{bucket}/archive", "--endpoint-url", srv.endpoint,
-                         "--progress", "none"], env, lambda run: ctx.buckets.delete(bucket))
+                return (
+                    [
+                        ctx.sb,
+                        "export",
+                        st["url"],
+                        f"s3://{bucket}/archive",
+                        "--endpoint-url",
+                        srv.endpoint,
+                        "--progress",
+                        "none",
+                    ],
+                    env,
+                    lambda run: ctx.buckets.delete(bucket),
+                )
+
             n = p.slow_runs if k == 0 else 1
             runs = repeat(ctx, tool, make, n, 0)
-            return tool_result(tool, "ours", cmd, runs, nbytes=size, events=st["events"], extra={"stream_bytes": size})
+            return tool_result(
+                tool,
+                "ours",
+                cmd,
+                runs,
+                nbytes=size,
+                events=st["events"],
+                extra={"stream_bytes": size},
+            )
 
         rows.append(_safe(ctx, tool, "ours", cmd, body))
     for size in p.rss_sizes:
@@ -671,17 +1061,35 @@ def case_memory(ctx: Context) -> dict:
     growth = None
     if len(ok) == len(p.rss_sizes) and len(ok) >= 2:
         growth = ok[-1]["median"]["client_maxrss"] / ok[0]["median"]["client_maxrss"]
-    targets = [_target("export memory flat (peak RSS at the larger stream <= 1.25x the smaller)", growth,
-                       growth is not None and growth <= 1.25)]
-    return _case("memory", title, "MiB", rows, metric="client_maxrss", targets=targets, ratios={},
-                 best_peer=None, ratio_to_best_peer=None, rss_growth=growth)
+    targets = [
+        _target(
+            "export memory flat (peak RSS at the larger stream <= 1.25x the smaller)",
+            growth,
+            growth is not None and growth <= 1.25,
+        )
+    ]
+    return _case(
+        "memory",
+        title,
+        "MiB",
+        rows,
+        metric="client_maxrss",
+        targets=targets,
+        ratios={},
+        best_peer=None,
+        ratio_to_best_peer=None,
+        rss_growth=growth,
+    )
 
 
 # ============================================================================ case 7
 def case_pravega(ctx: Context) -> dict:
     """Pravega: the client's own reader loop alone vs export pravega:// -> file://."""
     p = ctx.profile
-    title = f"Pravega: reader loop vs export of {p.pravega_bytes // MiB} MiB ({p.event_size // MiB} MiB events)"
+    title = (
+        f"Pravega: reader loop vs export of {p.pravega_bytes // MiB} MiB ({p.event_size // MiB} MiB"
+        " events)"
+    )
     ctx.need("pravega")
     server = ctx.start_pravega()
     controller = server.controller
@@ -705,11 +1113,31 @@ def case_pravega(ctx: Context) -> dict:
 
     def loop():
         def make(i):
-            return ([ctx.python, PROBES, "pravega-readloop", controller, SCOPE, "pv", str(n_events), "600"],
-                    ctx.env(), _probe_after(expect_events=n_events))
+            return (
+                [
+                    ctx.python,
+                    PROBES,
+                    "pravega-readloop",
+                    controller,
+                    SCOPE,
+                    "pv",
+                    str(n_events),
+                    "600",
+                ],
+                ctx.env(),
+                _probe_after(expect_events=n_events),
+            )
+
         runs = repeat(ctx, "pravega reader loop", make, p.runs, p.warmup, server_pids=pids)
-        return tool_result("pravega reader loop", "peer", lcmd, runs, nbytes=p.pravega_bytes, events=n_events,
-                           warmup=p.warmup)
+        return tool_result(
+            "pravega reader loop",
+            "peer",
+            lcmd,
+            runs,
+            nbytes=p.pravega_bytes,
+            events=n_events,
+            warmup=p.warmup,
+        )
 
     rows.append(_safe(ctx, "pravega reader loop", "peer", lcmd, loop))
     cmd = "stream-backend export pravega://bench/pv file://DIR --controller URI --progress none"
@@ -719,11 +1147,31 @@ def case_pravega(ctx: Context) -> dict:
 
         def make(i):
             dest = ctx.tmp(f"pv-export-{i}")
-            return ([ctx.sb, "export", f"pravega://{SCOPE}/pv", "file://" + dest, "--controller", controller,
-                     "--progress", "none"], ctx.env(), lambda run: drop_file(dest))
+            return (
+                [
+                    ctx.sb,
+                    "export",
+                    f"pravega://{SCOPE}/pv",
+                    "file://" + dest,
+                    "--controller",
+                    controller,
+                    "--progress",
+                    "none",
+                ],
+                ctx.env(),
+                lambda run: drop_file(dest),
+            )
+
         runs = repeat(ctx, "stream-backend", make, p.runs, p.warmup, server_pids=pids)
-        return tool_result("stream-backend", "ours", cmd, runs, nbytes=p.pravega_bytes, events=n_events,
-                           warmup=p.warmup)
+        return tool_result(
+            "stream-backend",
+            "ours",
+            cmd,
+            runs,
+            nbytes=p.pravega_bytes,
+            events=n_events,
+            warmup=p.warmup,
+        )
 
     rows.append(_safe(ctx, "stream-backend", "ours", cmd, ours))
     r = _ratios(rows)

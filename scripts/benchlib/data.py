@@ -29,6 +29,7 @@ def _chunk_maker():
     def make(c: int) -> bytes:
         counter = (c * (CHUNK // 16)).to_bytes(16, "big")
         return Cipher(algorithms.AES(_KEY), modes.CTR(counter)).encryptor().update(zeros)
+
     return make
 
 
@@ -55,7 +56,7 @@ def payloads(total: int, event_size: int, first: int = 0):
         while len(buf) - pos < n:
             buf = buf[pos:] + next(src)
             pos = 0
-        yield buf[pos:pos + n]
+        yield buf[pos : pos + n]
         pos += n
         left -= n
 
@@ -70,8 +71,17 @@ def open_local_store(root: str):
     return LocalStore(root=root)
 
 
-def write_stream(root: str, scope: str, stream: str, total: int, event_size: int,
-                 segments: int = 1, first: int = 0, create: bool = True, log=None) -> dict:
+def write_stream(
+    root: str,
+    scope: str,
+    stream: str,
+    total: int,
+    event_size: int,
+    segments: int = 1,
+    first: int = 0,
+    create: bool = True,
+    log=None,
+) -> dict:
     """Append ``total`` bytes of events to stream://scope/stream; returns count and time."""
     store = open_local_store(root)
     t0 = time.perf_counter()
@@ -94,7 +104,9 @@ def write_stream(root: str, scope: str, stream: str, total: int, event_size: int
     return {"events": n, "bytes": total, "seconds": took}
 
 
-def write_file(path: str, total: int, event_size: int, first: int = 0, append: bool = False) -> None:
+def write_file(
+    path: str, total: int, event_size: int, first: int = 0, append: bool = False
+) -> None:
     """The same bytes as ``write_stream`` puts in the file view, as one plain file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "ab" if append else "wb") as f:

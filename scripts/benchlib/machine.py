@@ -30,7 +30,9 @@ def _disk(path: str) -> dict:
     except OSError:
         pass
     try:
-        out = subprocess.run(["df", "--output=source,fstype", path], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["df", "--output=source,fstype", path], capture_output=True, text=True
+        ).stdout
         source, fstype = out.strip().splitlines()[-1].split()[:2]
         info["device"], info["fstype"] = source, fstype
         dev = os.path.basename(os.path.realpath(source))
@@ -48,10 +50,14 @@ def _disk(path: str) -> dict:
 
 def _git(repo: str) -> str | None:
     try:
-        rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "") if rev else None
     except OSError:
         return None

@@ -35,15 +35,24 @@ class Peers:
             try:
                 if not os.path.exists(os.path.join(self.bench_bin, "python")):
                     self.log(f"creating peer venv {self.venv}")
-                    subprocess.run([sys.executable, "-m", "venv", self.venv], check=True,
-                                   capture_output=True, text=True)
+                    subprocess.run(
+                        [sys.executable, "-m", "venv", self.venv],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
                 pkgs = [PEER_PACKAGES[t] for t in missing]
                 self.log(f"installing peers into {self.venv}: {' '.join(pkgs)}")
-                res = subprocess.run([os.path.join(self.bench_bin, "python"), "-m", "pip", "install", "-q", *pkgs],
-                                     capture_output=True, text=True)
+                res = subprocess.run(
+                    [os.path.join(self.bench_bin, "python"), "-m", "pip", "install", "-q", *pkgs],
+                    capture_output=True,
+                    text=True,
+                )
                 if res.returncode:
                     for t in missing:
-                        self.problems[t] = "pip install failed: " + (res.stderr.strip().splitlines() or ["?"])[-1]
+                        self.problems[t] = (
+                            "pip install failed: " + (res.stderr.strip().splitlines() or ["?"])[-1]
+                        )
             except (OSError, subprocess.CalledProcessError) as exc:
                 for t in missing:
                     self.problems[t] = f"could not create the peer venv: {exc}"
@@ -56,16 +65,23 @@ class Peers:
             else:
                 self.paths[tool] = None
                 self.problems.setdefault(
-                    tool, f"{PEER_PACKAGES[tool]} not installed in {self.venv}"
-                    + ("" if self.install else " (--no-install-peers)"))
+                    tool,
+                    f"{PEER_PACKAGES[tool]} not installed in {self.venv}"
+                    + ("" if self.install else " (--no-install-peers)"),
+                )
         dup = os.path.join(self.project_bin, "duplicity")
         self.paths["duplicity"] = dup if os.path.exists(dup) else None
         if not self.paths["duplicity"]:
             self.problems["duplicity"] = "duplicity not in the project venv"
         for tool in ("cp", "cat", "dd"):
             self.paths[tool] = which(tool)
-        for tool, args in (("s5cmd", ["version"]), ("rclone", ["version"]), ("aws", ["--version"]),
-                           ("duplicity", ["--version"]), ("cp", ["--version"])):
+        for tool, args in (
+            ("s5cmd", ["version"]),
+            ("rclone", ["version"]),
+            ("aws", ["--version"]),
+            ("duplicity", ["--version"]),
+            ("cp", ["--version"]),
+        ):
             if self.paths.get(tool):
                 self.versions[tool] = _first_line([self.paths[tool], *args])
 
@@ -78,8 +94,13 @@ class Peers:
 
 def _first_line(argv) -> str:
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                             env=dict(os.environ, RCLONE_CONFIG=os.devnull))
+        res = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, RCLONE_CONFIG=os.devnull),
+        )
         text = (res.stdout or res.stderr).strip()
         return text.splitlines()[0] if text else "?"
     except Exception as exc:  # noqa: BLE001

@@ -57,6 +57,7 @@ def randread(kind: str, target: str, count: str, seed: str, size: str = "4096") 
         def read_at(off):
             f.seek(off)
             return f.read(size)
+
     else:
         fd = os.open(target, os.O_RDONLY)
         length = os.fstat(fd).st_size
@@ -64,6 +65,7 @@ def randread(kind: str, target: str, count: str, seed: str, size: str = "4096") 
 
         def read_at(off):
             return os.pread(fd, size, off)
+
     warm = min(10, count)
     for i in range(warm + count):
         off = rng.randrange(0, max(1, length - size))
@@ -79,8 +81,16 @@ def randread(kind: str, target: str, count: str, seed: str, size: str = "4096") 
     def pct(p):
         return lat[min(len(lat) - 1, int(p * len(lat)))]
 
-    return {"reads": len(lat), "length": length, "open_s": open_s, "median_ms": pct(0.5),
-            "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": lat[-1], "seconds": sum(lat) / 1e3}
+    return {
+        "reads": len(lat),
+        "length": length,
+        "open_s": open_s,
+        "median_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "max_ms": lat[-1],
+        "seconds": sum(lat) / 1e3,
+    }
 
 
 def readloop(root: str, scope: str, stream: str) -> dict:
@@ -141,8 +151,12 @@ def pravega_readloop(controller: str, scope: str, stream: str, events: str, time
 
 def main(argv):
     cmd, args = argv[0], argv[1:]
-    fn = {"seqread": seqread, "randread": randread, "readloop": readloop,
-          "pravega-readloop": pravega_readloop}[cmd]
+    fn = {
+        "seqread": seqread,
+        "randread": randread,
+        "readloop": readloop,
+        "pravega-readloop": pravega_readloop,
+    }[cmd]
     print(json.dumps(fn(*args)))
 
 

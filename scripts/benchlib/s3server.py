@@ -67,35 +67,56 @@ class SeaweedS3:
 
     def version(self) -> str:
         try:
-            out = subprocess.run([self.weed, "version"], capture_output=True, text=True, timeout=30).stdout
+            out = subprocess.run(
+                [self.weed, "version"], capture_output=True, text=True, timeout=30
+            ).stdout
             return out.strip().splitlines()[0]
         except Exception as exc:  # noqa: BLE001
             return f"unknown ({exc})"
 
     def start(self, timeout: float = 60.0) -> None:
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
-        (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g, admin, admin_g) = free_ports(10)
+        master, master_g, volume, volume_g, filer, filer_g, s3, s3_g, admin, admin_g = free_ports(
+            10
+        )
         self.port = s3
         argv = [
-            self.weed, "mini",
+            self.weed,
+            "mini",
             f"-dir={os.path.join(self.data_dir, 'data')}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-master.port.grpc={master_g}",
-            f"-volume.port={volume}", f"-volume.port.grpc={volume_g}",
-            f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
-            f"-s3.port={s3}", f"-s3.port.grpc={s3_g}",
-            f"-admin.port={admin}", f"-admin.port.grpc={admin_g}",
-            "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_g}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_g}",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_g}",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_g}",
+            f"-admin.port={admin}",
+            f"-admin.port.grpc={admin_g}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-master.telemetry=false",
             f"-filer.localSocket={os.path.join(self.data_dir, 'filer.sock')}",
             f"-s3.localSocket={os.path.join(self.data_dir, 's3.sock')}",
         ]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        env = dict(
+            os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key
+        )
         log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.data_dir,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -113,7 +134,9 @@ class SeaweedS3:
             time.sleep(0.2)
         else:
             self.stop()
-            raise RuntimeError(f"SeaweedFS S3 did not come up in {timeout:.0f}s: {self._log_tail()}")
+            raise RuntimeError(
+                f"SeaweedFS S3 did not come up in {timeout:.0f}s: {self._log_tail()}"
+            )
         self.listeners = self.check_loopback_only()
 
     def check_loopback_only(self) -> list[str]:
@@ -170,9 +193,14 @@ class Buckets:
         from botocore.config import Config
 
         self.s3 = boto3.client(
-            "s3", endpoint_url=server.endpoint, region_name="us-east-1",
-            aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+            "s3",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+            ),
         )
         self._n = 0
 
@@ -199,7 +227,9 @@ class Buckets:
     def delete(self, bucket: str) -> None:
         keys = list(self.objects(bucket))
         for i in range(0, len(keys), 1000):
-            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+            self.s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+            )
         try:
             self.s3.delete_bucket(Bucket=bucket)
         except Exception:  # noqa: BLE001 - best effort; the whole server dir goes at the end

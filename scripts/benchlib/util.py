@@ -132,21 +132,33 @@ def server_cpu(pids) -> float | None:
             procs = [proc, *proc.children(recursive=True)]
             for p in procs:
                 t = p.cpu_times()
-                total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+                total += (
+                    t.user
+                    + t.system
+                    + getattr(t, "children_user", 0.0)
+                    + getattr(t, "children_system", 0.0)
+                )
         except psutil.Error:
             continue
     return total
 
 
-def run_measured(argv, env=None, server_pids=(), cwd=None, timeout=3600, check=True,
-                 stdin=None, stdout_path=None) -> Run:
+def run_measured(
+    argv, env=None, server_pids=(), cwd=None, timeout=3600, check=True, stdin=None, stdout_path=None
+) -> Run:
     """Run ``argv`` to completion; rusage from wait4 covers it and its reaped children."""
     out = open(stdout_path, "wb") if stdout_path else tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     s0 = server_cpu(server_pids)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err,
-                            stdin=stdin if stdin is not None else subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=out,
+        stderr=err,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout
     hwm = _PeakRSS(proc.pid)
     next_poll = 0.0
@@ -255,4 +267,3 @@ def listening_addresses(pids) -> list[str]:
 
 def is_loopback(addr: str) -> bool:
     return addr.startswith(("127.", "[::1]", "[::ffff:127."))
-

@@ -21,20 +21,38 @@ SMOKE_CASES = ["export", "import", "small-events", "incremental", "read", "memor
 def _bench(*args, timeout=240):
     env = dict(os.environ)
     env.pop("STREAM_BACKEND_ROOT", None)  # the harness makes its own store
-    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "results.json"
-    res = _bench("--smoke", "--no-install-peers", "--cases", ",".join(SMOKE_CASES), "--out", str(out),
-                 "--docs", str(tmp / "docs"), "--work-dir", str(tmp / "work"))
+    res = _bench(
+        "--smoke",
+        "--no-install-peers",
+        "--cases",
+        ",".join(SMOKE_CASES),
+        "--out",
+        str(out),
+        "--docs",
+        str(tmp / "docs"),
+        "--work-dir",
+        str(tmp / "work"),
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return tmp, json.loads(out.read_text()), res.stdout
 
 
+@pytest.mark.s3
+@pytest.mark.fuse
 @pytest.mark.timeout(300)
 def test_results_json_has_every_case_with_numbers_or_a_reason(smoke):
     _, results, stdout = smoke
@@ -56,13 +74,19 @@ def test_results_json_has_every_case_with_numbers_or_a_reason(smoke):
             assert {"name", "value", "met", "why"} <= set(t)
     # the project's own rows ran (the pieces have landed): a failure here is a real regression
     by_id = {c["id"]: c for c in results["cases"]}
-    for cid, tool in [("export", "stream-backend"), ("import", "stream-backend"),
-                      ("small-events", "stream-backend"), ("read", "fsspec stream://")]:
+    for cid, tool in [
+        ("export", "stream-backend"),
+        ("import", "stream-backend"),
+        ("small-events", "stream-backend"),
+        ("read", "fsspec stream://"),
+    ]:
         row = next(r for r in by_id[cid]["tools"] if r["tool"] == tool)
         assert row["status"] == "ok", row
     exp = by_id["export"]
     assert exp["ratios"].get("s5cmd") and exp["best_peer"]
-    assert next(r for r in exp["tools"] if r["tool"] == "stream-backend")["verify"].get("ok") is True
+    assert (
+        next(r for r in exp["tools"] if r["tool"] == "stream-backend")["verify"].get("ok") is True
+    )
     # peak RSS was measured per tool (not the harness's own high-water mark)
     rss = [r["median"]["client_maxrss"] for r in exp["tools"] if r["status"] == "ok"]
     assert min(rss) < 50 * 2**20 < max(rss)
@@ -73,6 +97,8 @@ def test_results_json_has_every_case_with_numbers_or_a_reason(smoke):
     assert "ratio stream-backend / s5cmd" in stdout
 
 
+@pytest.mark.s3
+@pytest.mark.fuse
 @pytest.mark.timeout(300)
 def test_docs_are_generated_from_the_json(smoke):
     tmp, results, _ = smoke
@@ -97,4 +123,6 @@ def test_limit_classification_names_the_busy_side():
     assert classify_limit(10, 2, 9.5, 2).startswith("server CPU")
     assert classify_limit(10, 10, 9, 2).startswith("both cores busy")
     assert classify_limit(10, 1, 1, 2).startswith("waiting")
-    assert parse_size("64MiB") == 64 * 2**20 and parse_size("1G") == 2**30 and parse_size("100") == 100
+    assert (
+        parse_size("64MiB") == 64 * 2**20 and parse_size("1G") == 2**30 and parse_size("100") == 100
+    )
