@@ -126,3 +126,20 @@ def test_limit_classification_names_the_busy_side():
     assert (
         parse_size("64MiB") == 64 * 2**20 and parse_size("1G") == 2**30 and parse_size("100") == 100
     )
+
+
+def test_time_budget_bounds_the_runs_of_a_slow_tool(tmp_path):
+    """What keeps the full set inside 30 minutes: a long first run is timed (no warm-up),
+    and once a tool has a timed run and used its budget no further run starts."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from dataclasses import replace
+
+    from benchlib.context import PROFILES, Context, repeat
+
+    prof = replace(PROFILES["smoke"], runs=5, warmup=1, long_run_s=0.2, tool_budget_s=0.5)
+    ctx = Context(repo=str(ROOT), work=str(tmp_path), profile=prof, peers=None, log=lambda m: None)
+    fast = repeat(ctx, "fast", lambda i: (["true"], None, None), runs=3, warmup=1, server_pids=[])
+    assert fast.warmups == 1 and len(fast) == 3
+    slow = repeat(ctx, "slow", lambda i: (["sleep", "0.3"], None, None), runs=5, warmup=1, server_pids=[])
+    assert slow.warmups == 0 and 1 <= len(slow) <= 2
+    assert all(r.wall_s >= 0.3 for r in slow)
