@@ -249,6 +249,7 @@ def test_second_writer_exit_75(cli, store_root):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
     cli("write", "stream://s/t", input=b"x")
 
 

@@ -283,6 +283,7 @@ def test_second_writer_is_refused_while_a_file_is_open(sfs, store_root):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
     with sfs.open("s/t", "ab") as f:  # free again once the holder left
         f.write(b"x")
     assert sfs.cat("s/t") == b"x"
