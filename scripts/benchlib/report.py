@@ -340,15 +340,24 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("## How to run")
     L.append("")
     L.append("```")
-    L.append(
-        "scripts/bench                      # full default set (cases 1-6), ~15-25 min on 2 cores"
-    )
-    L.append("scripts/bench --cases pravega      # case 7 (starts Pravega standalone itself)")
-    L.append("scripts/bench --quick              # tiny sizes, a few minutes: checks the harness")
-    L.append(
-        "scripts/bench --report bench-results/results.json --docs docs   # regenerate this page"
-    )
+    for line in (
+        "scripts/bench --plan               # sizes, runs and disk needed; runs nothing",
+        "scripts/bench                      # full default set (cases 1-6) -> docs/benchmarks.md",
+        "scripts/bench --cases pravega      # case 7 (starts Pravega standalone itself)",
+        "scripts/bench --cases 1,5 --profile  # + one cProfile run per stream-backend measurement",
+        "scripts/bench --quick              # tiny sizes, a few minutes: checks the harness",
+        "scripts/bench --report bench-results/results-full.json --docs docs  # redo this page",
+    ):
+        L.append(line)
     L.append("```")
+    L.append("")
+    L.append(
+        "The full set needs about 18 GiB free where the work dir goes (`$TMPDIR` or `--work-dir`;"
+        " the harness refuses to start otherwise) and takes roughly 15-25 minutes on an idle 2-core"
+        " machine. Run it on a quiet machine: other load shows up in every number (each case"
+        " records the load average at its start). Results go to `bench-results/` (git-ignored);"
+        " only a full run of the default set rewrites docs/."
+    )
     L.append("")
     L.append("## Method")
     L.append("")
