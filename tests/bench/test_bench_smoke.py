@@ -143,3 +143,11 @@ def test_time_budget_bounds_the_runs_of_a_slow_tool(tmp_path):
     slow = repeat(ctx, "slow", lambda i: (["sleep", "0.3"], None, None), runs=5, warmup=1, server_pids=[])
     assert slow.warmups == 0 and 1 <= len(slow) <= 2
     assert all(r.wall_s >= 0.3 for r in slow)
+
+
+def test_plan_states_the_full_sizes_and_unknown_cases_are_refused():
+    res = _bench("--plan", timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "mode full" in res.stdout and "10,000,000" in res.stdout and "disk needed" in res.stdout
+    bad = _bench("--plan", "--cases", "export,nosuch", timeout=60)
+    assert bad.returncode != 0 and "unknown case 'nosuch'" in bad.stderr
