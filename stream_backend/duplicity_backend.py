@@ -295,7 +295,7 @@ def register() -> None:
         raise UsageError(
             f"duplicity is not installed ({exc}): pip install 'stream-backend[duplicity]'"
         ) from None
-    from duplicity import log
+    from duplicity import log, progress
     from duplicity.errors import BackendException
 
     class StreamBackend(duplicity.backend.Backend):
@@ -311,8 +311,21 @@ def register() -> None:
 
         def _put(self, source_path, remote_filename):
             name = os.fsdecode(remote_filename)
+            source_path.setdata()
+            total = source_path.getsize()
+            progress.report_transfer(0, total)  # feeds duplicity's --progress
             with source_path.open("rb") as f:
-                self.target.put(name, f)
+                done = 0
+
+                class _Reporting:
+                    def read(self, n=-1):
+                        nonlocal done
+                        data = f.read(n)
+                        done += len(data)
+                        progress.report_transfer(done, total)
+                        return data
+
+                self.target.put(name, _Reporting())
 
         def _get(self, remote_filename, local_path):
             name = os.fsdecode(remote_filename)
