@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ..archive import checkpoint_key, lease_key
 from ..archive.format import ObjectInfo
 from ..errors import CorruptionError, WriterBusyError
-from .targets import Target
+from .targets import PreconditionFailed, Target
 
 CHECKPOINT_VERSION = 1
 
@@ -191,20 +191,24 @@ class LeaseSet:
         self.lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._etags: dict[int, str | None] = {}
 
     def _doc(self, segment: int) -> bytes:
         doc = dict(self.me, op=self.op, segment=segment, expires=time.time() + self.ttl, ttl=self.ttl)
         return json.dumps(doc, sort_keys=True).encode()
 
     def _read(self, segment: int) -> dict | None:
-        data = self.target.read(lease_key(segment))
+        return self._read_versioned(segment)[0]
+
+    def _read_versioned(self, segment: int) -> tuple[dict | None, str | None]:
+        data, etag = self.target.read_versioned(lease_key(segment))
         if data is None:
-            return None
+            return None, None
         try:
             doc = json.loads(data)
-            return doc if isinstance(doc, dict) else {}
+            return (doc if isinstance(doc, dict) else {}), etag
         except ValueError:
-            return {}  # torn or garbled: treat as expired
+            return {}, etag  # torn or garbled: treat as expired
 
     def _is_stale(self, doc: dict) -> bool:
         if not doc or "holder" not in doc:
@@ -226,21 +230,34 @@ class LeaseSet:
         )
 
     def acquire(self) -> "LeaseSet":
+        """Take every lease or none: conditional writes where the target has them (S3
+        If-None-Match/If-Match, O_EXCL locally), then a settle delay and a read-back."""
+        seen: dict[int, tuple[dict | None, str | None]] = {}
         for s in self.segments:
-            doc = self._read(s)
+            doc, etag = self._read_versioned(s)
             if doc is not None and doc.get("holder") != self.me["holder"] and not self._is_stale(doc):
                 raise self._busy(s, doc)
+            seen[s] = (doc, etag)
         for s in self.segments:
-            self.target.write(lease_key(s), self._doc(s))
+            doc, etag = seen[s]
+            try:
+                self._etags[s] = self.target.write_if(
+                    lease_key(s), self._doc(s), absent=doc is None, etag=etag if doc is not None else None
+                )
+            except PreconditionFailed:
+                self.release()
+                raise self._busy(s, self._read(s) or {}) from None
             self.held.append(s)
         if self.segments and self.settle > 0:
             time.sleep(self.settle)
         for s in self.segments:
-            doc = self._read(s) or {}
+            doc, etag = self._read_versioned(s)
+            doc = doc or {}
             if doc.get("holder") != self.me["holder"]:
                 self.held.remove(s)
                 self.release()
                 raise self._busy(s, doc)
+            self._etags[s] = etag
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -249,11 +266,15 @@ class LeaseSet:
         while not self._stop.wait(self.ttl / 3):
             for s in list(self.held):
                 try:
-                    doc = self._read(s) or {}
+                    doc, etag = self._read_versioned(s)
+                    doc = doc or {}
                     if doc.get("holder") != self.me["holder"]:
                         self.lost = f"lease on segment {s} was taken over by {doc.get('holder', '?')}"
                         return
-                    self.target.write(lease_key(s), self._doc(s))
+                    self._etags[s] = self.target.write_if(lease_key(s), self._doc(s), etag=etag)
+                except PreconditionFailed:
+                    self.lost = f"lease on segment {s} was taken over while renewing it"
+                    return
                 except Exception:  # a transient fault: try again next beat
                     continue
 

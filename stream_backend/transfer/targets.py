@@ -42,6 +42,11 @@ _DENIED_CODES = {
     "403",
 }
 _MISSING_BUCKET_CODES = {"NoSuchBucket"}
+_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: someone else wrote the object first."""
 
 
 def redact_url(url: str) -> str:
@@ -248,6 +253,67 @@ class Target:
                 self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data)
             else:
                 self.fs.pipe_file(self.path(key), data)
+
+    # -- conditional writes (leases) ------------------------------------------------
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(bytes, version tag) of an object, (None, None) when absent. The tag is the
+        S3 ETag (for If-Match) or, elsewhere, None."""
+        if not self.is_s3:
+            return self.read(key), None
+        from fsspec.asyn import sync
+
+        async def get():
+            resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.s3_key(key))
+            body = resp["Body"]
+            try:
+                data = await body.read()
+            finally:
+                body.close()
+            return data, resp.get("ETag")
+
+        try:
+            with self.errors(key):
+                return sync(self.fs.loop, get)
+        except NotFoundError:
+            return None, None
+
+    def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
+        """Write only if the object is absent (``absent``) or still has ``etag``.
+
+        Returns the new ETag (S3) or None; raises PreconditionFailed when another writer
+        got there first. S3: conditional PUT (If-None-Match / If-Match, honoured by AWS,
+        SeaweedFS and moto). A local directory: O_EXCL create; replacing is a plain
+        atomic rename (the caller's read-back settles races there).
+        """
+        if self.is_s3:
+            kw: dict = {}
+            if absent:
+                kw["IfNoneMatch"] = "*"
+            elif etag:
+                kw["IfMatch"] = etag
+            try:
+                resp = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **kw)
+            except Exception as exc:
+                if _client_error_code(exc) in _PRECONDITION_CODES:
+                    raise PreconditionFailed(key) from None
+                raise translate_error(exc, self.where(key)) from None
+            return resp.get("ETag")
+        if self.is_local and absent:
+            path = self.path(key)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path + ".tmp-new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.link(path + ".tmp-new", path)  # fails if the lease exists: atomic create
+            except FileExistsError:
+                raise PreconditionFailed(key) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(path + ".tmp-new")
+            return None
+        self.write(key, data)
+        return None
 
     def delete(self, key: str) -> None:
         with self.errors(key):
