@@ -212,6 +212,13 @@ class _View:
                     last_ts = ts
                     o = end
                     from_entry = False
+                if from_entry and o == 0 and pos == self.end_pos and pos > 0 and (
+                    status == records.BAD or pos + end > size
+                ):
+                    # the index pointed at something that is not the record it claims:
+                    # the index is damaged or stale; rebuild it from the log
+                    self._rebuild()
+                    return self.extend()
                 if status == records.INCOMPLETE:
                     if pos + end <= size:  # the chunk was too small, the record is there
                         pos += o
@@ -222,11 +229,6 @@ class _View:
                     break
                 # BAD
                 bad_at = pos + o
-                if from_entry and bad_at == self.end_pos and bad_at > 0:
-                    # the index pointed at something that is not the record it claims:
-                    # the index is damaged or stale; rebuild it from the log
-                    self._rebuild()
-                    return self.extend()
                 committed = self._committed_now()
                 if committed is not None:
                     if bad_at < committed:

@@ -1,6 +1,6 @@
 """A writer process for crash tests: appends deterministic events and reports acks.
 
-Usage: python _child_writer.py ROOT SCOPE STREAM SEED
+Usage: python _child_writer.py ROOT SCOPE STREAM SEED [PAUSE_SECONDS]
 Prints ``ready TAIL`` once the writer is open, then ``ack N`` after each flush() returns
 (every event with seq < N of segment 0 is acknowledged). Runs until killed.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
+import time
 
 
 def payload(seq: int) -> bytes:
@@ -21,6 +22,7 @@ def payload(seq: int) -> bytes:
 
 def main() -> None:
     root, scope, stream, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     from stream_backend.stores.local import LocalStore
 
     rng = random.Random(seed)
@@ -37,6 +39,8 @@ def main() -> None:
         w.flush()
         out.write(f"ack {seq}\n")
         out.flush()
+        if pause:
+            time.sleep(pause)
 
 
 if __name__ == "__main__":
