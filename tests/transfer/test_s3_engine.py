@@ -68,10 +68,16 @@ def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket):
     run_cli(["verify", f"{s3_bucket.url}/mp", "--against", "stream://demo/big"], env, check=0)
 
 
-def test_concurrent_export_one_proceeds_other_fails(local_store, store_root, tmp_path):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_concurrent_export_one_proceeds_other_fails(local_store, store_root, tmp_path, where, request):
     fill_stream(local_store, "demo", "src", segments=2, events=1500, seed=12, max_size=6000)
-    env = cli_env(store_root)
-    archive = str(tmp_path / "a")
+    if where == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        env = cli_env(store_root, bucket.server)
+        archive = f"{bucket.url}/c"
+    else:
+        env = cli_env(store_root)
+        archive = str(tmp_path / "a")
     first = Proc(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
     assert first.started.wait(timeout=30)
     second = run_cli(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
@@ -172,3 +178,37 @@ def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
     # and what data costs at all is a few parts: (parallel + 2) parts, each possibly copied once
     assert peak["medium"] - peak["tiny"] < 2 * (2 + 2) * part + 8 * 2**20, peak
     run_cli(["verify", f"{s3_bucket.url}/large", "--against", "stream://demo/large"], env, check=0)
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "moto"])
+def test_conditional_lease_writes(server, request, monkeypatch):
+    from stream_backend.errors import WriterBusyError
+    from stream_backend.transfer.checkpoint import LeaseSet
+    from stream_backend.transfer.targets import PreconditionFailed, Target
+
+    bucket = request.getfixturevalue("s3_bucket" if server == "seaweedfs" else "moto_bucket")
+    for k, v in bucket.server.env.items():
+        monkeypatch.setenv(k, v)
+    t = Target(f"{bucket.url}/leasetest")
+    t.check_access()
+    assert t.write_if("x.json", b"1", absent=True)
+    with pytest.raises(PreconditionFailed):
+        t.write_if("x.json", b"2", absent=True)
+    data, etag = t.read_versioned("x.json")
+    assert data == b"1" and etag
+    t.write_if("x.json", b"3", etag=etag)
+    with pytest.raises(PreconditionFailed):
+        t.write_if("x.json", b"4", etag=etag)  # stale ETag: someone else's write in between
+    # a live lease held by another host blocks; releasing lets the next one in
+    a = LeaseSet(t, [0, 1], ttl=30)
+    a.settle = 0
+    a.acquire()
+    b = LeaseSet(t, [1], ttl=30)
+    b.settle = 0
+    b.me = dict(b.me, holder="otherhost:1:1", host="otherhost", pid=1)
+    with pytest.raises(WriterBusyError):
+        b.acquire()
+    a.release()
+    b.acquire()
+    b.release()
+    assert t.list("leases") == {}
