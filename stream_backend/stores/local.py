@@ -138,6 +138,10 @@ class _View:
             raise NotFoundError(f"{where}: segment log missing") from None
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
+        try:  # reads are mostly sequential: let the kernel read ahead further
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except (AttributeError, OSError):  # pragma: no cover - not on every platform
+            pass
         self.lock = threading.RLock()
         loaded = offset_index.load(self.idx_path, st.st_size)
         #: entries known to be in the index file (0: file must be rewritten)
@@ -341,6 +345,7 @@ class _View:
             pos += o
             want = stop - foff + (stop - foff) // 4 + 4096
         self.cursor = (pos, seq, foff)
+
 
     def info(self) -> SegmentInfo:
         with self.lock:
