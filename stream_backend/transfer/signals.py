@@ -1,12 +1,14 @@
 """SIGTERM/SIGINT turn into a pause request the transfer loop honours at a safe point.
 
-Kubernetes sends SIGTERM before it kills a pod: the transfer then finishes (or, on a
-second signal, abandons) the parts in flight, saves its checkpoint and exits 75 with
-the command that resumes it. Handlers are installed only in the main thread.
+Kubernetes sends SIGTERM before it kills a pod: the transfer then finishes the parts in
+flight, saves its checkpoint and exits 75 with the command that resumes it. A second
+signal abandons the parts in flight and exits 75 at once (state as after a SIGKILL,
+which resumes just as well). Handlers are installed only in the main thread.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -27,7 +29,14 @@ class PauseRequest:
 
     def _handler(self, signum, _frame) -> None:
         if self.requested.is_set():
+            # second signal: abandon the parts in flight now. The state left is exactly
+            # what a SIGKILL leaves (last checkpoint + reusable stored parts), which a
+            # rerun resumes; the lease is taken over at once by a rerun on this host.
             self.abandon.set()
+            try:
+                os.write(2, f"stream-backend: abandoned parts in flight; resume with: {resume_command()}\n".encode())
+            finally:
+                os._exit(75)
         self.signum = signum
         self.requested.set()
 

@@ -173,3 +173,22 @@ def test_sigterm_pauses_with_exit_75_and_resumes(small_store, store_root, tmp_pa
         assert "resume with: stream-backend import" in err.strip().splitlines()[-1]
     run_cli(["import", archive, "stream://demo/copy"], env, check=0)
     assert listing(small_store, "demo", "copy") == listing(small_store, "demo", "src")
+
+
+def test_second_signal_abandons_at_once_and_still_resumes(small_store, store_root, tmp_path):
+    fill_stream(small_store, "demo", "src", segments=2, events=1500, seed=19, max_size=6000)
+    env = cli_env(store_root)
+    ref, archive = str(tmp_path / "ref"), str(tmp_path / "arch")
+    run_cli(["export", "stream://demo/src", ref, "--object-size", "2KiB"], env, check=0)
+    args = ["export", "stream://demo/src", archive, "--object-size", "2KiB"]
+    proc = Proc(args, env)
+    assert proc.wait_fraction(0.1)
+    proc.p.send_signal(signal.SIGINT)
+    proc.p.send_signal(signal.SIGINT)
+    rc, _out, err = proc.finish()
+    assert rc == 75, err[-2000:]
+    assert "resume with: stream-backend export" in err.strip().splitlines()[-1]
+    run_cli(args, env, check=0)
+    from .helpers import snapshot_dir
+
+    assert snapshot_dir(archive) == snapshot_dir(ref)
