@@ -48,7 +48,10 @@ class Pod:
     stdout: str = ""
     first_progress: threading.Event = field(default_factory=threading.Event)
     first_progress_at: float | None = None
-    under_way: float | None = None  # first progress line with 0 < done < total
+    under_way: float | None = None  # first progress line with totals known and done < total
+    under_way_lines: int = 0
+    trigger_line: int = 1  # an owed signal lands at this under-way progress line
+    frozen: bool = False
     threads: list = field(default_factory=list)
 
     @property
@@ -109,7 +112,9 @@ class JobSimulation:
         self.results: list[PodResult] = []
         self.counted_failures = 0
         self.planned_counted = 0
-        self._owed = [self.rng.choice(["sigterm", "sigterm-evict"]), self.rng.choice(["sigkill-node", "sigkill-oom"])]
+        self._owed = [(self.rng.choice(["sigterm", "sigterm-evict"]), False),
+                      (self.rng.choice(["sigkill-node", "sigkill-oom"]), False)]
+        self._retry = False
         self.rng.shuffle(self._owed)
         if not chaos:
             self._owed, self.chaos_budget = [], 0
@@ -133,11 +138,14 @@ class JobSimulation:
     def _plan(self) -> tuple[str, float, bool]:
         """The next pod's fate. A SIGTERM and a SIGKILL (random kinds) are owed first and
         owed again while they miss (the pod finished or failed before the signal took
-        effect); then random chaos from the budget. SIGTERM delays count from the pod's
-        first progress line, SIGKILL delays from its start (so some land during startup)."""
+        effect); then random chaos from the budget. An owed signal lands at the 1st or 2nd
+        progress line with totals known (a retry at the 1st, which always comes): the pod
+        is frozen with SIGSTOP at that line, signalled, and continued. Other SIGTERMs
+        count their delay from the first progress line, other SIGKILLs from the start
+        (so some land during startup)."""
         owed = bool(self._owed)
         if owed:
-            fate = self._owed.pop(0)
+            fate, self._retry = self._owed.pop(0)
         elif self.chaos_budget > 0:
             self.chaos_budget -= 1
             fate = self.rng.choice(["sigterm", "sigterm-evict", "sigkill-node", "sigkill-oom", "run"])
@@ -148,8 +156,8 @@ class JobSimulation:
                 fate = "sigkill-node"  # keep the counted failures within the limit
             else:
                 self.planned_counted += 1
-        if owed:  # must land before a fast transfer ends: once data moves, soon
-            return fate, self.rng.uniform(0.0, 0.05), owed
+        if owed:  # lands at a random progress line while data moves (see _start)
+            return fate, 0.0, owed
         if fate.startswith("sigterm"):
             return fate, self.rng.uniform(0.0, 0.6), owed
         return fate, self.rng.uniform(0.1, 1.4), owed  # from the start: some land during startup
@@ -158,7 +166,7 @@ class JobSimulation:
         landed = (exit_code == 75) if fate.startswith("sigterm") else (exit_code == 137)
         if fate != "run" and not landed and self._retries_left > 0:
             self._retries_left -= 1
-            self._owed.append(fate)
+            self._owed.append((fate, True))
 
     def _start(self, index: int, attempt: int) -> Pod:
         term_log = self.workdir / f"termination-{index}-{attempt}.log"
@@ -171,20 +179,32 @@ class JobSimulation:
             stderr=subprocess.PIPE,
             text=True,
         )
-        pod = Pod(index, attempt, proc, time.monotonic(), term_log, fate, delay, owed=owed)
+        pod = Pod(index, attempt, proc, time.monotonic(), term_log, fate, delay, owed=owed,
+                  # a first try lands at the 1st or 2nd such line, a retry at the 1st (sure to come)
+                  trigger_line=1 if self._retry else self.rng.randint(1, 2))
+        self._retry = False
 
         def read_err():
             for line in proc.stderr:
                 pod.stderr_lines.append(line)
                 if '"progress"' in line:
                     pod.first_progress.set()
-                    if pod.under_way is None:
-                        try:
-                            p = json.loads(line)
-                            if 0 < p.get("done_bytes", 0) < p.get("total_bytes", 0):
-                                pod.under_way = time.monotonic()
-                        except ValueError:
-                            pass
+                    try:
+                        p = json.loads(line)
+                    except ValueError:
+                        continue
+                    if p.get("done_bytes", 0) < p.get("total_bytes", 0):  # totals known, not done
+                        pod.under_way_lines += 1
+                        if pod.under_way is None:
+                            pod.under_way = time.monotonic()
+                        if pod.owed and pod.under_way_lines == pod.trigger_line and proc.poll() is None:
+                            # freeze the pod at this very moment (data moving); the main
+                            # loop delivers the planned signal, then lets it run on
+                            try:
+                                os.kill(proc.pid, signal.SIGSTOP)
+                                pod.frozen = True
+                            except ProcessLookupError:
+                                pass
 
         def read_out():
             pod.stdout = proc.stdout.read()
@@ -197,6 +217,12 @@ class JobSimulation:
 
     def _maybe_signal(self, pod: Pod) -> None:
         if pod.signalled or pod.fate == "run" or pod.proc.poll() is not None:
+            return
+        if pod.owed:
+            if pod.frozen:
+                pod.proc.send_signal(signal.SIGTERM if pod.fate.startswith("sigterm") else signal.SIGKILL)
+                pod.signalled = True
+                pod.proc.send_signal(signal.SIGCONT)
             return
         if pod.fate.startswith("sigterm"):
             # a SIGTERM that lands before the CLI installed its handler is just a kill;
