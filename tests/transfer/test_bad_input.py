@@ -41,6 +41,7 @@ def test_unknown_stream_66(local_store, store_root, tmp_path):
     assert_one_line_error(proc, 66, "nope")
 
 
+@pytest.mark.s3
 def test_missing_bucket_66(local_store, store_root, seaweedfs):
     fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
     proc = run_cli(["export", "stream://demo/src", "s3://no-such-bucket-here/x"], cli_env(store_root, seaweedfs))
@@ -49,6 +50,7 @@ def test_missing_bucket_66(local_store, store_root, seaweedfs):
     assert_one_line_error(proc, 66)
 
 
+@pytest.mark.s3
 def test_wrong_credentials_77_and_no_secret_in_output(local_store, store_root, s3_bucket):
     fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
     wrong = "wrongSECRETvalue0123456789abcdefWRONG"
@@ -65,6 +67,7 @@ def test_wrong_credentials_77_and_no_secret_in_output(local_store, store_root, s
     assert s3_bucket.server.secret_key not in proc.stdout + proc.stderr
 
 
+@pytest.mark.s3
 def test_endpoint_url_option(local_store, store_root, s3_bucket):
     fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
     env = cli_env(store_root, s3_bucket.server)

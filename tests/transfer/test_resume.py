@@ -105,6 +105,7 @@ def _kill_loop(args, env, rnd, done_check, max_attempts=2 * KILLS):
     return attempts
 
 
+@pytest.mark.s3
 @pytest.mark.slow
 def test_export_kill_loop_identical_archive(small_store, store_root, s3_bucket):
     fill_stream(small_store, "demo", "src", segments=3, events=600, seed=21, max_size=8000)
@@ -123,6 +124,7 @@ def test_export_kill_loop_identical_archive(small_store, store_root, s3_bucket):
     assert not s3_bucket.client().list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads")
 
 
+@pytest.mark.s3
 @pytest.mark.slow
 def test_import_kill_loop_no_gap_no_duplicate(local_store, store_root, s3_bucket):
     fill_stream(local_store, "demo", "src", segments=2, events=4000, seed=4, max_size=600)

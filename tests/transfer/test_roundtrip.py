@@ -19,6 +19,7 @@ def small_store(store_root):
     s.close()
 
 
+@pytest.mark.s3
 def test_roundtrip_s3_spillover(small_store, store_root, s3_bucket):
     fill_stream(small_store, "demo", "src", segments=3, events=240, seed=11)
     env = cli_env(store_root, s3_bucket.server)

@@ -16,6 +16,7 @@ from .helpers import cli_env, done_line, fill_stream, listing, run_cli, snapshot
 from .test_resume import Proc
 
 
+@pytest.mark.s3
 def test_faults_export_import_complete(local_store, store_root, s3_bucket, fault_proxy):
     fill_stream(local_store, "demo", "src", segments=2, events=300, seed=31, max_size=6000)
     proxy = fault_proxy(s3_bucket.server, seed=7, slowdown=0.05, internal_error=0.02, reset=0.02, max_consecutive=3)
@@ -39,6 +40,7 @@ def _open_parts(bucket, prefix):
     return n
 
 
+@pytest.mark.s3
 @pytest.mark.slow
 def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket):
     store = LocalStore(root=str(store_root))
@@ -155,6 +157,7 @@ def _peak_rss(args, env):
     return peak
 
 
+@pytest.mark.s3
 @pytest.mark.slow
 def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
     """Peak RSS of an export depends on part size x parts in flight, not on the stream's length."""
@@ -180,6 +183,7 @@ def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
     run_cli(["verify", f"{s3_bucket.url}/large", "--against", "stream://demo/large"], env, check=0)
 
 
+@pytest.mark.s3
 @pytest.mark.parametrize("server", ["seaweedfs", "moto"])
 def test_conditional_lease_writes(server, request, monkeypatch):
     from stream_backend.errors import WriterBusyError
