@@ -6,7 +6,7 @@ seq to its file-view offset in O(log n): a binary search over sparse entries
 
 Why sparse: an entry is kept for the first record that starts at least ``SPACING`` log
 bytes after the previous entry, so a walk never covers more than ``SPACING`` plus one
-record, and 10 GiB of 100-byte events needs ~160,000 entries (3.8 MiB), not 75 million.
+record, and 10 GiB of 100-byte events needs ~220,000 entries (5 MiB), not 100 million.
 The rule depends only on the records, so the writer, a reader extending its in-memory
 copy and a rebuild all produce the same entries.
 
