@@ -61,6 +61,9 @@ BASE_MEMORY = 256 * 1024**2
 DEFAULT_PART_SIZE = 8 * 1024**2
 DEFAULT_PARALLEL = 4
 ZSTD_MEMORY_PER_LANE = 16 * 1024**2
+#: the Pravega client runs in a worker process of its own (interpreter + Rust runtime)
+PRAVEGA_CLIENT_MEMORY = 256 * 1024**2
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]i?)?$")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -231,14 +234,16 @@ class TransferSpec:
 
 
 def memory_bytes(spec: TransferSpec) -> int:
-    """Memory bound of one pod: base + parts in flight (each lane fills one part while
-    one uploads) + zstd windows. Request and limit are equal (Guaranteed QoS for memory:
-    the kubelet evicts such pods last under memory pressure)."""
+    """Memory bound of one pod: base (+ the Pravega client's worker) + parts in flight
+    (each lane fills one part while one uploads) + zstd windows. Request and limit are
+    equal (Guaranteed QoS for memory: the kubelet evicts such pods last under pressure)."""
     if spec.memory:
         return parse_size(spec.memory)
     part = parse_size(spec.part_size) if spec.part_size else DEFAULT_PART_SIZE
     lanes = spec.parallel or DEFAULT_PARALLEL
     total = BASE_MEMORY + 2 * part * lanes
+    if spec.stream_url.startswith("pravega://"):
+        total += PRAVEGA_CLIENT_MEMORY
     if spec.compression == "zstd":
         total += ZSTD_MEMORY_PER_LANE * lanes
     return total
@@ -309,6 +314,8 @@ def _validate(spec: TransferSpec):
             raise UsageError("--parallelism must be at least 1")
         if spec.shards is None:
             raise UsageError("--parallelism applies to Indexed Jobs (--indexed N)")
+    if not _QUANTITY.match(str(spec.cpu)):
+        raise UsageError(f"invalid --cpu {spec.cpu!r}: a Kubernetes quantity like 500m or 2")
     if spec.backoff_limit < 0 or spec.grace_period < 1:
         raise UsageError("--backoff-limit must be >= 0 and --grace-period >= 1")
     if spec.op == "import":

@@ -82,7 +82,7 @@ def _k8s_options(f):
         click.option("--service-account", default=None, help="Pod serviceAccountName (e.g. for IRSA)."),
         click.option("--cpu", default="500m", show_default=True, help="CPU request (no CPU limit is set)."),
         click.option("--memory", default=None,
-                     help="Memory request = limit [default: 256MiB + 2 x part-size x parallel].")
+                     help="Memory request = limit [default: 256MiB + 2 x part-size x parallel, +256MiB for pravega://].")
     ]
     for option in reversed(options):
         f = option(f)

@@ -199,6 +199,7 @@ def test_every_combination(canary_env, op, mode, pvc, target, source):
 
     # --- memory: base + 2 x part-size x parallel, request == limit
     expected = k8smod.BASE_MEMORY + (2 * 16 * 2**20 * 3 if op == "export" else 2 * 8 * 2**20 * 4)
+    expected += k8smod.PRAVEGA_CLIENT_MEMORY if source == "pravega" else 0
     assert c["resources"]["requests"]["memory"] == c["resources"]["limits"]["memory"] == f"{expected // 2**20}Mi"
 
     # --- labels: valid, findable, full values in annotations
@@ -292,6 +293,8 @@ def test_credentials_in_urls_or_names_are_refused_without_echo(args):
     (["k8s", "job", "export", "pravega://a", "s3://b/p"], "stream"),
     (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--part-size", "lots"], "size"),
     (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--name", "Not_A_Name"], "--name"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--cpu", "lots"], "--cpu"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--memory", "0"], "size"),
     (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", "--schedule", "@daily", "--name", "x" * 53], "--name"),
     (["k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "2", "--parallelism", "-1"],
      "--parallelism"),
