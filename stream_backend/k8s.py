@@ -278,8 +278,12 @@ def _validate(spec: TransferSpec):
     if stream.protocol == "pravega":
         if spec.pvc:
             raise UsageError("--pvc mounts the local store; a pravega:// stream does not use it")
-        if spec.controller:
-            _check_no_userinfo("--controller", spec.controller)
+        if not spec.controller:
+            raise UsageError(
+                f"{spec.stream_url} is in Pravega: pass --controller URI as the pod sees it, "
+                "e.g. tcp://pravega-controller.pravega.svc:9090 (127.0.0.1 is the pod itself)"
+            )
+        _check_no_userinfo("--controller", spec.controller)
     elif spec.controller or spec.pravega_secret:
         raise UsageError("--controller/--pravega-secret apply to pravega:// streams only")
     if archive.scheme == "file":

@@ -39,6 +39,10 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+#: a controller as a pod sees it; every pravega:// manifest needs one
+CTL = ["--controller", "tcp://pravega-controller.pravega.svc:9090"]
+
+
 def label_key_valid(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
@@ -67,6 +71,10 @@ def job_spec(manifest):
     if manifest["kind"] == "CronJob":
         return manifest["spec"]["jobTemplate"]["spec"]
     return manifest["spec"]
+
+
+def env_value(c, name):
+    return next((e.get("value") for e in c["env"] if e["name"] == name), None)
 
 
 def container(manifest):
@@ -241,7 +249,7 @@ def test_label_values_are_sanitised(value):
 def test_long_names_fit():
     scope, stream = "s" * 200, "t" * 200
     for kind in ("job", "cronjob"):
-        args = ["k8s", kind, "export", f"pravega://{scope}/{stream}", "s3://b/" + "p" * 300]
+        args = ["k8s", kind, "export", f"pravega://{scope}/{stream}", "s3://b/" + "p" * 300, *CTL]
         if kind == "cronjob":
             args += ["--schedule", "@hourly"]
         manifest = yaml.safe_load(run(*args).output)
@@ -258,17 +266,17 @@ def test_long_names_fit():
 ])
 def test_literal_credentials_are_refused(opt):
     secret = "CANARYLITERAL/0123456789+abcdef"
-    result = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", opt, secret, expect=64)
+    result = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, opt, secret, expect=64)
     assert secret not in result.output and secret not in result.stderr
     assert "Secret" in result.stderr
 
 
 @pytest.mark.parametrize("args", [
-    ["k8s", "job", "export", "pravega://a/b", "s3://AKIACANARY:CanarySecret@bucket/p"],
-    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--endpoint-url", "http://AKIACANARY:CanarySecret@minio:9000"],
-    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--controller", "tcp://admin:CanarySecret@ctl:9090"],
-    ["k8s", "job", "export", "pravega://a/b", "s3://b/p?secret=CanarySecret"],
-    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--s3-secret", "AKIACANARY/CanarySecret"],
+    ["k8s", "job", "export", "pravega://a/b", "s3://AKIACANARY:CanarySecret@bucket/p", *CTL],
+    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--endpoint-url", "http://AKIACANARY:CanarySecret@minio:9000"],
+    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--controller", "tcp://admin:CanarySecret@ctl:9090"],
+    ["k8s", "job", "export", "pravega://a/b", "s3://b/p?secret=CanarySecret", *CTL],
+    ["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--s3-secret", "AKIACANARY/CanarySecret"],
 ])
 def test_credentials_in_urls_or_names_are_refused_without_echo(args):
     result = run(*args, expect=64)
@@ -277,25 +285,28 @@ def test_credentials_in_urls_or_names_are_refused_without_echo(args):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p"], "--schedule"),
-    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", "--schedule", "every hour"], "--schedule"),
-    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", "--schedule", "@sometimes"], "--schedule"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p"], "--controller"),
+    (["k8s", "job", "import", "s3://b/p", "pravega://a/b", "--pvc", "c", *CTL], "--pvc"),
+    (["k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", *CTL], "pravega://"),
+    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL], "--schedule"),
+    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "every hour"], "--schedule"),
+    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "@sometimes"], "--schedule"),
     (["k8s", "job", "export", "stream://a/b", "s3://b/p"], "--pvc"),
-    (["k8s", "job", "export", "pravega://a/b", "file:///backups/x"], "--archive-pvc"),
-    (["k8s", "job", "export", "pravega://a/b", "memory://x"], "s3://"),
-    (["k8s", "job", "export", "pravega://a/b", "relative/path"], "absolute"),
-    (["k8s", "job", "export", "pravega://a/b", "file:///tmp/x", "--archive-pvc", "c"], "--archive-mount"),
-    (["k8s", "job", "export", "pravega://a/b", "file:///backups/x", "--archive-pvc", "c",
+    (["k8s", "job", "export", "pravega://a/b", "file:///backups/x", *CTL], "--archive-pvc"),
+    (["k8s", "job", "export", "pravega://a/b", "memory://x", *CTL], "s3://"),
+    (["k8s", "job", "export", "pravega://a/b", "relative/path", *CTL], "absolute"),
+    (["k8s", "job", "export", "pravega://a/b", "file:///tmp/x", *CTL, "--archive-pvc", "c"], "--archive-mount"),
+    (["k8s", "job", "export", "pravega://a/b", "file:///backups/x", *CTL, "--archive-pvc", "c",
       "--archive-mount", "/elsewhere"], "not under"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--parallelism", "2"], "--indexed"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--indexed", "0"], "--indexed"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--parallelism", "2"], "--indexed"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--indexed", "0"], "--indexed"),
     (["k8s", "job", "export", "pravega://a/b/3", "s3://b/p"], "--segments"),
     (["k8s", "job", "export", "pravega://a", "s3://b/p"], "stream"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--part-size", "lots"], "size"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--name", "Not_A_Name"], "--name"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--cpu", "lots"], "--cpu"),
-    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", "--memory", "0"], "size"),
-    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", "--schedule", "@daily", "--name", "x" * 53], "--name"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--part-size", "lots"], "size"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--name", "Not_A_Name"], "--name"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--cpu", "lots"], "--cpu"),
+    (["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--memory", "0"], "size"),
+    (["k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "@daily", "--name", "x" * 53], "--name"),
     (["k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "2", "--parallelism", "-1"],
      "--parallelism"),
 ])
@@ -309,16 +320,16 @@ def test_bad_input_is_one_line_exit_64(args, needle):
 def test_local_environment_is_never_read(canary_env):
     """Even with a full AWS/Pravega environment locally, the manifest says only what the
     command line says: no endpoint, controller or store root sneaks in."""
-    manifest = yaml.safe_load(run("k8s", "job", "export", "pravega://a/b", "s3://b/p").output)
+    manifest = yaml.safe_load(run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL).output)
     c = container(manifest)
     names = {e["name"] for e in c["env"]}
     assert not any(n.startswith("AWS_") for n in names)
-    assert "PRAVEGA_CONTROLLER_URI" not in names and "--endpoint-url" not in c["args"]
+    assert env_value(c, "PRAVEGA_CONTROLLER_URI") == CTL[1] and "--endpoint-url" not in c["args"]
     assert kv.validate(manifest, K8S_VERSION, strict=True)
 
 
 def test_options_reach_the_manifest():
-    out = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", "--compression", "zstd",
+    out = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--compression", "zstd",
               "--object-size", "32MiB", "--segments", "0,2", "--to-seq", "100", "--backoff-limit", "3",
               "--grace-period", "120", "--active-deadline", "3600", "--ttl-after-finished", "86400",
               "--suspend", "--service-account", "backup-sa", "--namespace", "backup", "--name", "nightly",
@@ -361,7 +372,7 @@ def test_indexed_import_parallelism_defaults():
     explicit = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4",
                                   "--parallelism", "3").output)
     assert explicit["spec"]["parallelism"] == 3
-    pravega = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "pravega://a/b", "--indexed", "4").output)
+    pravega = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "pravega://a/b", "--indexed", "4", *CTL).output)
     assert pravega["spec"]["parallelism"] == 4
     export = yaml.safe_load(run("k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", "--indexed", "4").output)
     assert export["spec"]["parallelism"] == 4
