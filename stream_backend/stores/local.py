@@ -437,14 +437,12 @@ class _SegmentWriter:
     def write_out(self) -> None:
         if not self.pending:
             return
-        data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+        pieces = self.pending
+        total = self.pending_bytes
         self.pending = []
         self.pending_bytes = 0
-        mv = memoryview(data)
-        done = 0
-        while done < len(data):
-            done += os.pwrite(self.fd, mv[done:], self.written + done)
-        self.written += len(data)
+        _pwrite_all(self.fd, pieces, self.written)
+        self.written += total
         self.unsynced = True
 
     def sync(self) -> bool:
@@ -539,11 +537,12 @@ class LocalWriter:
                 raise StreamBackendError(f"{self._where}: writer failed earlier ({self._failed}); open a new one")
             sw = self._segs[segment]
             ts = time.time_ns()
-            rec = records.encode(payload, key, sw.seq, sw.foff, ts)
+            rec = records.encode_parts(payload, key, sw.seq, sw.foff, ts)
+            size = sum(map(len, rec)) if len(rec) > 1 else len(rec[0])
             sw.idx.note(sw.pos, sw.seq, sw.foff)
-            sw.pending.append(rec)
-            sw.pending_bytes += len(rec)
-            sw.pos += len(rec)
+            sw.pending.extend(rec)
+            sw.pending_bytes += size
+            sw.pos += size
             sw.seq += 1
             sw.foff += n
             sw.last_ts = ts
@@ -605,6 +604,30 @@ class LocalWriter:
                 for s in self._segs:
                     s.close()
                 _release_writer_lock(self._sdir, self._lock_fd)
+
+
+_IOV_MAX = min(getattr(os, "sysconf", lambda n: 1024)("SC_IOV_MAX") or 1024, 1024)
+
+
+def _pwrite_all(fd: int, pieces: list, pos: int) -> None:
+    """Write ``pieces`` back to back at ``pos`` (gathered, no joining copy; partial writes
+    resumed)."""
+    i = 0
+    while i < len(pieces):
+        batch = pieces[i : i + _IOV_MAX]
+        want = sum(map(len, batch))
+        done = os.pwritev(fd, batch, pos)
+        pos += done
+        if done == want:
+            i += len(batch)
+            continue
+        # partial: skip what was written, continue inside the piece where it stopped
+        for j, b in enumerate(batch):
+            if done < len(b):
+                pieces = [memoryview(b)[done:]] + batch[j + 1 :] + pieces[i + len(batch) :]
+                i = 0
+                break
+            done -= len(b)
 
 
 def _stat_key(path: str):

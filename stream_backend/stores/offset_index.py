@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from array import array
 from bisect import bisect_right
 
@@ -127,7 +128,7 @@ def load(path: str, log_size: int) -> tuple[SparseIndex, int] | None:
     flat.frombytes(body)
     if flat.itemsize != 8:  # pragma: no cover - every platform we run on has 8-byte Q
         return None
-    if os.sys.byteorder != "little":  # pragma: no cover
+    if sys.byteorder != "little":  # pragma: no cover
         flat.byteswap()
     idx = SparseIndex()
     if len(flat) < 3 or flat[0] != 0 or flat[1] != 0 or flat[2] != 0:

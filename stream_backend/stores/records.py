@@ -50,6 +50,19 @@ def encode(payload: bytes, key: bytes | None, seq: int, foff: int, ts_ns: int) -
     return struct.pack("<I", crc) + head[4:] + kb + payload
 
 
+def encode_parts(payload: bytes, key: bytes | None, seq: int, foff: int, ts_ns: int) -> tuple[bytes, ...]:
+    """The same record as ``encode``, as (header + key, payload) when the payload is big,
+    so the writer can hand both to ``pwritev`` without copying the payload."""
+    if len(payload) < 16384:
+        return (encode(payload, key, seq, foff, ts_ns),)
+    kb = key if key is not None else b""
+    head = HEADER.pack(
+        0, len(payload), seq, foff, ts_ns, len(kb), MAGIC, FLAG_KEY if key is not None else 0
+    )
+    crc = crc32c(payload, crc32c(kb, crc32c(memoryview(head)[4:])))
+    return struct.pack("<I", crc) + head[4:] + kb, payload
+
+
 def check(buf, o: int, n: int, seq: int, foff: int, verify: bool = True):
     """Classify the record at ``buf[o:]`` (``n`` = valid length of buf).
 
