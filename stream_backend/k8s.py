@@ -322,6 +322,13 @@ def _validate(spec: TransferSpec):
         raise UsageError(f"invalid --cpu {spec.cpu!r}: a Kubernetes quantity like 500m or 2")
     if spec.backoff_limit < 0 or spec.grace_period < 1:
         raise UsageError("--backoff-limit must be >= 0 and --grace-period >= 1")
+    if (spec.active_deadline is not None and spec.active_deadline < 1) or (
+            spec.ttl_after_finished is not None and spec.ttl_after_finished < 0):
+        raise UsageError("--active-deadline must be >= 1 and --ttl-after-finished >= 0")
+    if spec.segments is not None and not re.match(r"^\s*\d+\s*(,\s*\d+\s*)*$", spec.segments):
+        raise UsageError(f"--segments takes numbers separated by commas, not {spec.segments!r}")
+    if spec.to_seq is not None and spec.to_seq < 0:
+        raise UsageError("--to-seq must be >= 0")
     if spec.op == "import":
         for opt, value in (("--object-size", spec.object_size), ("--compression", spec.compression),
                            ("--parallel", spec.parallel)):
