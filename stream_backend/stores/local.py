@@ -305,7 +305,9 @@ class _View:
     def _gather(self, parts: list, pos: int, seq: int, foff: int, offset: int, stop: int) -> None:
         fd = self.fd
         unpack = _HEADER.unpack_from
-        want = stop - foff + (stop - foff) // 4 + 4096
+        # log bytes per file-view byte so far (headers, keys): read about what is needed
+        ratio = self.end_pos / self.end_foff if self.end_foff else 2.0
+        want = int((stop - foff) * ratio * 1.01) + 4096
         while offset < stop:
             buf = os.pread(fd, min(max(want, 65536), 64 << 20), pos)
             n = len(buf)
@@ -343,7 +345,7 @@ class _View:
             if n == 0:
                 raise self.corrupt(pos, "log shorter than its verified length")
             pos += o
-            want = stop - foff + (stop - foff) // 4 + 4096
+            want = int((stop - foff) * ratio * 1.01) + 4096
         self.cursor = (pos, seq, foff)
 
 
