@@ -81,8 +81,12 @@ def test_concurrent_export_one_proceeds_other_fails(local_store, store_root, tmp
         env = cli_env(store_root)
         archive = str(tmp_path / "a")
     first = Proc(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
-    assert first.started.wait(timeout=30)
-    second = run_cli(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
+    assert first.started.wait(timeout=30)  # totals are reported once the leases are held
+    first.p.send_signal(signal.SIGSTOP)  # alive, lease unexpired: the second must not proceed
+    try:
+        second = run_cli(["export", "stream://demo/src", archive, "--object-size", "2KiB"], env)
+    finally:
+        first.p.send_signal(signal.SIGCONT)
     rc, out, err = first.finish()
     assert rc == 0, err[-2000:]
     assert second.returncode == 75, second.stderr[-2000:]
