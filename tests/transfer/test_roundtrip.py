@@ -120,3 +120,18 @@ def test_restore_to_time(local_store, store_root, tmp_path):
     iso = __import__("datetime").datetime.fromtimestamp(cut, tz=__import__("datetime").timezone.utc).isoformat()
     run_cli(["import", archive, "stream://demo/early2", "--to-time", iso], env, check=0)
     assert listing(local_store, "demo", "early2") == got
+
+
+def test_export_to_seq_then_the_rest(local_store, store_root, tmp_path):
+    fill_stream(local_store, "demo", "src", segments=2, events=80, seed=13, max_size=2000)
+    env = cli_env(store_root)
+    archive = str(tmp_path / "a")
+    d = done_line(run_cli(["export", "stream://demo/src", archive, "--to-seq", "15", "--object-size", "4KiB"], env, check=0).stdout)
+    assert d["run"] == 1 and d["events"] == 30
+    d = done_line(run_cli(["export", "stream://demo/src", archive, "--object-size", "4KiB"], env, check=0).stdout)
+    assert d["run"] == 2 and d["events"] == 50
+    st = json.loads(run_cli(["status", archive, "--json"], env, check=0).stdout)
+    assert [r["ranges"] for r in st["runs"]] == [{"0": [0, 15], "1": [0, 15]}, {"0": [15, 40], "1": [15, 40]}]
+    run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
+    run_cli(["import", archive, "stream://demo/copy"], env, check=0)
+    assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
