@@ -95,7 +95,8 @@ def policy_action(manifest_job_spec: dict, container: str, exit_code: int, condi
 
 class JobSimulation:
     def __init__(self, job_spec: dict, workdir: Path, env_overrides: dict, seed: int,
-                 chaos_budget: int = 8, timeout: float = 150.0, chaos: bool = True):
+                 chaos_budget: int = 8, timeout: float = 150.0, chaos: bool = True,
+                 pod_hostnames: bool = False):
         self.indexed = job_spec.get("completionMode") == "Indexed"
         self.spec = job_spec
         pod = job_spec["template"]["spec"]
@@ -120,6 +121,9 @@ class JobSimulation:
             self._owed, self.chaos_budget = [], 0
         self._retries_left = 12
         self.exe = cli_executable()
+        #: each pod in its own UTS namespace with its own hostname, as in a cluster: a
+        #: dead pod's lease then looks like another host's and must expire (TTL)
+        self.pod_hostnames = pod_hostnames
 
     def _env(self, index: int, term_log: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -171,8 +175,12 @@ class JobSimulation:
     def _start(self, index: int, attempt: int) -> Pod:
         term_log = self.workdir / f"termination-{index}-{attempt}.log"
         fate, delay, owed = self._plan()
+        argv = [self.exe, *self.container["args"]]
+        if self.pod_hostnames:
+            argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
+                    f"job-{index}-{attempt}", *argv]
         proc = subprocess.Popen(
-            [self.exe, *self.container["args"]],
+            argv,
             env=self._env(index, term_log),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

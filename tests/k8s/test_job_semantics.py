@@ -118,8 +118,13 @@ def check_exit_codes(results, op: str, completions: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed,shards,parallelism", [(1, 3, 3), (7, 5, 2), (11, None, None)])
-def test_export_job_under_chaos_equals_uninterrupted(source_store, tmp_path, seed, shards, parallelism):
+@pytest.mark.parametrize("seed,shards,parallelism,hostnames", [
+    (1, 3, 3, False), (7, 5, 2, True), (11, None, None, True),
+])
+def test_export_job_under_chaos_equals_uninterrupted(source_store, tmp_path, seed, shards, parallelism, hostnames):
+    """``hostnames``: every pod has a hostname of its own, as in a cluster, so a SIGKILLed
+    pod's lease cannot be recognised as dead and its replacement waits for the lease to
+    expire (exit 75, retried without counting; TTL shortened to 4 s here)."""
     reference = tmp_path / "reference" / "archive"
     ref_summary = uninterrupted_export(source_store, reference)
     assert ref_summary["complete"] is True
@@ -134,11 +139,18 @@ def test_export_job_under_chaos_equals_uninterrupted(source_store, tmp_path, see
     sim = JobSimulation(
         spec, tmp_path,
         # ... which is this directory here; progress every 20 ms so signals land mid-transfer
-        env_overrides={"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.02"},
-        seed=seed, chaos_budget=10 if shards else 6,
+        env_overrides={"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.02",
+                       "STREAM_BACKEND_LEASE_TTL": "4"},
+        seed=seed, chaos_budget=10 if shards else 6, pod_hostnames=hostnames,
     )
     results = sim.run()
     check_exit_codes(results, "export", shards or 1)
+    # totals are known only once a pod holds its leases
+    killed_holding_leases = [r for r in results if r.exit_code == 137
+                             and any(p.get("total_events") for p in progress_lines(r.stderr))]
+    if hostnames and killed_holding_leases:
+        # a replacement met the dead pod's lease, was told to retry, and got through later
+        assert any(r.exit_code == 75 and "being exported by" in r.stderr for r in results)
 
     got, want = archive_files(archive), archive_files(reference)
     assert sorted(got) == sorted(want), (set(got) ^ set(want))
