@@ -136,6 +136,10 @@ class _View:
             self.fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFoundError(f"{where}: segment log missing") from None
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise PermissionDeniedError(f"cannot read {where}: {e.strerror}") from None
+            raise StreamBackendError(f"cannot read {where}: {e.strerror or e}") from None
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
         try:  # reads are mostly sequential: let the kernel read ahead further
@@ -731,6 +735,8 @@ class LocalStore:
 
     def create_scope(self, scope: str, exist_ok: bool = False) -> None:
         path = self._scope_dir(scope)
+        if exist_ok and os.path.isdir(path):
+            return
         with _os_errors(f"create scope {scope}"):
             try:
                 os.mkdir(path)

@@ -69,6 +69,35 @@ def test_root_not_creatable(tmp_path):
     assert "\n" not in str(ei.value)
 
 
+def test_unwritable_root_is_permission_denied(tmp_path, monkeypatch):
+    """Writes under a root we may not write raise one line, exit code 77 (simulated:
+    the suite runs as root, which ignores permission bits)."""
+    s = LocalStore(root=str(tmp_path))
+    s.create_stream("a", "s")
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "mkdir", denied)
+    with pytest.raises(PermissionDeniedError) as ei:
+        s.create_scope("b")
+    assert ei.value.exit_code == 77 and "\n" not in str(ei.value)
+    with pytest.raises(PermissionDeniedError):
+        s.create_stream("a", "t")
+    monkeypatch.undo()
+    real_open = os.open
+
+    def no_write_open(path, flags, *a):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", no_write_open)
+    with pytest.raises(PermissionDeniedError):
+        s.writer("a", "s")
+    assert s.stream_info("a", "s").events == 0  # reading still works
+
+
 def test_bad_max_event_size(tmp_path):
     with pytest.raises(UsageError):
         LocalStore(root=str(tmp_path), max_event_size=0)
