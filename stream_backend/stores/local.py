@@ -250,31 +250,37 @@ class _View:
                 break
             self.end_pos, self.end_seq, self.end_foff, self.last_ts = pos, seq, foff, last_ts
 
-    def verified_entry(self, i: int) -> tuple[int, int, int]:
-        """Entry ``i`` after checking the record header it points at."""
-        seq, foff, pos = self.idx.entry(i)
+    def _entry_ok(self, i: int) -> bool:
+        """Does entry ``i`` match the record header it points at?"""
         if i == 0 or i in self._verified_entries:
-            return seq, foff, pos
+            return True
+        seq, foff, pos = self.idx.entry(i)
         raw = os.pread(self.fd, _HS, pos)
-        ok = len(raw) == _HS
-        if ok:
-            _c, _ln, s, f, _ts, _kl, mg, _fl = _HEADER.unpack_from(raw, 0)
-            ok = mg == _MAGIC and s == seq and f == foff
-        if not ok:
-            # damaged index: rebuild in memory (verifying the log) and retry
+        if len(raw) != _HS:
+            return False
+        _c, _ln, s, f, _ts, _kl, mg, _fl = _HEADER.unpack_from(raw, 0)
+        if mg != _MAGIC or s != seq or f != foff:
+            return False
+        self._verified_entries.add(i)
+        return True
+
+    def _verified(self, find) -> tuple[int, int, int]:
+        """The entry ``find(idx)`` picks, after checking it against its record; a damaged
+        index is rebuilt from the log (verifying it) and the lookup done again."""
+        i = find(self.idx)
+        if not self._entry_ok(i):
             self._rebuild()
             self.extend()
-            return self.idx.entry(self.idx.floor_pos(pos))
-        self._verified_entries.add(i)
-        return seq, foff, pos
+            i = find(self.idx)
+        return self.idx.entry(i)
 
     def entry_for_offset(self, offset: int) -> tuple[int, int, int]:
         with self.lock:
-            return self.verified_entry(self.idx.floor_offset(offset))
+            return self._verified(lambda idx: idx.floor_offset(offset))
 
     def entry_for_seq(self, seq: int) -> tuple[int, int, int]:
         with self.lock:
-            return self.verified_entry(self.idx.floor_seq(seq))
+            return self._verified(lambda idx: idx.floor_seq(seq))
 
     def read_range(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset < 0:
@@ -297,7 +303,7 @@ class _View:
                 parts.append(take)
                 offset += len(take)
             if offset < stop:
-                seq, foff, pos = self.verified_entry(self.idx.floor_offset(offset))
+                seq, foff, pos = self.entry_for_offset(offset)
                 cur = self.cursor
                 if cur is not None and cur[2] <= offset and cur[0] >= pos and cur[0] < self.end_pos:
                     pos, seq, foff = cur
@@ -322,6 +328,8 @@ class _View:
                 if mg != _MAGIC or s != seq or f != foff:
                     raise self.corrupt(pos + o, "bad record header")
                 end = o + _HS + kl + ln
+                if f > offset:  # cannot happen with a checked index: never guess
+                    raise self.corrupt(pos + o, f"index points past offset {offset}")
                 if f + ln <= offset:  # wholly before the range: skip unread
                     o = end
                     seq += 1

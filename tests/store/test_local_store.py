@@ -287,3 +287,31 @@ def test_missing_index_is_rebuilt_and_persisted(tmp_path):
     s.writer("a", "s").close()  # the writer persists it
     assert idx.read_bytes() == original
     s.close()
+
+
+def test_lying_index_entry_is_caught_before_use(tmp_path):
+    """An entry pointing at another record (in memory, past load-time validation) is
+    detected against the record header, the index rebuilt, and the right bytes served."""
+    s = LocalStore(root=str(tmp_path))
+    s.create_stream("a", "s")
+    blob = bytes(range(256)) * 4
+    with s.writer("a", "s") as w:
+        for i in range(2000):
+            w.append(blob[: 100 + i % 900])
+    data = s.read_range("a", "s", 0, 0, 10**9)
+    s.close()
+    for field in ("poss", "foffs", "seqs"):
+        s = LocalStore(root=str(tmp_path))
+        v = s._view("a", "s", 0)
+        assert len(v.idx) > 5
+        arr = getattr(v.idx, field)
+        arr[3] = arr[4]  # entry 3 now lies
+        off = v.idx.foffs[3] + 10 if field != "foffs" else v.idx.foffs[2] + 10
+        assert s.read_range("a", "s", 0, off, 5000) == data[off : off + 5000]
+        idx = s.offset_index("a", "s", 0)
+        evs = list(s.read_events("a", "s", 0))
+        for e in evs[::97]:
+            assert idx.offset_of(e.seq) == e.offset
+            assert idx.locate(e.offset) == (e.seq, 0)
+        assert s._view("a", "s", 0).persisted == 0, "the lie must have been noticed (rebuilt)"
+        s.close()
