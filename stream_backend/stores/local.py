@@ -500,6 +500,10 @@ class LocalWriter:
         self._segs: list[_SegmentWriter] = []
         try:
             with _os_errors(f"open {self._where} for writing"):
+                for name in os.listdir(self._sdir):
+                    if name.startswith("segment-") and ".idx.tmp-" in name:
+                        # an index rewrite cut short by a crash (only writers make them)
+                        os.unlink(os.path.join(self._sdir, name))
                 for i in range(int(meta["segments"])):
                     self._segs.append(
                         _SegmentWriter(self._sdir, i, f"{self._where} segment {i}", self._max)
