@@ -385,6 +385,8 @@ class PravegaWriter:
             except BlockingIOError:
                 raise WriterBusyError(f"another writer holds pravega stream {scope}/{stream}") from None
             self.segments = store._segment_ids(scope, stream)  # raises SealedError
+            # segment= pins by key range, valid while the segments are the initial even split
+            self.pinnable = self.segments == list(range(len(self.segments)))
             self.wid = store._call("writer_open", scope=scope, stream=stream)
         except BaseException:
             self._release()
@@ -423,6 +425,11 @@ class PravegaWriter:
         if segment is not None:
             if not 0 <= segment < len(self.segments):
                 raise NotFoundError(f"segment {segment} not in {self.scope}/{self.stream}")
+            if not self.pinnable:
+                raise UnsupportedError(
+                    f"{self.scope}/{self.stream} was scaled: its key ranges are no longer an even split, "
+                    "so events cannot be pinned to a segment (import into a fixed stream)"
+                )
             # a fixed stream's segment i owns key range [i/n, (i+1)/n): pick a key in it
             routing_key = pin_key(segment, len(self.segments))
         self.batch.append((payload, routing_key))

@@ -138,8 +138,16 @@ def test_import_into_pravega_kill_loop_no_gap_no_duplicate(pravega_server, tmp_p
     # first a kill aimed at a partly written destination (the case resume must get right)
     proc = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while proc.poll() is None and not partial() and time.monotonic() < deadline:
-        time.sleep(0.02)
+
+    def started():  # cheap probe (tail stream cut only): some event landed
+        try:
+            _head, tail = p._cuts(sc, "copy")
+            return bool(tail) and any(tail.values())
+        except Exception:
+            return False
+
+    while proc.poll() is None and not started() and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     interrupted = int(partial())
