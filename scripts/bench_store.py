@@ -156,20 +156,24 @@ def bench_size(root: str, size: int, args) -> dict:
         if mode == "hot":
             cat(plain)
             read_all_range(store, scope, stream, size, chunk)
-        else:
-            drop_cache(plain)
-        t_cat = timed(lambda: cat(plain))
-        if mode == "cold":
-            drop_cache(log)
-        store.close()
-        store = LocalStore(root=root)
-        t_rr = timed(lambda: read_all_range(store, scope, stream, size, chunk))
+        # best of two runs each: the disk and the CPUs are shared
+        t_cat = t_rr = t_fs = float("inf")
+        for _ in range(2):
+            if mode == "cold":
+                drop_cache(plain)
+            t_cat = min(t_cat, timed(lambda: cat(plain)))
+            if mode == "cold":
+                drop_cache(log)
+            store.close()
+            store = LocalStore(root=root)
+            t_rr = min(t_rr, timed(lambda: read_all_range(store, scope, stream, size, chunk)))
+            if have_streamfs():
+                if mode == "cold":
+                    drop_cache(log)
+                t_fs = min(t_fs, timed(lambda: read_all_fsspec(root, scope, stream, chunk)))
         line(f"read_range ({mode} cache)", t_rr, t_cat, size, "cat")
         res[f"read_range_{mode}"] = t_cat / t_rr
         if have_streamfs():
-            if mode == "cold":
-                drop_cache(log)
-            t_fs = timed(lambda: read_all_fsspec(root, scope, stream, chunk))
             line(f"fsspec stream:// ({mode} cache)", t_fs, t_cat, size, "cat")
             res[f"fsspec_{mode}"] = t_cat / t_fs
     if not have_streamfs():
@@ -235,6 +239,7 @@ def main() -> None:
     os.makedirs(base, exist_ok=True)
     root = os.path.join(base, "store")
     print(f"store root {root}; python {sys.version.split()[0]}; {os.cpu_count()} cpus")
+    print("ratio = our throughput / the plain-file tool's (1.0 = as fast; read target >= 0.8)")
     try:
         for size in sizes:
             free = shutil.disk_usage(base).free
