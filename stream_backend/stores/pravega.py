@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import os
 import pickle
+import queue
 import re
 import select
 import signal
@@ -244,6 +245,39 @@ def parse_controller(uri: str) -> tuple[str, str, int, bool]:
     return f"{parts.scheme}://{shown}:{port}", host, port, parts.scheme == "tls"
 
 
+_SPAWN_Q: "queue.Queue" = None  # type: ignore[assignment]
+_SPAWN_LOCK = threading.Lock()
+
+
+def _spawn(args, **kw) -> subprocess.Popen:
+    """Popen from one long-lived thread. The worker asks the kernel to kill it when its
+    parent dies (PR_SET_PDEATHSIG), and "parent" means the *thread* that forked it: a
+    worker started from a short-lived thread (a FUSE handler, a follow reader) would be
+    killed when that thread ends."""
+    global _SPAWN_Q
+    with _SPAWN_LOCK:
+        if _SPAWN_Q is None:
+            _SPAWN_Q = queue.Queue()
+
+            def loop():
+                while True:
+                    a, k, box, done = _SPAWN_Q.get()
+                    try:
+                        box.append(subprocess.Popen(a, **k))
+                    except BaseException as e:  # noqa: BLE001 - handed to the caller
+                        box.append(e)
+                    done.set()
+
+            threading.Thread(target=loop, name="pravega-worker-spawner", daemon=True).start()
+    box: list = []
+    done = threading.Event()
+    _SPAWN_Q.put((args, kw, box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
 class _Worker:
     """One child process running ``pravega_worker``; calls with a deadline."""
 
@@ -264,7 +298,7 @@ class _Worker:
                 f"cannot reach Pravega controller {self.uri}: {e.strerror or e}"
             ) from None
         debug = os.environ.get("STREAM_BACKEND_PRAVEGA_DEBUG")
-        self.proc = subprocess.Popen(
+        self.proc = _spawn(
             [sys.executable, "-m", "stream_backend.stores.pravega_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

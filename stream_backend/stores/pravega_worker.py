@@ -178,6 +178,8 @@ class Worker:
         return sid
 
     def op_mscan_next(self, sid):
+        if sid not in self.scans:
+            raise Fail("error", "read lost: the Pravega client worker was restarted (after a timeout?)")
         return self.scans[sid].next()
 
     def op_mscan_close(self, sid):
@@ -192,14 +194,20 @@ class Worker:
         self.writers[wid] = self.sm.create_writer(scope, stream, max_inflight_events=1000)
         return wid
 
+    def _writer(self, wid):
+        w = self.writers.get(wid)
+        if w is None:
+            raise Fail("error", "writer lost: the Pravega client worker was restarted (after a timeout?); open a new writer")
+        return w
+
     def op_writer_write(self, wid, events):
-        w = self.writers[wid]
+        w = self._writer(wid)
         for payload, key in events:
             w.write_event_bytes(payload, key)
         return len(events)
 
     def op_writer_flush(self, wid):
-        self.writers[wid].flush()
+        self._writer(wid).flush()
         return True
 
     def op_writer_close(self, wid):

@@ -267,3 +267,27 @@ def test_offset_index_matches_naive(sizes, data):
     assert idx.locate(total) == (seq, 0)
     with pytest.raises(ValueError):
         idx.locate(total + 1)
+
+
+def test_worker_started_from_a_thread_outlives_it(pravega_server):
+    """The worker dies with its parent (PR_SET_PDEATHSIG), which the kernel tracks per
+    *thread*: a writer opened from a short-lived thread must keep working after it."""
+    store = PravegaStore(controller=pravega_server.controller, timeout=60)
+    sc = _name("thr")
+    box = {}
+
+    def opener():
+        store.create_stream(sc, "s")
+        box["w"] = store.writer(sc, "s")
+        box["w"].append(b"from the thread")
+        box["w"].flush()
+
+    t = threading.Thread(target=opener)
+    t.start()
+    t.join()
+    time.sleep(0.5)
+    w = box["w"]
+    w.append(b"after it ended")
+    w.close()
+    assert [e.payload for e in store.read_events(sc, "s", 0)] == [b"from the thread", b"after it ended"]
+    store.close()
