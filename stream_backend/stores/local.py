@@ -389,7 +389,7 @@ def _acquire_writer_lock(sdir: str, where: str, owner) -> int:
     them, so a process-wide table keeps a second writer in the same process out before
     it ever opens the file.
     """
-    path = os.path.join(sdir, LOCK_FILE)
+    path = os.path.join(os.path.realpath(sdir), LOCK_FILE)  # one key however the root is spelt
     with _HELD_LOCK:
         if path in _HELD:
             raise WriterBusyError(f"{where}: another writer in this process holds the stream")
@@ -407,7 +407,7 @@ def _acquire_writer_lock(sdir: str, where: str, owner) -> int:
 
 
 def _release_writer_lock(sdir: str, fd: int) -> None:
-    path = os.path.join(sdir, LOCK_FILE)
+    path = os.path.join(os.path.realpath(sdir), LOCK_FILE)
     with _HELD_LOCK:
         _HELD.pop(path, None)
         try:
@@ -857,7 +857,7 @@ class LocalStore:
             with _os_errors(f"seal stream {scope}/{stream}"):
                 _write_json_atomic(os.path.join(sdir, STREAM_JSON), meta)
         with _HELD_LOCK:
-            w = _HELD.get(os.path.join(sdir, LOCK_FILE))
+            w = _HELD.get(os.path.join(os.path.realpath(sdir), LOCK_FILE))
         if w is not None:
             w._mark_sealed()
 

@@ -315,3 +315,20 @@ def test_lying_index_entry_is_caught_before_use(tmp_path):
             assert idx.locate(e.offset) == (e.seq, 0)
         assert s._view("a", "s", 0).persisted == 0, "the lie must have been noticed (rebuilt)"
         s.close()
+
+
+def test_same_process_second_writer_through_another_root_spelling(tmp_path):
+    """POSIX locks are per process: a second writer here must be refused by the store
+    itself, also when the root is reached through a symlink."""
+    real = tmp_path / "real"
+    a = LocalStore(root=str(real))
+    a.create_stream("x", "y")
+    (tmp_path / "link").symlink_to(real)
+    b = LocalStore(root=str(tmp_path / "link"))
+    with a.writer("x", "y") as w:
+        with pytest.raises(WriterBusyError):
+            b.writer("x", "y")
+        w.append(b"still mine")
+    with b.writer("x", "y") as w:
+        w.append(b"now b")
+    assert [e.payload for e in a.read_events("x", "y", 0)] == [b"still mine", b"now b"]
