@@ -128,8 +128,15 @@ def bench_size(root: str, size: int, args) -> dict:
     cat(plain)  # source hot for both
     t_dd = float("inf")
     for _ in range(2):  # best of two: the disk is shared
-        t_dd = min(t_dd, timed(lambda: subprocess.run(
-            ["dd", f"if={plain}", f"of={copy}", "bs=4M", "conv=fsync", "status=none"], check=True)))
+        t_dd = min(
+            t_dd,
+            timed(
+                lambda: subprocess.run(
+                    ["dd", f"if={plain}", f"of={copy}", "bs=4M", "conv=fsync", "status=none"],
+                    check=True,
+                )
+            ),
+        )
         os.unlink(copy)
 
     def write_stream():
@@ -190,8 +197,10 @@ def bench_size(root: str, size: int, args) -> dict:
         assert len(b) == 4096
     lat.sort()
     med, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
-    print(f"random 4 KiB read_range ({args.random_reads} reads, hot): median {med * 1e3:.3f} ms, "
-          f"p99 {p99 * 1e3:.3f} ms   target median < 1 ms")
+    print(
+        f"random 4 KiB read_range ({args.random_reads} reads, hot): median {med * 1e3:.3f} ms, "
+        f"p99 {p99 * 1e3:.3f} ms   target median < 1 ms"
+    )
     res["random_median_ms"] = med * 1e3
     idx = os.path.join(root, scope, stream, "segment-000000.idx")
     print(f"offset index: {human(os.path.getsize(idx))} for {human(os.path.getsize(log))} of log")
@@ -225,13 +234,33 @@ def bench_events(root: str, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1G,10G", help="comma-separated stream sizes (default 1G,10G)")
-    ap.add_argument("--dir", default=None, help="where to put the store and plain files (default: a temp dir in /var/tmp)")
-    ap.add_argument("--event-size", type=parse_size, default=parse_size("64K"), help="bytes per event (default 64K)")
-    ap.add_argument("--chunk", type=parse_size, default=parse_size("4M"), help="bytes per read_range call (default 4M)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--sizes", default="1G,10G", help="comma-separated stream sizes (default 1G,10G)"
+    )
+    ap.add_argument(
+        "--dir",
+        default=None,
+        help="where to put the store and plain files (default: a temp dir in /var/tmp)",
+    )
+    ap.add_argument(
+        "--event-size",
+        type=parse_size,
+        default=parse_size("64K"),
+        help="bytes per event (default 64K)",
+    )
+    ap.add_argument(
+        "--chunk",
+        type=parse_size,
+        default=parse_size("4M"),
+        help="bytes per read_range call (default 4M)",
+    )
     ap.add_argument("--random-reads", type=int, default=2000)
-    ap.add_argument("--events", type=int, default=1_000_000, help="small-event read_events benchmark (0: skip)")
+    ap.add_argument(
+        "--events", type=int, default=1_000_000, help="small-event read_events benchmark (0: skip)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the data afterwards")
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -245,7 +274,10 @@ def main() -> None:
             free = shutil.disk_usage(base).free
             need = 2 * size + (1 << 30)
             if free < need:
-                print(f"\n== {human(size)}: SKIPPED, needs {human(need)} free, {human(free)} available ==")
+                print(
+                    f"\n== {human(size)}: SKIPPED, needs {human(need)} free, "
+                    f"{human(free)} available =="
+                )
                 continue
             bench_size(root, size, args)
         if args.events:

@@ -172,7 +172,10 @@ class _View:
             pass
 
     def corrupt(self, pos: int, why: str) -> CorruptionError:
-        return CorruptionError(f"{self.where}: corrupt record at byte {pos} of {os.path.basename(self.log_path)} ({why})")
+        return CorruptionError(
+            f"{self.where}: corrupt record at byte {pos} of "
+            f"{os.path.basename(self.log_path)} ({why})"
+        )
 
     def _committed_now(self) -> int | None:
         try:
@@ -220,8 +223,12 @@ class _View:
                     last_ts = ts
                     o = end
                     from_entry = False
-                if from_entry and o == 0 and pos == self.end_pos and pos > 0 and (
-                    status == records.BAD or pos + end > size
+                if (
+                    from_entry
+                    and o == 0
+                    and pos == self.end_pos
+                    and pos > 0
+                    and (status == records.BAD or pos + end > size)
                 ):
                     # the index pointed at something that is not the record it claims:
                     # the index is damaged or stale; rebuild it from the log
@@ -360,7 +367,6 @@ class _View:
             want = int((stop - foff) * ratio * 1.01) + 4096
         self.cursor = (pos, seq, foff)
 
-
     def info(self) -> SegmentInfo:
         with self.lock:
             self.extend()
@@ -400,7 +406,9 @@ def _acquire_writer_lock(sdir: str, where: str, owner) -> int:
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EACCES, errno.EAGAIN):
-                raise WriterBusyError(f"{where}: another writer holds the stream (try again later)") from None
+                raise WriterBusyError(
+                    f"{where}: another writer holds the stream (try again later)"
+                ) from None
             raise StreamBackendError(f"{where}: cannot lock the stream: {e.strerror}") from None
         _HELD[path] = owner
         return fd
@@ -438,7 +446,10 @@ class _SegmentWriter:
             self.idx_fd = os.open(self.idx_path, os.O_RDWR | os.O_CLOEXEC)
             if view.persisted:
                 # drop stale entries past what the log holds, add the new ones
-                os.ftruncate(self.idx_fd, offset_index.IDX_HEADER_SIZE + view.persisted * offset_index.ENTRY_SIZE)
+                os.ftruncate(
+                    self.idx_fd,
+                    offset_index.IDX_HEADER_SIZE + view.persisted * offset_index.ENTRY_SIZE,
+                )
                 offset_index.write_update(self.idx_fd, self.idx, view.persisted, self.pos)
             self.persisted = len(self.idx)
             self.committed = self.pos
@@ -523,7 +534,9 @@ class LocalWriter:
     def _mark_sealed(self) -> None:
         self._sealed = True
 
-    def append(self, payload: bytes, routing_key: str | None = None, segment: int | None = None) -> None:
+    def append(
+        self, payload: bytes, routing_key: str | None = None, segment: int | None = None
+    ) -> None:
         if self._closed:
             raise UsageError(f"{self._where}: writer is closed")
         if self._sealed:
@@ -535,7 +548,10 @@ class LocalWriter:
                 raise UsageError(f"event payload must be bytes, not {type(payload).__name__}")
         n = len(payload)
         if n > self._max:
-            raise EventTooLargeError(f"event of {n} bytes exceeds the max event size of {self._where} ({self._max} bytes)")
+            raise EventTooLargeError(
+                f"event of {n} bytes exceeds the max event size of {self._where} "
+                f"({self._max} bytes)"
+            )
         nseg = len(self._segs)
         key = None
         if routing_key is not None:
@@ -552,7 +568,9 @@ class LocalWriter:
             raise NotFoundError(f"{self._where} has no segment {segment} (0..{nseg - 1})")
         with self._lock:
             if self._failed:
-                raise StreamBackendError(f"{self._where}: writer failed earlier ({self._failed}); open a new one")
+                raise StreamBackendError(
+                    f"{self._where}: writer failed earlier ({self._failed}); open a new one"
+                )
             sw = self._segs[segment]
             ts = time.time_ns()
             rec = records.encode_parts(payload, key, sw.seq, sw.foff, ts)
@@ -591,14 +609,18 @@ class LocalWriter:
             if self._closed:
                 return
             if self._failed:
-                raise StreamBackendError(f"{self._where}: writer failed earlier ({self._failed}); open a new one")
+                raise StreamBackendError(
+                    f"{self._where}: writer failed earlier ({self._failed}); open a new one"
+                )
             if any(s.pending for s in self._segs):
                 self._check_sealed_on_disk()
                 if self._sealed:
                     dropped = sum(len(s.pending) for s in self._segs)
                     for s in self._segs:
                         s.pending, s.pending_bytes = [], 0
-                    raise SealedError(f"{self._where} was sealed: {dropped} unflushed events not written")
+                    raise SealedError(
+                        f"{self._where} was sealed: {dropped} unflushed events not written"
+                    )
 
             def work():
                 for s in self._segs:
@@ -667,12 +689,16 @@ class LocalStore:
     def __init__(self, root: str | None = None, max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
         self.root = os.path.abspath(os.path.expanduser(root or default_root()))
         if not isinstance(max_event_size, int) or not 0 < max_event_size <= records.MAX_PAYLOAD:
-            raise UsageError(f"max event size must be 1..{records.MAX_PAYLOAD} bytes, not {max_event_size!r}")
+            raise UsageError(
+                f"max event size must be 1..{records.MAX_PAYLOAD} bytes, not {max_event_size!r}"
+            )
         self.max_event_size = max_event_size
         try:
             os.makedirs(self.root, exist_ok=True)
         except OSError as e:
-            raise PermissionDeniedError(f"cannot create store root {self.root}: {e.strerror or e}") from None
+            raise PermissionDeniedError(
+                f"cannot create store root {self.root}: {e.strerror or e}"
+            ) from None
         if not os.path.isdir(self.root):
             raise PermissionDeniedError(f"store root {self.root} is not a directory")
         self._views: dict[tuple[str, str, int], _View] = {}
@@ -707,10 +733,13 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFoundError(f"stream {scope}/{stream} not found") from None
         except (OSError, ValueError) as e:
-            raise CorruptionError(f"stream {scope}/{stream}: unreadable {STREAM_JSON}: {e}") from None
+            raise CorruptionError(
+                f"stream {scope}/{stream}: unreadable {STREAM_JSON}: {e}"
+            ) from None
         if int(meta.get("format", 0)) > FORMAT_VERSION:
             raise FormatVersionError(
-                f"stream {scope}/{stream} has store format {meta.get('format')}; this version reads up to {FORMAT_VERSION}"
+                f"stream {scope}/{stream} has store format {meta.get('format')}; "
+                f"this version reads up to {FORMAT_VERSION}"
             )
         with self._lock:
             self._meta_cache[path] = (key, meta)
@@ -734,13 +763,20 @@ class LocalStore:
                 self._views.pop(k).close()
                 v = None
             if v is None:
-                v = _View(sdir, segment, f"stream {scope}/{stream} segment {segment}", int(meta["max_event_size"]))
+                v = _View(
+                    sdir,
+                    segment,
+                    f"stream {scope}/{stream} segment {segment}",
+                    int(meta["max_event_size"]),
+                )
                 self._views[k] = v
             return v
 
     def _drop_views(self, scope: str, stream: str | None = None) -> None:
         with self._lock:
-            for k in [k for k in self._views if k[0] == scope and (stream is None or k[1] == stream)]:
+            for k in [
+                k for k in self._views if k[0] == scope and (stream is None or k[1] == stream)
+            ]:
                 self._views.pop(k).close()
 
     # -- scopes
@@ -771,7 +807,9 @@ class LocalStore:
             raise NotFoundError(f"scope {scope} not found")
         streams = self.list_streams(scope)
         if streams:
-            raise NotEmptyError(f"scope {scope} is not empty: {len(streams)} stream(s), e.g. {streams[0]}")
+            raise NotEmptyError(
+                f"scope {scope} is not empty: {len(streams)} stream(s), e.g. {streams[0]}"
+            )
         with _os_errors(f"delete scope {scope}"):
             for n in os.listdir(path):  # leftovers of interrupted creates/deletes
                 if n.startswith("."):
@@ -786,8 +824,14 @@ class LocalStore:
 
     # -- streams
 
-    def create_stream(self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False) -> None:
-        if not isinstance(segments, int) or isinstance(segments, bool) or not 1 <= segments <= 100000:
+    def create_stream(
+        self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False
+    ) -> None:
+        if (
+            not isinstance(segments, int)
+            or isinstance(segments, bool)
+            or not 1 <= segments <= 100000
+        ):
             raise UsageError(f"segments must be a whole number from 1 to 100000, not {segments!r}")
         sdir = self._stream_dir(scope, stream)
         self.create_scope(scope, exist_ok=True)
@@ -803,7 +847,9 @@ class LocalStore:
                 for i in range(segments):
                     with open(os.path.join(tmp, seg_name(i) + ".log"), "wb") as f:
                         os.fsync(f.fileno())
-                    offset_index.write_new(os.path.join(tmp, seg_name(i) + ".idx"), SparseIndex(), 0)
+                    offset_index.write_new(
+                        os.path.join(tmp, seg_name(i) + ".idx"), SparseIndex(), 0
+                    )
                 open(os.path.join(tmp, LOCK_FILE), "wb").close()
                 meta = {
                     "format": FORMAT_VERSION,
@@ -819,7 +865,9 @@ class LocalStore:
                     if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
                         if exist_ok:
                             return
-                        raise AlreadyExistsError(f"stream {scope}/{stream} already exists") from None
+                        raise AlreadyExistsError(
+                            f"stream {scope}/{stream} already exists"
+                        ) from None
                     raise
                 _fsync_dir(scope_dir)
             finally:
@@ -832,7 +880,9 @@ class LocalStore:
             names = os.listdir(path)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"scope {scope} not found") from None
-        return sorted(n for n in names if _valid(n) and os.path.exists(os.path.join(path, n, STREAM_JSON)))
+        return sorted(
+            n for n in names if _valid(n) and os.path.exists(os.path.join(path, n, STREAM_JSON))
+        )
 
     def delete_stream(self, scope: str, stream: str) -> None:
         self._meta(scope, stream)  # NotFoundError
@@ -840,7 +890,9 @@ class LocalStore:
         where = f"stream {scope}/{stream}"
         fd = _acquire_writer_lock(sdir, where, None)
         try:
-            gone = os.path.join(os.path.dirname(sdir), f".deleted-{stream}-{os.getpid()}-{secrets.token_hex(4)}")
+            gone = os.path.join(
+                os.path.dirname(sdir), f".deleted-{stream}-{os.getpid()}-{secrets.token_hex(4)}"
+            )
             with _os_errors(f"delete {where}"):
                 os.rename(sdir, gone)
                 _fsync_dir(os.path.dirname(sdir))
@@ -920,7 +972,9 @@ class LocalStore:
             while True:
                 limit = v.end_seq if to_seq is None else min(to_seq, v.end_seq)
                 if seq < limit:
-                    for batch, pos, seq, foff in _parse_events(v, fd, pos, seq, foff, from_seq, limit):
+                    for batch, pos, seq, foff in _parse_events(
+                        v, fd, pos, seq, foff, from_seq, limit
+                    ):
                         yield from batch
                     poll = FOLLOW_POLL_MIN
                 if to_seq is not None and seq >= to_seq:

@@ -50,7 +50,9 @@ def encode(payload: bytes, key: bytes | None, seq: int, foff: int, ts_ns: int) -
     return struct.pack("<I", crc) + head[4:] + kb + payload
 
 
-def encode_parts(payload: bytes, key: bytes | None, seq: int, foff: int, ts_ns: int) -> tuple[bytes, ...]:
+def encode_parts(
+    payload: bytes, key: bytes | None, seq: int, foff: int, ts_ns: int
+) -> tuple[bytes, ...]:
     """The same record as ``encode``, as (header + key, payload) when the payload is big,
     so the writer can hand both to ``pwritev`` without copying the payload."""
     if len(payload) < 16384:
@@ -75,7 +77,15 @@ def check(buf, o: int, n: int, seq: int, foff: int, verify: bool = True):
     if mg != MAGIC or fl & ~FLAG_KEY or ln > MAX_PAYLOAD:
         return BAD, o, 0, 0, 0, 0, "bad record header"
     if s != seq or f != foff:
-        return BAD, o, 0, 0, 0, 0, f"record says seq {s} offset {f}, expected seq {seq} offset {foff}"
+        return (
+            BAD,
+            o,
+            0,
+            0,
+            0,
+            0,
+            f"record says seq {s} offset {f}, expected seq {seq} offset {foff}",
+        )
     end = o + HEADER_SIZE + kl + ln
     if end > n:
         return INCOMPLETE, end, ln, ts, kl, fl, "incomplete record"

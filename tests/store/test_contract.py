@@ -219,7 +219,9 @@ def test_explicit_segment_pins(store, scope):
         for i in range(30):
             w.append(f"{i}".encode(), routing_key="same-key", segment=i % 3)
     for seg in range(3):
-        assert [int(e.payload) for e in store.read_events(scope, "pin", seg)] == list(range(seg, 30, 3))
+        assert [int(e.payload) for e in store.read_events(scope, "pin", seg)] == list(
+            range(seg, 30, 3)
+        )
 
 
 def test_no_key_spreads_or_keeps_all(store, scope):
@@ -281,7 +283,14 @@ def test_read_range_is_concatenation(store, scope):
     _write(store, scope, "rr", payloads)
     data = b"".join(payloads)
     assert store.read_range(scope, "rr", 0, 0, len(data) + 100) == data
-    for off, ln in [(0, 1), (1, 7), (999, 5000), (len(data) - 3, 10), (len(data), 5), (len(data) + 9, 5)]:
+    for off, ln in [
+        (0, 1),
+        (1, 7),
+        (999, 5000),
+        (len(data) - 3, 10),
+        (len(data), 5),
+        (len(data) + 9, 5),
+    ]:
         assert store.read_range(scope, "rr", 0, off, ln) == data[off : off + ln]
 
 

@@ -80,7 +80,9 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
         if lines:
             acked_total = max(acked_total, int(lines[-1].split()[1]))
         present = _check_stream(root, "crash", "s")
-        assert present >= acked_total, f"round {round_}: {acked_total} acknowledged, {present} present"
+        assert (
+            present >= acked_total
+        ), f"round {round_}: {acked_total} acknowledged, {present} present"
     assert kills >= 20
     assert acked_total > 100, acked_total
     # a new writer appends after all that
@@ -136,7 +138,9 @@ def test_torn_tail_with_bad_checksum_past_committed(tmp_path):
     root = tmp_path / "r"
     _fill(root, 20)
     log = _log(root, "sc", "st")
-    rec = bytearray(records.encode(payload(20), b"k2", 20, sum(len(payload(i)) for i in range(20)), 1))
+    rec = bytearray(
+        records.encode(payload(20), b"k2", 20, sum(len(payload(i)) for i in range(20)), 1)
+    )
     rec[-1] ^= 0xFF
     with open(log, "ab") as f:
         f.write(rec)

@@ -86,14 +86,20 @@ def _check_all(store, kept, data, rnd_points):
             break
         off = off % total
         # brute force: the first non-empty event holding byte `off`
-        seq = max(i for i, s in enumerate(starts) if s <= off and len(kept[i][0]) > 0 and off < s + len(kept[i][0]))
+        seq = max(
+            i
+            for i, s in enumerate(starts)
+            if s <= off and len(kept[i][0]) > 0 and off < s + len(kept[i][0])
+        )
         assert idx.locate(off) == (seq, off - starts[seq])
     assert idx.locate(total) == (len(kept), 0)
     with pytest.raises(ValueError):
         idx.locate(total + 1)
     # from_seq reads
     for k in {0, len(kept) // 2, len(kept)}:
-        assert [e.payload for e in store.read_events("p", "s", 0, from_seq=k)] == [p for p, _ in kept[k:]]
+        assert [e.payload for e in store.read_events("p", "s", 0, from_seq=k)] == [
+            p for p, _ in kept[k:]
+        ]
 
 
 points = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 9000)), min_size=1, max_size=12)
@@ -115,7 +121,9 @@ def test_round_trip_any_events(batches, rnd_points, spacing):
         store.close()
 
 
-damage = st.sampled_from(["missing", "truncate", "flip", "stale", "entry-pos", "entry-foff", "header"])
+damage = st.sampled_from(
+    ["missing", "truncate", "flip", "stale", "entry-pos", "entry-foff", "header"]
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,8 +162,14 @@ def test_index_damage_never_changes_bytes(batches, how, where, rnd_points):
             n = (len(raw) - offset_index.IDX_HEADER_SIZE) // offset_index.ENTRY_SIZE
             if n > 1:
                 i = 1 + where % (n - 1)
-                o = offset_index.IDX_HEADER_SIZE + i * offset_index.ENTRY_SIZE + (16 if how == "entry-pos" else 8)
-                raw[o : o + 8] = (int.from_bytes(raw[o : o + 8], "little") + 1).to_bytes(8, "little")
+                o = (
+                    offset_index.IDX_HEADER_SIZE
+                    + i * offset_index.ENTRY_SIZE
+                    + (16 if how == "entry-pos" else 8)
+                )
+                raw[o : o + 8] = (int.from_bytes(raw[o : o + 8], "little") + 1).to_bytes(
+                    8, "little"
+                )
                 idx.write_bytes(bytes(raw))
         elif how == "header":
             raw[8] ^= 0xFF

@@ -122,7 +122,9 @@ def test_second_writer_in_another_process_is_busy(tmp_path):
     s = LocalStore(root=str(root))
     s.create_stream("c", "s")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, CHILD, str(root), "c", "s", "1"], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, CHILD, str(root), "c", "s", "1"], stdout=subprocess.PIPE, env=env
+    )
     try:
         assert proc.stdout.readline().startswith(b"ready")
         t0 = time.time()
@@ -161,7 +163,9 @@ def test_concurrent_readers_see_a_consistent_prefix(tmp_path):
     s = LocalStore(root=str(root))
     s.create_stream("c", "s")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, CHILD, str(root), "c", "s", "7", "0.01"], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, CHILD, str(root), "c", "s", "7", "0.01"], stdout=subprocess.PIPE, env=env
+    )
     errors: list[BaseException] = []
     seen = [0, 0, 0]
     stop = threading.Event()
