@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from stream_backend.cli import main
 from stream_backend.k8s import STORE_MOUNT
 
-from jobsim import JobSimulation, cli_executable, progress_lines  # noqa: E402 (tests/k8s on sys.path)
+from .jobsim import JobSimulation, cli_executable, progress_lines
 
 SEGMENTS = 5
 EVENTS_PER_SEGMENT = 120
