@@ -1,6 +1,6 @@
 """The generated Indexed Job, run the way the Job controller runs it, under chaos.
 
-No cluster here: ``jobsim.IndexedJobSimulation`` starts one process per index with the
+No cluster here: ``jobsim.JobSimulation`` starts one process per index with the
 manifest's args and env (``JOB_COMPLETION_INDEX`` set, ``--shards N``), SIGTERMs and
 SIGKILLs pods at seeded random moments, and replaces failed pods as the manifest's
 podFailurePolicy says (exit 75 and disruptions ignored, other failures counted against
