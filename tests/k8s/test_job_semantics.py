@@ -223,7 +223,8 @@ def test_import_job_under_chaos_restores_every_event_once(source_store, tmp_path
 def test_cronjob_runs_export_incrementals(source_store, tmp_path):
     """Each scheduled run of the CronJob's jobTemplate appends a run to the archive with
     what was appended since; a run disturbed by SIGTERM/SIGKILL still completes, and the
-    chain verifies against the stream event for event."""
+    chain verifies against the stream event for event. A standby CronJob importing after
+    each run keeps a copy of the stream equal to the source."""
     from stream_backend.stores.local import LocalStore
 
     archive = tmp_path / "backups" / "archive"
@@ -235,6 +236,14 @@ def test_cronjob_runs_export_incrementals(source_store, tmp_path):
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     job_spec = cron["spec"]["jobTemplate"]["spec"]
     overrides = {"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.02"}
+    # the standby side: a CronJob importing each new run into a copy of the stream
+    standby_root = tmp_path / "standby-store"
+    standby_root.mkdir()
+    result = CliRunner().invoke(main, [
+        "k8s", "cronjob", "import", f"file://{archive}", "stream://k8s/standby", "--schedule", "5,20,35,50 * * * *",
+        "--pvc", "standby", "--archive-pvc", "backups", "--archive-mount", str(archive.parent)])
+    assert result.exit_code == 0, result.output
+    import_spec = yaml.safe_load(result.output)["spec"]["jobTemplate"]["spec"]
     rng = random.Random(3)
     for n in (1, 2, 3):
         if n > 1:  # the application appends between two scheduled runs
@@ -249,6 +258,12 @@ def test_cronjob_runs_export_incrementals(source_store, tmp_path):
         assert [r.exit_code for r in results][-1] == 0
         assert (archive / "runs" / f"{n:08d}" / "manifest.json").exists()
         assert not (archive / "runs" / f"{n + 1:08d}").exists()
+        (workdir / "standby").mkdir()
+        imported = JobSimulation(import_spec, workdir / "standby", {"STREAM_BACKEND_ROOT": str(standby_root)},
+                                 seed=n, chaos=False).run()
+        assert [r.exit_code for r in imported] == [0]
+        assert json.loads(imported[0].stdout.strip().splitlines()[-1])["runs"] == n
+        assert read_stream(standby_root, "k8s", "standby") == read_stream(source_store, "k8s", "events")
     proc = subprocess.run([cli_executable(), "verify", f"file://{archive}", "--against", "stream://k8s/events"],
                           env=env_for(source_store), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
