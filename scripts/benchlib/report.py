@@ -445,7 +445,7 @@ def plot(results: dict, path: str) -> bool:
         f" {m['cpu_model']}   blue: stream-backend, orange: peers, grey: baselines",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
