@@ -28,6 +28,7 @@ import sys
 import uuid
 
 _LEN = struct.Struct(">I")
+DRY_AFTER = 2.0  # sealed stream: a wait this long without a slice means the end
 STUCK_AFTER = 10.0  # seconds without a slice while the tail cut is not reached
 HEADER = 8  # Pravega event framing in a segment: int32 type (0) + int32 length, big-endian
 
@@ -230,13 +231,17 @@ class _MultiScan:
 
     def __init__(self, w: Worker, scope, stream, stop):
         self.w, self.scope, self.stream = w, scope, stream
-        self.stop = dict(stop)
+        # stop None (a sealed stream: no tail cut) means "until the reader runs dry"
+        self.stop = dict(stop) if stop is not None else None
+        self.dry = 0
         self.name = "sbscan" + uuid.uuid4().hex
         self.rg = w.sm.create_reader_group(self.name, scope, stream)
         self.pos = dict(self.rg.get_streamcut().get_segment_offset_map())
         self.n = 0
 
     def done(self) -> bool:
+        if self.stop is None:
+            return self.dry >= 2
         return all(self.pos.get(s, 0) >= t for s, t in self.stop.items())
 
     def next(self):
@@ -247,8 +252,13 @@ class _MultiScan:
             reader = self.rg.create_reader(f"r{self.n}")
             try:
                 try:
-                    sl = self.w.loop.run_until_complete(asyncio.wait_for(_acquire(reader), STUCK_AFTER))
+                    wait = STUCK_AFTER if self.stop is not None else DRY_AFTER
+                    sl = self.w.loop.run_until_complete(asyncio.wait_for(_acquire(reader), wait))
                 except asyncio.TimeoutError:
+                    if self.stop is None:  # sealed and read to the end
+                        reader = None
+                        self.dry += 1
+                        continue
                     # The client parks on data it cannot parse (a zero-length event: it
                     # takes the empty header for a partial read) and would wait forever.
                     # Its reader lock is held by that wait, so no clean offline: the
@@ -266,14 +276,32 @@ class _MultiScan:
             finally:
                 if reader is not None:
                     reader.reader_offline()
-            cur = dict(self.rg.get_streamcut().get_segment_offset_map())
-            moved = [s for s, off in cur.items() if off != self.pos.get(s)]
-            self.pos = cur
+            try:
+                cur = dict(self.rg.get_streamcut().get_segment_offset_map())
+            except BaseException as e:  # noqa: BLE001 - PanicException
+                # a sealed stream read to its end: every segment completed, no cut left
+                if "Expected a StreamCut" not in str(e):
+                    raise
+                cur = {}
+            # moved, or gone from the cut because the slice completed a sealed segment
+            moved = [s for s, off in cur.items() if off != self.pos.get(s)] + [s for s in self.pos if s not in cur]
+            prev, self.pos = self.pos, cur
             if events:
+                self.dry = 0
+                if len(moved) > 1:  # disambiguate: the slice starts where its segment stood
+                    moved = [s for s in moved if prev.get(s) == events[0][0]]
                 if len(moved) != 1:
-                    raise Fail("error", f"cannot tell which segment a slice came from (moved: {moved})")
+                    raise Fail("error", f"cannot tell which segment a slice came from (candidates: {moved})")
+                if not cur and self.stop is None:
+                    self.dry = 2  # nothing left to read
                 return moved[0], events
+            if not cur and self.stop is None:
+                self.dry = 2
+                continue
             empty += 1
+            if self.stop is None:
+                self.dry += 1
+                continue
             if empty > 30:
                 raise Fail("error", "reader made no progress towards the tail stream cut")
         return None
@@ -318,6 +346,10 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     _die_with_parent()
+    if os.environ.get("STREAM_BACKEND_PRAVEGA_DEBUG"):
+        import faulthandler
+
+        faulthandler.dump_traceback_later(20, repeat=True)  # where a stuck call sits
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C hits it
     rfile, wfile = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may write into the frame stream by accident
@@ -335,6 +367,8 @@ def main() -> int:
         if req is None:
             return 0
         op, kwargs = req
+        if os.environ.get("STREAM_BACKEND_PRAVEGA_DEBUG"):
+            print("op", op, {k: v for k, v in kwargs.items() if k != "events"}, file=sys.stderr, flush=True)
         try:
             result = getattr(worker, "op_" + op)(**kwargs)
             reply = ("ok", result)
