@@ -29,7 +29,6 @@ import pickle
 import queue
 import re
 import select
-import signal
 import socket
 import struct
 import subprocess
