@@ -39,6 +39,8 @@ from ..stores.base import SegmentInfo
 from ..urls import check_name
 
 DEFAULT_PRAVEGA_CONTROLLER = "tcp://127.0.0.1:9090"
+#: ``read(n)`` of at least this many bytes bypasses fsspec's block cache (one copy less)
+DIRECT_READ = 256 * 1024
 
 # --------------------------------------------------------------------------- errors
 
@@ -735,6 +737,21 @@ class StreamFile(AbstractBufferedFile):
         except E.StreamBackendError as exc:
             self.closed = True
             raise as_fs_error(exc) from exc
+
+    def read(self, length=-1):
+        """Large reads (and read-all) go straight to the store: its result is returned
+        as is, not copied through fsspec's block cache; small reads use the cache."""
+        if self.mode != "rb" or self.closed or length is None:
+            return super().read(length)
+        length = int(length)
+        if 0 <= length < DIRECT_READ:
+            return super().read(length)
+        end = self.size if length < 0 else min(self.loc + length, self.size)
+        if end <= self.loc:
+            return b""
+        out = self._fetch_range(self.loc, end)
+        self.loc += len(out)
+        return out
 
     def _fetch_range(self, start, end):
         try:
