@@ -23,6 +23,7 @@ import secrets
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -59,6 +60,9 @@ DIRECT_MIN = 64 * 1024
 DIRECT_MIN_EVENT = 8 * 1024
 #: records per preadv call (2-3 buffers each; IOV_MAX is 1024)
 DIRECT_MAX_RECORDS = 256
+#: batches at least this big are split in two halves read and checked in parallel
+#: (below it the hand-off to the helper thread costs more than it saves)
+DIRECT_SPLIT = 2 * 1024 * 1024
 FOLLOW_POLL_MIN = 0.005
 FOLLOW_POLL_MAX = 0.2
 
@@ -124,6 +128,35 @@ def _all_zero(fd: int, pos: int, size: int) -> bool:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _read_sums(fd: int, iov: list, pos: int, rec: int) -> tuple[int, list[int]]:
+    """``preadv`` records of ``rec`` bytes laid out two iovec entries each (header+key,
+    payload; the last may have a third, its unwanted tail) and compute the crc32c of each
+    record read whole (as records.py defines it: from byte 4 of the header on)."""
+    n = os.preadv(fd, iov, pos)
+    sums = []
+    last = len(iov) // 2 - 1
+    for r in range(n // rec):
+        c = crc32c(iov[2 * r + 1], crc32c(iov[2 * r][4:]))
+        if r == last and len(iov) > 2 * r + 2:
+            c = crc32c(iov[2 * r + 2], c)
+        sums.append(c)
+    iov.clear()  # no view of the caller's buffer outlives the call (not even in a work item)
+    return n, sums
+
+
+_HELPER: tuple[int, ThreadPoolExecutor] | None = None
+_HELPER_LOCK = threading.Lock()
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One reader helper thread per process (a new one in a forked child)."""
+    global _HELPER
+    with _HELPER_LOCK:
+        if _HELPER is None or _HELPER[0] != os.getpid():
+            _HELPER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="stream-read"))
+        return _HELPER[1]
 
 
 class _View:
@@ -412,9 +445,28 @@ class _View:
                     tail = bytearray(ln - take)
                     iov.append(tail)
                 f += ln
-            n = os.preadv(fd, iov, pos)
+            half = count // 2 if count * rec >= DIRECT_SPLIT else 0
+            fut = None
+            if half:
+                # the second half is read and summed on a helper thread meanwhile
+                # (preadv and crc32c both release the GIL)
+                try:
+                    fut = _helper().submit(_read_sums, fd, iov[2 * half :], pos + half * rec, rec)
+                except RuntimeError:  # interpreter shutting down: no new threads
+                    half = 0
+            if half:
+                try:
+                    n, sums = _read_sums(fd, iov[: 2 * half], pos, rec)
+                finally:
+                    n2, sums2 = fut.result()
+                if len(sums) == half:
+                    n += n2
+                    sums += sums2
+            else:
+                n, sums = _read_sums(fd, iov, pos, rec)
+            del iov
             progressed = False
-            for r in range(min(count, n // rec)):
+            for r in range(len(sums)):
                 h = r * hk
                 crc, ln_r, s, f_r, _ts, kl_r, mg, _fl = unpack(heads, h)
                 if mg != _MAGIC or s != seq or f_r != foff:
@@ -423,10 +475,7 @@ class _View:
                     shape = (kl_r, ln_r)
                     break
                 take = min(ln, stop - foff)
-                c = crc32c(out[foff - base : foff - base + take], crc32c(heads[h + 4 : h + hk]))
-                if take < ln:
-                    c = crc32c(tail, c)
-                if c != crc:
+                if sums[r] != crc:
                     raise self.corrupt(pos, "checksum mismatch")
                 if take < ln:
                     self.cache = (foff + take, memoryview(tail))

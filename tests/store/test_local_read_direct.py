@@ -22,19 +22,21 @@ from stream_backend.stores import local, records
 from stream_backend.stores.local import LocalStore
 
 
+NAMES = ("DIRECT_MIN", "DIRECT_MIN_EVENT", "DIRECT_MAX_RECORDS", "DIRECT_SPLIT")
+
+
 @contextmanager
-def direct_limits(min_range: int, min_event: int, max_records: int):
-    """Small limits so small streams take the direct path, in small batches."""
-    old = local.DIRECT_MIN, local.DIRECT_MIN_EVENT, local.DIRECT_MAX_RECORDS
-    local.DIRECT_MIN, local.DIRECT_MIN_EVENT, local.DIRECT_MAX_RECORDS = (
-        min_range,
-        min_event,
-        max_records,
-    )
+def direct_limits(min_range: int, min_event: int, max_records: int, split: int):
+    """Small limits so small streams take the direct path, in small batches, split
+    between this thread and the helper thread when ``split`` is small."""
+    old = [getattr(local, n) for n in NAMES]
+    for n, v in zip(NAMES, (min_range, min_event, max_records, split)):
+        setattr(local, n, v)
     try:
         yield
     finally:
-        local.DIRECT_MIN, local.DIRECT_MIN_EVENT, local.DIRECT_MAX_RECORDS = old
+        for n, v in zip(NAMES, old):
+            setattr(local, n, v)
 
 
 # runs of equal-sized events (the guess holds) with changes of size and key in between
@@ -54,11 +56,12 @@ reads = st.lists(
     reads=reads,
     chunk=st.integers(min_value=1, max_value=3000),
     max_records=st.integers(min_value=1, max_value=5),
+    split=st.sampled_from([1, 1000, 1 << 30]),
     seed=st.integers(0, 2**16),
 )
-def test_direct_reads_equal_the_payloads(runs, reads, chunk, max_records, seed):
+def test_direct_reads_equal_the_payloads(runs, reads, chunk, max_records, split, seed):
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory() as root, direct_limits(1, 1, max_records):
+    with tempfile.TemporaryDirectory() as root, direct_limits(1, 1, max_records, split):
         s = LocalStore(root=root)
         s.create_stream("sc", "st")
         model = bytearray()
@@ -100,8 +103,10 @@ def _layout(log: str) -> list[tuple[int, int, int]]:
     return out
 
 
+@pytest.mark.parametrize("split", [1 << 30, 100_000], ids=["one-thread", "split"])
 @pytest.mark.parametrize("where", ["payload", "header-size", "key", "tail-of-partial"])
-def test_direct_reads_never_serve_damage(tmp_path, where):
+def test_direct_reads_never_serve_damage(tmp_path, monkeypatch, where, split):
+    monkeypatch.setattr(local, "DIRECT_SPLIT", split)
     root = str(tmp_path)
     s = LocalStore(root=root)
     s.create_stream("sc", "st")
