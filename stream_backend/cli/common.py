@@ -19,6 +19,7 @@ class StreamBackendGroup(click.Group):
         except StreamBackendError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
+            _termination_message({"event": "error", "exit_code": exc.exit_code, "error": str(exc)})
             click.echo(f"stream-backend: error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -42,6 +43,14 @@ class StreamBackendGroup(click.Group):
                 err=True,
             )
             sys.exit(70)  # EX_SOFTWARE
+
+
+def _termination_message(summary: dict) -> None:
+    """In a Kubernetes pod, leave the one-line failure where `kubectl get pod` shows it."""
+    if os.environ.get("STREAM_BACKEND_TERMINATION_LOG"):
+        from ..k8s import write_termination_message
+
+        write_termination_message(summary)
 
 
 def store_options(f):

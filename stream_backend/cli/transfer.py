@@ -79,7 +79,10 @@ def _to_time_ns(text: str | None) -> int | None:
 
 
 def _emit(summary: dict) -> None:
+    from ..k8s import write_termination_message
     from ..transfer.progress import print_done
+
+    write_termination_message(summary)  # a Kubernetes pod shows it; no-op elsewhere
 
     if sys.stdout.isatty():
         keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
@@ -91,7 +94,11 @@ def _emit(summary: dict) -> None:
 def _paused(exc: Paused) -> None:
     from ..transfer.signals import resume_command
 
-    click.echo(f"stream-backend: {exc}; resume with: {resume_command()}", err=True)
+    from ..k8s import write_termination_message
+
+    resume = resume_command()
+    write_termination_message({"event": "paused", "exit_code": exc.exit_code, "error": str(exc), "resume": resume})
+    click.echo(f"stream-backend: {exc}; resume with: {resume}", err=True)
     sys.exit(exc.exit_code)
 
 

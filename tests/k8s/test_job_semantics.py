@@ -160,11 +160,6 @@ def test_export_job_under_chaos_equals_uninterrupted(source_store, tmp_path, see
     assert any(k.endswith("manifest.json") and k.startswith("runs/") for k in got)
 
 
-@pytest.mark.xfail(
-    reason="the transfer CLI does not yet write its final summary to $STREAM_BACKEND_TERMINATION_LOG "
-           "(stream_backend.k8s.write_termination_message is the helper to call from cli/transfer.py)",
-    strict=False,
-)
 def test_final_summary_becomes_the_termination_message(source_store, tmp_path):
     """The manifest sets STREAM_BACKEND_TERMINATION_LOG to the container's
     terminationMessagePath; the CLI writes its final JSON summary there, which
