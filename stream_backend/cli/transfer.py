@@ -82,7 +82,7 @@ def _emit(summary: dict) -> None:
     from ..k8s import write_termination_message
     from ..transfer.progress import print_done
 
-    write_termination_message(summary)  # a Kubernetes pod shows it; no-op elsewhere
+    write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
 
     if sys.stdout.isatty():
         keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
