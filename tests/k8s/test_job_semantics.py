@@ -112,6 +112,15 @@ def check_exit_codes(results, op: str, completions: int) -> None:
             assert line["event"] == "progress" and line["op"] == op
     finished = [r for r in results if r.exit_code == 0]
     assert sorted(r.index for r in finished) == list(range(completions))
+    # the termination message: the final summary of a finished pod, the pause of a paused one
+    for r in finished:
+        assert r.termination_message, f"pod {r.index} wrote no termination message"
+        message = json.loads(r.termination_message)
+        assert message["event"] == "done" and message["op"] == op
+    for r in results:
+        if r.exit_code == 75 and r.fate.startswith("sigterm") and r.signalled:
+            message = json.loads(r.termination_message)
+            assert message["event"] == "paused" and message["resume"].startswith("stream-backend " + op)
     paused = [r for r in results if r.exit_code == 75 and r.fate.startswith("sigterm")]
     killed = [r for r in results if r.exit_code == 137]
     assert paused and killed, f"the chaos plan exercised too little: {[(r.fate, r.exit_code) for r in results]}"
