@@ -476,10 +476,22 @@ class _Peekable:
     def peek(self) -> tuple | None:
         if self._head is None and not self._done:
             try:
-                ev = _normalize(next(self._it))
+                ev = next(self._it)
             except StopIteration:
                 self._done = True
                 return None
+            if type(ev) is not tuple and not hasattr(ev, "timestamp_ns"):
+                # the store's Event, inlined (this runs once per event)
+                seq, payload = ev.seq, ev.payload
+                rkey = getattr(ev, "routing_key", None)
+                t = getattr(ev, "timestamp", None)
+                kb = rkey.encode("utf-8") if rkey is not None else None
+                if kb is not None and len(kb) > MAX_KEY_BYTES:
+                    raise ValueError(f"routing key of event {seq} longer than {MAX_KEY_BYTES} bytes")
+                ev = (seq, payload if type(payload) is bytes else bytes(payload), kb,
+                      None if t is None else round(t * 1e9))
+            else:
+                ev = _normalize(ev)
             if self._end is not None and ev[0] >= self._end:
                 self._done = True
                 return None
@@ -521,6 +533,17 @@ class PackedObject:
         """The stored bytes re-cut into pieces of exactly ``part_size`` (the last may be
         shorter) — S3 multipart parts. Deterministic, so a resumed upload can skip the
         parts ListParts reports and send the rest."""
+        if part_size == self._packer.chunk_size:  # the packer cuts exact pieces itself
+            if self._started:
+                raise RuntimeError(f"object {self.key} was already read; pack again to re-read it")
+            self._started = True
+            empty = True
+            for piece in self._packer._produce(self, exact=True):
+                empty = False
+                yield piece
+            if empty:
+                yield b""
+            return
         buf = bytearray()
         for chunk in self.chunks():
             buf += chunk
@@ -585,13 +608,19 @@ class SegmentPacker:
             self._current = obj
             yield obj
 
-    def _produce(self, obj: PackedObject) -> Iterator[bytes]:
+    def _produce(self, obj: PackedObject, exact: bool = False) -> Iterator[bytes]:
+        """The object's stored bytes. One tight loop per record (header packed, crc32c
+        chained over header, key and chunk without joining them) because at ~100-byte
+        events the per-record Python work, not the I/O, bounds the export rate.
+        ``exact``: every piece but the last is exactly ``chunk_size`` bytes (S3 parts,
+        passed on without re-cutting)."""
         target = self.object_size
         compress = self.compression == "zstd"
         cobj = (
             zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=False, threads=0).compressobj()
             if compress else None
         )
+        cs = self.chunk_size
         interval = index_interval(target)
         next_mark = 0
         index: list[list[int]] = []
@@ -601,68 +630,113 @@ class SegmentPacker:
         first_time = last_time = None
         size = 0
         crc = 0
-        pending: list[bytes] = []
-        pending_len = 0
+        crcf = _crc32c.crc32c
+        pack_head = _HEAD_NO_CRC.pack
+        pack_crc = _CRC.pack
+        segment = self.segment
+        out = bytearray()  # stored bytes not yet handed out
+        raw = bytearray() if compress else out  # record bytes not yet compressed
 
-        def emit(piece: bytes | memoryview) -> Iterator[bytes]:
-            nonlocal pending_len, size, crc
-            if cobj is not None:
-                piece = cobj.compress(piece)
-                if not piece:
-                    return
-            pending.append(piece)
-            pending_len += len(piece)
-            if pending_len >= self.chunk_size:
-                out = b"".join(pending)
-                pending.clear()
-                pending_len = 0
-                size += len(out)
-                crc = crc32c(out, crc)
-                yield out
+        def cut(final: bool) -> Iterator[bytes]:
+            nonlocal out, size, crc
+            if exact:
+                while len(out) >= cs:
+                    piece = bytes(out[:cs])
+                    del out[:cs]
+                    size += cs
+                    crc = crcf(piece, crc)
+                    yield piece
+            elif len(out) >= cs:
+                piece = bytes(out)
+                out.clear()
+                size += len(piece)
+                crc = crcf(piece, crc)
+                yield piece
+            if final and out:
+                piece = bytes(out)
+                out.clear()
+                size += len(piece)
+                crc = crcf(piece, crc)
+                yield piece
+
+        def feed() -> Iterator[bytes]:
+            # compressed: hand the accumulated records to zstd, then cut its output
+            if raw:
+                out.extend(cobj.compress(raw))
+                raw.clear()
+            yield from cut(False)
 
         events = self._events
-        while True:
-            ev = events.peek()
-            if ev is None:
-                break
+        ev = events.peek()
+        while ev is not None:
             seq, payload, rkey, ts = ev
+            plen = len(payload)
             off = self._offset
-            remaining = len(payload) - off
-            klen = len(rkey) if rkey is not None else 0
-            need = HEADER_SIZE + klen + (1 if remaining else 0)
-            if used > 0 and used + need > target:
+            remaining = plen - off
+            if rkey is not None:
+                klen = len(rkey)
+                flags = FLAG_ROUTING_KEY
+            else:
+                klen = 0
+                flags = 0
+            if used > 0 and used + HEADER_SIZE + klen + (1 if remaining else 0) > target:
                 break  # the object is full: this record starts the next one
             room = target - used - HEADER_SIZE - klen
-            n = min(remaining, max(room, 1)) if remaining else 0
-            chunk = memoryview(payload)[off : off + n]
+            n = (remaining if remaining <= room else max(room, 1)) if remaining else 0
             if not compress and used >= next_mark:
                 index.append([used, payload_bytes])
                 next_mark = used + interval
-            head = encode_record_head(self.segment, seq, len(payload), off, chunk, rkey, ts)
-            yield from emit(head)
-            if n:
-                yield from emit(chunk)
-            used += len(head) + n
-            payload_bytes += n
-            records += 1
             if ts is not None:
+                flags |= FLAG_TIMESTAMP
                 if first_time is None:
                     first_time = ts
                 last_time = ts
-            self._offset = off + n
-            if self._offset == len(payload):
-                events.advance()
+                head = pack_head(MAGIC, segment, seq, plen, off, n, klen, flags, ts)
+            else:
+                head = pack_head(MAGIC, segment, seq, plen, off, n, klen, flags, 0)
+            chunk = payload if n == plen else memoryview(payload)[off : off + n]
+            c = crcf(head)
+            if klen:
+                c = crcf(rkey, c)
+            if n:
+                c = crcf(chunk, c)
+            raw += head
+            raw += pack_crc(c)
+            if klen:
+                raw += rkey
+            if n:
+                if exact and not compress and n >= cs:
+                    # a large chunk: fill the current piece, then pass whole pieces on
+                    mv = memoryview(payload)[off : off + n]
+                    pos = 0
+                    while pos < n:
+                        take = min(n - pos, cs - len(out)) if len(out) < cs else 0
+                        if take:
+                            out += mv[pos : pos + take]
+                            pos += take
+                        yield from cut(False)
+                else:
+                    raw += chunk
+            used += HEADER_SIZE + klen + n
+            payload_bytes += n
+            records += 1
+            if compress:
+                if len(raw) >= cs:
+                    yield from feed()
+            elif len(out) >= cs:
+                yield from cut(False)
+            if n == remaining:
                 self._offset = 0
+                events.advance()
+                ev = events.peek()
+            else:
+                self._offset = off + n
         if cobj is not None:
-            tail = cobj.flush()
-            if tail:
-                pending.append(tail)
-                pending_len += len(tail)
-        if pending:
-            out = b"".join(pending)
-            size += len(out)
-            crc = crc32c(out, crc)
-            yield out
+            if raw:
+                out.extend(cobj.compress(raw))
+                raw.clear()
+            out.extend(cobj.flush())
+        yield from cut(True)
         nxt = events.peek()
         if nxt is not None:
             end_seq, end_offset = nxt[0], self._offset

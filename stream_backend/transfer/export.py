@@ -281,7 +281,7 @@ class Exporter:
             seq, off = cp.position
             events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
             packer = pack_segment(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
-                                  chunk_size=min(opts.part_size, 1024 * 1024))
+                                  chunk_size=opts.part_size)  # parts come out exact: no re-cut
             pending: deque = deque()  # (packed object, future) in order
 
             def drain(block: bool) -> None:
