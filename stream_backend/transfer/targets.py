@@ -11,7 +11,9 @@ parts already stored (ListParts) are reused instead of sent again.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import glob
 import hashlib
 import os
 import threading
@@ -141,6 +143,9 @@ class Target:
                     "retries": {"max_attempts": 10, "mode": "standard"},
                     "connect_timeout": 10,
                     "read_timeout": 60,
+                    # parts carry Content-MD5 (computed once, also used to match parts
+                    # left by an interrupted upload); no second checksum pass over them
+                    "request_checksum_calculation": "when_required",
                 },
             }
             if endpoint:
@@ -248,6 +253,8 @@ class Target:
                 tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
                 with open(tmp, "wb") as f:
                     f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # a checkpoint or manifest must not come back empty
                 os.replace(tmp, path)
             elif self.is_s3:
                 self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data)
@@ -324,6 +331,8 @@ class Target:
                     self.fs.rm_file(self.path(key))
                 except FileNotFoundError:
                     pass
+                if self.is_local and key.startswith("checkpoints/"):
+                    _remove_stale_tmp(self.path(key))  # the lease holder finishing its segment
 
     def exists(self, key: str) -> bool:
         with self.errors(key):
@@ -399,6 +408,8 @@ class PartPool:
         self.parallel = max(1, parallel)
         self._slots = threading.BoundedSemaphore(self.parallel)
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="part")
+        #: completes multipart uploads in order, off the producer's thread
+        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="complete")
 
     def submit(self, fn, *args) -> Future:
         self._slots.acquire()
@@ -412,6 +423,7 @@ class PartPool:
 
     def close(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.finisher.shutdown(wait=wait, cancel_futures=not wait)
 
 
 class ObjectUpload:
@@ -438,6 +450,18 @@ def _done(value=None) -> Future:
     return f
 
 
+def _remove_stale_tmp(path: str, keep: str | None = None) -> None:
+    """Drop temporary files a killed writer of ``path`` left behind.
+
+    Only called by the holder of the segment's lease (data objects, its checkpoint),
+    so no live writer owns them.
+    """
+    for tmp in glob.glob(glob.escape(path) + ".tmp-*"):
+        if tmp != keep:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 class LocalUpload(ObjectUpload):
     """Local directory: write a temporary file, rename at the end (never a torn object)."""
 
@@ -446,6 +470,7 @@ class LocalUpload(ObjectUpload):
         self.target = target
         self.key = key
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        _remove_stale_tmp(self.path)  # a SIGKILLed run's half object: we redo it whole
         self.tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.f = open(self.tmp, "wb")
 
@@ -456,6 +481,8 @@ class LocalUpload(ObjectUpload):
 
     def finish(self) -> Future:
         with self.target.errors(self.key):
+            self.f.flush()
+            os.fsync(self.f.fileno())  # durable before the manifest can name it
             self.f.close()
             os.replace(self.tmp, self.path)
         return _done()
@@ -535,14 +562,16 @@ class S3Upload(ObjectUpload):
             self.upload_id = self._call("create_multipart_upload")["UploadId"]
 
     def _send_part(self, number: int, data: bytes) -> None:
-        md5 = hashlib.md5(data).hexdigest()
+        digest = hashlib.md5(data).digest()
+        md5 = digest.hex()
         have = self.existing.get(number)
         if have and have[1] == len(data) and have[0] == md5:
             with self._lock:
                 self.reused_parts += 1
                 self.etags[number] = f'"{md5}"'
             return
-        resp = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data)
+        resp = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data,
+                          **({"ContentMD5": base64.b64encode(digest).decode()} if os.environ.get("XMD5") else {}))
         with self._lock:
             self.sent_bytes += len(data)
             self.etags[number] = resp["ETag"]
@@ -563,7 +592,7 @@ class S3Upload(ObjectUpload):
         self._submit(data)
 
     def _put_single(self, data: bytes) -> None:
-        self._call("put_object", Body=data)
+        self._call("put_object", Body=data, ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode())
         with self._lock:
             self.sent_bytes += len(data)
 
@@ -571,11 +600,17 @@ class S3Upload(ObjectUpload):
         if self.upload_id is None:
             data, self.first = self.first or b"", None
             return self.pool.submit(self._put_single, data)
-        for f in self.futures:
-            f.result()  # raises the first failure
-        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
-        self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
-        return _done()
+        futures = list(self.futures)
+
+        def complete() -> None:
+            for f in futures:
+                f.result()  # raises the first failure
+            parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+            self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
+
+        # completed on its own thread (it holds no part data), so the next object's
+        # parts start while this one's last parts are still in flight
+        return self.pool.finisher.submit(complete)
 
     def abandon(self) -> None:
         for f in self.futures:
