@@ -23,7 +23,6 @@ raises CorruptionError (an OSError too, errno EIO). The chain of runs is re-read
 from __future__ import annotations
 
 import bisect
-import functools
 import io
 import threading
 import time
@@ -37,41 +36,11 @@ from .. import errors as E
 from ..archive import layout
 from ..archive.format import ObjectInfo, iter_records
 from ..archive.manifest import ArchiveReader, RunManifest, segment_objects, walk_chain
+from .errors import as_fs_error as _as_fs_error
+from .errors import fs_error
+from .errors import translating as _translating
 
 
-@functools.lru_cache(maxsize=None)
-def _mixed(ours: type, builtin: type) -> type:
-    return type(ours.__name__, (ours, builtin), {"__module__": ours.__module__})
-
-
-def _err(ours: type[E.StreamBackendError], builtin: type, msg: str) -> BaseException:
-    """An exception that is both ours (exit code, errno) and the builtin fsspec callers catch."""
-    return _mixed(ours, builtin)(msg)
-
-
-def _as_fs_error(exc: E.StreamBackendError) -> BaseException:
-    if isinstance(exc, OSError):
-        return exc
-    builtin = FileNotFoundError if isinstance(exc, E.NotFoundError) else PermissionError \
-        if isinstance(exc, E.PermissionDeniedError) else OSError
-    new = _mixed(type(exc), builtin)(str(exc))
-    if builtin is OSError:
-        new.errno = exc.errno
-    return new
-
-
-def _translating(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except E.StreamBackendError as exc:
-            mapped = _as_fs_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    return wrapper
 
 
 @dataclass
@@ -200,7 +169,7 @@ class ArchiveFileSystem(AbstractFileSystem):
         chain = self._load()
         upto = [m for m in chain if m.run <= run]
         if not upto or upto[-1].run != run:
-            raise _err(E.NotFoundError, FileNotFoundError, f"archive run {run} not found")
+            raise fs_error(E.NotFoundError, f"archive run {run} not found", FileNotFoundError)
         return upto
 
     def _segments(self, chain: list[RunManifest]) -> list[int]:
@@ -213,7 +182,7 @@ class ArchiveFileSystem(AbstractFileSystem):
     def _view(self, run: int | None, segment: int) -> _SegmentView:
         chain = self._load() if run is None else self._chain_upto(run)
         if not chain or segment not in self._segments(chain):
-            raise _err(E.NotFoundError, FileNotFoundError, f"no segment {segment} in archive {self._display()}")
+            raise fs_error(E.NotFoundError, f"no segment {segment} in archive {self._display()}", FileNotFoundError)
         key = (chain[-1].run, segment)
         view = self._views.get(key)
         if view is None:
@@ -237,7 +206,7 @@ class ArchiveFileSystem(AbstractFileSystem):
     def _resolve(self, path) -> tuple[str, int | None, int | None]:
         """("root"|"runs"|"run"|"segment", run, segment) of a path; FileNotFoundError if none."""
         parts = [p for p in self._strip_protocol(path).split("/") if p]
-        missing = _err(E.NotFoundError, FileNotFoundError, f"no such path in archive {self._display()}: {path!r}")
+        missing = fs_error(E.NotFoundError, f"no such path in archive {self._display()}: {path!r}", FileNotFoundError)
         if not parts:
             return "root", None, None
         if parts[0] == layout.RUNS_DIR:
@@ -306,22 +275,22 @@ class ArchiveFileSystem(AbstractFileSystem):
     def cat_file(self, path, start=None, end=None, **kwargs):
         kind, run, seg = self._resolve(path)
         if kind != "segment":
-            raise _err(E.UsageError, IsADirectoryError, f"{path!r} is a directory in archive {self._display()}")
+            raise fs_error(E.UsageError, f"{path!r} is a directory in archive {self._display()}", IsADirectoryError)
         view = self._view(run, seg)
         start, end = _clamp(start, end, view.size)
         return self.read_range(view, start, end)
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
         if mode != "rb":
-            raise _err(E.UnsupportedError, PermissionError, f"archive {self._display()} is read-only")
+            raise fs_error(E.UnsupportedError, f"archive {self._display()} is read-only", PermissionError)
         kind, run, seg = self._resolve(path)
         if kind != "segment":
-            raise _err(E.UsageError, IsADirectoryError, f"{path!r} is a directory in archive {self._display()}")
+            raise fs_error(E.UsageError, f"{path!r} is a directory in archive {self._display()}", IsADirectoryError)
         view = self._view(run, seg)
         return ArchiveFile(self, path, view, block_size=block_size or 4 * 1024 * 1024, cache_options=cache_options)
 
     def _readonly(self, *args, **kwargs):
-        raise _err(E.UnsupportedError, PermissionError, f"archive {self._display()} is read-only")
+        raise fs_error(E.UnsupportedError, f"archive {self._display()} is read-only", PermissionError)
 
     rm_file = rm = mkdir = makedirs = rmdir = touch = mv = cp_file = pipe_file = put_file = _readonly
 

@@ -25,7 +25,6 @@ so fsspec callers and the CLI's exit codes both keep working.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import io
 import os
 import threading
@@ -37,65 +36,15 @@ from .. import errors as E
 from ..stores import StreamInfo, open_store
 from ..stores.base import SegmentInfo
 from ..urls import check_name
+from .errors import as_fs_error, fs_error, translating
 
 DEFAULT_PRAVEGA_CONTROLLER = "tcp://127.0.0.1:9090"
 #: ``read(n)`` of at least this many bytes bypasses fsspec's block cache (one copy less)
 DIRECT_READ = 256 * 1024
 
-# --------------------------------------------------------------------------- errors
-
-# Most specific first: the first match decides the builtin an error also becomes.
-_BUILTIN_FOR: list[tuple[type[E.StreamBackendError], tuple[type[BaseException], ...]]] = [
-    (E.NotFoundError, (FileNotFoundError,)),
-    (E.AlreadyExistsError, (FileExistsError,)),
-    (E.PermissionDeniedError, (PermissionError,)),
-    (E.UnavailableError, (ConnectionError,)),
-    (E.UnsupportedError, (NotImplementedError, OSError)),
-    (E.EventTooLargeError, (ValueError, OSError)),
-    (E.UsageError, (ValueError,)),
-    (E.StreamBackendError, (OSError,)),  # NotEmpty, Sealed, WriterBusy, Corruption, ...
-]
-
-
-@functools.lru_cache(maxsize=None)
-def _mixed_class(ours: type, builtins: tuple[type, ...]) -> type:
-    """A class that is both our error (exit code, errno) and the builtin fsspec expects."""
-    return type(ours.__name__, (ours, *builtins), {"__module__": ours.__module__})
-
-
-def as_fs_error(
-    exc: E.StreamBackendError, builtins: tuple[type, ...] | None = None
-) -> BaseException:
-    """Return ``exc`` re-typed so that ``except FileNotFoundError`` (etc.) catches it."""
-    if isinstance(exc, OSError) and builtins is None:
-        return exc
-    if builtins is None:
-        builtins = next(b for cls, b in _BUILTIN_FOR if isinstance(exc, cls))
-    if all(isinstance(exc, b) for b in builtins):
-        return exc
-    new = _mixed_class(type(exc), tuple(builtins))(str(exc))
-    new.__cause__ = exc.__cause__ or exc
-    return new
-
-
-def _fs_err(ours: type[E.StreamBackendError], msg: str, *builtins: type) -> BaseException:
-    return as_fs_error(ours(msg), tuple(builtins) if builtins else None)
-
-
-def _translating(func):
-    """Decorator: store errors leave fsspec methods as builtin-compatible exceptions."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except E.StreamBackendError as exc:
-            mapped = as_fs_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    return wrapper
+# errors: see fs/errors.py (shared with archivefs)
+_fs_err = fs_error
+_translating = translating
 
 
 def _unsupported(what: str) -> BaseException:
