@@ -571,7 +571,7 @@ class S3Upload(ObjectUpload):
                 self.etags[number] = f'"{md5}"'
             return
         resp = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data,
-                          **({"ContentMD5": base64.b64encode(digest).decode()} if os.environ.get("XMD5") else {}))
+                          ContentMD5=base64.b64encode(digest).decode())
         with self._lock:
             self.sent_bytes += len(data)
             self.etags[number] = resp["ETag"]
