@@ -8,6 +8,9 @@ and every record is checked (crc32c) before its event is handed out.
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -20,35 +23,74 @@ from .targets import Target
 
 
 class RangeFile:
-    """A read-only file over one archive object, fetched ``piece`` bytes at a time."""
+    """A read-only file over one archive object, fetched ``piece`` bytes at a time.
 
-    def __init__(self, target: Target, key: str, size: int, piece: int = 8 * 1024 * 1024, start: int = 0):
+    The next ``ahead`` pieces are fetched in the background while the current one is
+    decoded (one ranged GET after another was latency-bound); memory stays bounded by
+    ``piece`` x (``ahead`` + 1) whatever the object size."""
+
+    def __init__(self, target: Target, key: str, size: int, piece: int = 8 * 1024 * 1024, start: int = 0,
+                 ahead: int = 3):
         self.target, self.key, self.size = target, key, size
         self.piece = max(64 * 1024, piece)
-        self.pos = start
+        self.ahead = max(0, ahead)
+        self.next_fetch = start
+        self.queue: deque[Future] = deque()
         self.buf = b""
+        self.bpos = 0
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        return self.target.read_range(self.key, start, end)
+
+    def _fill(self, want: int) -> None:
+        while len(self.queue) < want and self.next_fetch < self.size:
+            end = min(self.size, self.next_fetch + self.piece)
+            if self.ahead:
+                self.queue.append(_prefetcher().submit(self._fetch, self.next_fetch, end))
+            else:
+                f: Future = Future()
+                f.set_result(self._fetch(self.next_fetch, end))
+                self.queue.append(f)
+            self.next_fetch = end
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            n = self.size - self.pos + len(self.buf)
+            n = self.size + 1
         out = []
         while n > 0:
-            if not self.buf:
-                if self.pos >= self.size:
+            if self.bpos >= len(self.buf):
+                self._fill(1)
+                if not self.queue:
                     break
-                end = min(self.size, self.pos + self.piece)
-                self.buf = self.target.read_range(self.key, self.pos, end)
+                self.buf, self.bpos = self.queue.popleft().result(), 0
+                self._fill(self.ahead)
                 if not self.buf:
+                    self.queue.clear()
                     break
-                self.pos += len(self.buf)
-            take = self.buf[:n]
-            self.buf = self.buf[n:]
-            out.append(take)
-            n -= len(take)
-        return b"".join(out)
+            take = min(n, len(self.buf) - self.bpos)
+            if self.bpos == 0 and take == len(self.buf):
+                out.append(self.buf)
+            else:
+                out.append(self.buf[self.bpos:self.bpos + take])
+            self.bpos += take
+            n -= take
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def readable(self) -> bool:
         return True
+
+
+_PREFETCH: ThreadPoolExecutor | None = None
+_PREFETCH_LOCK = threading.Lock()
+
+
+def _prefetcher() -> ThreadPoolExecutor:
+    """One shared pool for read-ahead (a fetch never waits on another, so no deadlock)."""
+    global _PREFETCH
+    with _PREFETCH_LOCK:
+        if _PREFETCH is None:
+            _PREFETCH = ThreadPoolExecutor(4, thread_name_prefix="prefetch")
+        return _PREFETCH
 
 
 @dataclass

@@ -408,8 +408,6 @@ class PartPool:
         self.parallel = max(1, parallel)
         self._slots = threading.BoundedSemaphore(self.parallel)
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="part")
-        #: completes multipart uploads in order, off the producer's thread
-        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="complete")
 
     def submit(self, fn, *args) -> Future:
         self._slots.acquire()
@@ -423,7 +421,6 @@ class PartPool:
 
     def close(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
-        self.finisher.shutdown(wait=wait, cancel_futures=not wait)
 
 
 class ObjectUpload:
@@ -600,17 +597,11 @@ class S3Upload(ObjectUpload):
         if self.upload_id is None:
             data, self.first = self.first or b"", None
             return self.pool.submit(self._put_single, data)
-        futures = list(self.futures)
-
-        def complete() -> None:
-            for f in futures:
-                f.result()  # raises the first failure
-            parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
-            self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
-
-        # completed on its own thread (it holds no part data), so the next object's
-        # parts start while this one's last parts are still in flight
-        return self.pool.finisher.submit(complete)
+        for f in self.futures:
+            f.result()  # raises the first failure
+        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+        self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
+        return _done()
 
     def abandon(self) -> None:
         for f in self.futures:
