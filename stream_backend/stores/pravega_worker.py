@@ -238,6 +238,17 @@ class _MultiScan:
         self.rg = w.sm.create_reader_group(self.name, scope, stream)
         self.pos = dict(self.rg.get_streamcut().get_segment_offset_map())
         self.n = 0
+        self.sliced = False  # has any slice (even an empty one) come yet?
+        self.kept = None  # the reader that returned an empty slice of a sealed stream
+
+    def _cut(self) -> dict:
+        try:
+            return dict(self.rg.get_streamcut().get_segment_offset_map())
+        except BaseException as e:  # noqa: BLE001 - PanicException
+            # a sealed stream read to its end: every segment completed, no cut left
+            if "Expected a StreamCut" not in str(e):
+                raise
+            return {}
 
     def done(self) -> bool:
         if self.stop is None:
@@ -249,15 +260,25 @@ class _MultiScan:
         empty = 0
         while not self.done():
             self.n += 1
-            reader = self.rg.create_reader(f"r{self.n}")
+            reader, self.kept = self.kept, None
+            if reader is None:
+                reader = self.rg.create_reader(f"r{self.n}")
             try:
                 try:
-                    wait = STUCK_AFTER if self.stop is not None else DRY_AFTER
+                    # a fresh reader group can take seconds to hand out its first segments:
+                    # a short wait before any slice came would end a sealed scan with nothing
+                    wait = STUCK_AFTER if self.stop is not None or not self.sliced else DRY_AFTER
                     sl = self.w.loop.run_until_complete(asyncio.wait_for(_acquire(reader), wait))
                 except asyncio.TimeoutError:
-                    if self.stop is None:  # sealed and read to the end
+                    if self.stop is None:  # sealed: read to the end (the cut says for sure)?
                         reader = None
-                        self.dry += 1
+                        self.dry = 2 if not self._cut() else self.dry + 1
+                        if self.dry >= 2 and self._cut():
+                            raise Fail(
+                                "error",
+                                f"the Pravega client stopped making progress reading sealed stream "
+                                f"{self.scope}/{self.stream} (segments left: {sorted(self._cut())})",
+                            )
                         continue
                     # The client parks on data it cannot parse (a zero-length event: it
                     # takes the empty header for a partial read) and would wait forever.
@@ -272,20 +293,25 @@ class _MultiScan:
                         "stream cannot be read by the Python client",
                     ) from None
                 events = [(e.offset(), bytes(e.data())) for e in sl]
-                reader.release_segment(sl)
+                if not events and self.stop is None:
+                    # a sealed segment read to its end. Taking this reader offline now can
+                    # block forever in the client, and dropping it would strand the other
+                    # segments it owns: it reads on (the next slice names nothing to
+                    # attribute until it carries events)
+                    reader.release_segment(sl)
+                    self.kept, reader = reader, None
+                else:
+                    reader.release_segment(sl)
             finally:
                 if reader is not None:
                     reader.reader_offline()
-            try:
-                cur = dict(self.rg.get_streamcut().get_segment_offset_map())
-            except BaseException as e:  # noqa: BLE001 - PanicException
-                # a sealed stream read to its end: every segment completed, no cut left
-                if "Expected a StreamCut" not in str(e):
-                    raise
-                cur = {}
+            self.sliced = True
+            cur = self._cut()
             # moved, or gone from the cut because the slice completed a sealed segment
             moved = [s for s, off in cur.items() if off != self.pos.get(s)] + [s for s in self.pos if s not in cur]
             prev, self.pos = self.pos, cur
+            if os.environ.get("STREAM_BACKEND_PRAVEGA_DEBUG"):
+                print("slice", self.n, len(events), prev, cur, moved, file=sys.stderr, flush=True)
             if events:
                 self.dry = 0
                 if len(moved) > 1:  # disambiguate: the slice starts where its segment stood
@@ -300,7 +326,8 @@ class _MultiScan:
                 continue
             empty += 1
             if self.stop is None:
-                self.dry += 1
+                # an empty slice that completed a sealed segment is progress, not the end
+                self.dry = 0 if moved else self.dry + 1
                 continue
             if empty > 30:
                 raise Fail("error", "reader made no progress towards the tail stream cut")
@@ -351,7 +378,14 @@ def main() -> int:
 
         faulthandler.dump_traceback_later(20, repeat=True)  # where a stuck call sits
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C hits it
-    rfile, wfile = sys.stdin.buffer, sys.stdout.buffer
+    # Frames go to a private copy of fd 1; fd 1 itself becomes stderr. The Rust client
+    # logs (tracing, ANSI-coloured) straight to fd 1 -- e.g. a warning when a reader
+    # finishes a sealed segment -- and those bytes, read as a frame length, left the
+    # parent waiting for a frame that never came (UnavailableError after --timeout).
+    sys.stdout.flush()
+    wfile = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    rfile = sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing may write into the frame stream by accident
     init = _read_frame(rfile)
     if init is None:
