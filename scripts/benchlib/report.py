@@ -337,6 +337,20 @@ def markdown(results: dict, png_names: list[str]) -> str:
                 )
             L.append("")
 
+    L.append("## Per-area benchmarks")
+    L.append("")
+    L.append(
+        "Each area also has a focused script that runs its peer in the same run and prints the ratio; "
+        "their latest numbers live next to the design they measure:"
+    )
+    L.append("")
+    L.append("| script | measures | numbers in |")
+    L.append("|---|---|---|")
+    L.append("| `scripts/bench_store.py` | local store: sequential read vs `cat`, write vs `dd conv=fsync`, random 4 KiB at 1 and 10 GiB | docs/store.md |")
+    L.append("| `scripts/bench_read.py` | warm/cold sequential reads through `read_range` and `fsspec.open` vs `cat` | docs/store.md |")
+    L.append("| `scripts/bench_mount.py` | `cat` through the FUSE mount vs a plain file; duplicity full/incremental of a mounted stream vs a plain file | docs/admin-guide.md |")
+    L.append("| `scripts/bench_pravega.py` | the pravega client's own reader loop vs `stream-backend export` from Pravega | docs/pravega.md |")
+    L.append("")
     L.append("## How to run")
     L.append("")
     L.append("```")
@@ -346,7 +360,7 @@ def markdown(results: dict, png_names: list[str]) -> str:
         "scripts/bench --cases pravega      # case 7 (starts Pravega standalone itself)",
         "scripts/bench --cases 1,5 --profile  # + one cProfile run per stream-backend measurement",
         "scripts/bench --quick              # tiny sizes, a few minutes: checks the harness",
-        "scripts/bench --report bench-results/results-full.json --docs docs  # redo this page",
+        "scripts/bench --report docs/benchmarks-results.json --docs docs  # redo this page from the committed results",
     ):
         L.append(line)
     L.append("```")
