@@ -25,6 +25,8 @@ import pickle
 import signal
 import struct
 import sys
+import threading
+import time
 import uuid
 
 _LEN = struct.Struct(">I")
@@ -269,6 +271,7 @@ class _MultiScan:
                     # a short wait before any slice came would end a sealed scan with nothing
                     wait = STUCK_AFTER if self.stop is not None or not self.sliced else DRY_AFTER
                     sl = self.w.loop.run_until_complete(asyncio.wait_for(_acquire(reader), wait))
+                    _let_client_threads_leave_python()
                 except asyncio.TimeoutError:
                     if self.stop is None:  # sealed: read to the end (the cut says for sure)?
                         reader = None
@@ -338,6 +341,22 @@ class _MultiScan:
             self.w.sm.delete_reader_group(self.name, self.scope)
         except Exception:
             pass
+
+
+def _let_client_threads_leave_python(limit: float = 5.0) -> None:
+    """Wait until no client thread is running Python code before the next client call.
+
+    The client resolves a slice future from one of its runtime threads, which runs
+    ``loop.call_soon_threadsafe`` in Python. Our await can return while that thread is
+    still inside it (the GIL switched mid-call). The next client call blocks on the runtime
+    *holding the GIL*, the runtime thread waits for the GIL to finish its call: deadlock
+    (seen as ``get_streamcut`` never returning under CPU load). Sleeping drops the GIL;
+    once no other thread has a Python frame, the runtime is free again.
+    """
+    me = threading.get_ident()
+    deadline = time.monotonic() + limit
+    while any(tid != me for tid in sys._current_frames()) and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 async def _acquire(reader):
