@@ -158,6 +158,7 @@ class PravegaOffsetIndex:
         self.foffs = array("q")
         self.lens = array("q")
         self.scanned_to = head  # raw offset up to which events are indexed
+        self.final = False  # scanned to the end of a sealed stream: nothing can follow
         self._length = 0
         # non-empty events only, for locate()
         self._ne_foffs = array("q")
@@ -723,7 +724,7 @@ class PravegaStore:
             idx = self._indexes.get(key)
             if idx is None or idx.scanned_to < head:
                 idx = PravegaOffsetIndex(head)
-            if tail is not None and idx.scanned_to >= tail:
+            if (tail is not None and idx.scanned_to >= tail) or (tail is None and idx.final):
                 return idx
             if nsegs == 1:
                 self._scan_raw(scope, stream, idx, tail)
@@ -769,6 +770,9 @@ class PravegaStore:
             ix = fresh.setdefault(seg_id, PravegaOffsetIndex(head.get(seg_id, 0)))
             for off, payload in events:
                 ix.add(off, len(payload))
+        if tail is None:  # sealed: a complete scan stays complete (no rescan per call)
+            for ix in fresh.values():
+                ix.final = True
         return ids, fresh
 
     def _mscan(self, scope, stream, stop: dict | None) -> Iterator[tuple[int, list]]:
