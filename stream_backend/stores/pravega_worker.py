@@ -28,11 +28,15 @@ import sys
 import threading
 import time
 import uuid
+from array import array
 
 _LEN = struct.Struct(">I")
 DRY_AFTER = 2.0  # sealed stream: a wait this long without a slice means the end
 STUCK_AFTER = 10.0  # seconds without a slice while the tail cut is not reached
 HEADER = 8  # Pravega event framing in a segment: int32 type (0) + int32 length, big-endian
+_HEAD = struct.Struct(">ii")
+CHUNK = 1 << 20  # raw bytes per byte-stream read while walking headers
+BIG_EVENT = 64 * 1024  # after an event this large, read only the next header
 
 
 def _read_frame(f) -> object | None:
@@ -48,7 +52,8 @@ def _read_frame(f) -> object | None:
 
 def _write_frame(f, obj) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    f.write(_LEN.pack(len(data)) + data)
+    f.write(_LEN.pack(len(data)))
+    f.write(data)
     f.flush()
 
 
@@ -70,6 +75,7 @@ class Worker:
         self.byte_streams: dict[tuple[str, str], object] = {}
         self.scans: dict[int, _MultiScan] = {}
         self.ids = itertools.count(1)
+        self.scratch = bytearray(1 << 20)
         self.loop = asyncio.new_event_loop()
 
     # --- namespace ---------------------------------------------------------------
@@ -163,16 +169,50 @@ class Worker:
     def op_raw_read(self, scope, stream, offset, length):
         """Raw segment bytes [offset, offset+length): event headers included. The caller
         bounds the range by the tail (reading past it would wait for data)."""
+        return self._read_at(self._bs(scope, stream), offset, length)
+
+    def op_raw_scan(self, scope, stream, offset, end, limit=1 << 20):
+        """Walk the event headers in [offset, end) without shipping payloads: returns
+        (next offset, seqs, lengths) with seqs/lengths as int64 arrays' bytes. Small
+        events are walked inside 1 MiB reads; after a large one (>= 64 KiB) only the next
+        8-byte header is read, so the payload is skipped, never transferred. At most
+        ``limit`` events per call, so a reply stays small and the caller's deadline holds."""
         bs = self._bs(scope, stream)
+        seqs, lens = array("q"), array("q")
+        buf, base = b"", offset  # buf holds the segment's bytes from offset ``base``
+        pos, last = offset, 0
+        while pos + HEADER <= end and len(seqs) < limit:
+            if not (base <= pos and pos + HEADER <= base + len(buf)):
+                want = HEADER if last >= BIG_EVENT else min(CHUNK, end - pos)
+                buf, base = self._read_at(bs, pos, want), pos
+                if len(buf) < HEADER:
+                    break
+            typ, size = _HEAD.unpack_from(buf, pos - base)
+            if typ != 0 or size < 0:
+                raise Fail("corrupt", f"segment data at offset {pos} is not a Pravega event header "
+                                      f"(type {typ}, length {size})")
+            if pos + HEADER + size > end:
+                break  # the last event is still being written
+            seqs.append(pos)
+            lens.append(size)
+            pos += HEADER + size
+            last = size
+        return pos, seqs.tobytes(), lens.tobytes()
+
+    def _read_at(self, bs, offset, length) -> bytearray:
+        # readinto takes only a bytearray (no memoryview) and returns at most ~512 KiB:
+        # reuse one scratch buffer instead of allocating (and zeroing) length bytes per call
         bs.seek(offset, 0)
         out = bytearray()
+        scratch = self.scratch
         while len(out) < length:
-            buf = bytearray(length - len(out))
+            want = length - len(out)
+            buf = scratch if want >= len(scratch) else bytearray(want)
             n = bs.readinto(buf)
             if not n:
                 break
-            out += buf[:n]
-        return bytes(out)
+            out += memoryview(buf)[:n]
+        return out
 
     # --- multi-segment reads through a reader group --------------------------------
     def op_mscan_open(self, scope, stream, stop):
