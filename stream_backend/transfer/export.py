@@ -255,7 +255,7 @@ class Exporter:
                 pool.close(wait=True)
             complete, manifest = self._finalize(run, nseg, source, prev)
         return dict(
-            summary, run=run, complete=complete, events=sum(max(c.total_events, 0) for c in shares),
+            summary, run=run, complete=complete, events=sum(c.done_events for c in shares),
             bytes=sum(c.total_bytes for c in shares), objects=self.objects_written, reused_parts=self.reused_parts,
             uploaded_bytes=self.sent_bytes,
             manifest_checksum=manifest.checksum if manifest is not None else None,
@@ -351,7 +351,8 @@ class Exporter:
         self._salvage(cp, pending)
         save_checkpoint(self.target, cp)
         raise Paused(
-            f"export paused at segment {cp.segment}, {cp.done_events} of {cp.total_events} events of run {cp.run}; "
+            f"export paused at segment {cp.segment}, {cp.done_events} of "
+            f"{cp.total_events if cp.total_events >= 0 else 'an uncounted number of'} events of run {cp.run}; "
             f"checkpoint saved in {self.target.display}"
         )
 

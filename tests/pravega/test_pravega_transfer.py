@@ -106,7 +106,6 @@ def test_export_from_pravega_kill_loop_identical_archive(pravega_server, pravega
     _run(["verify", f"file://{tmp_path}/resumed", "--against", f"pravega://{sc}/src"], env)
 
 
-@pytest.mark.slow
 def _signal_tree(pid: int, sig: int) -> list:
     """Send ``sig`` to a process and all its descendants (the Pravega worker has its own session)."""
     import psutil
@@ -124,6 +123,7 @@ def _signal_tree(pid: int, sig: int) -> list:
     return tree
 
 
+@pytest.mark.slow
 def test_import_into_pravega_kill_loop_no_gap_no_duplicate(pravega_server, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
