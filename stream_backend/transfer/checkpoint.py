@@ -231,7 +231,8 @@ class LeaseSet:
 
     def acquire(self) -> "LeaseSet":
         """Take every lease or none: conditional writes where the target has them (S3
-        If-None-Match/If-Match, O_EXCL locally), then a settle delay and a read-back."""
+        If-None-Match/If-Match, O_EXCL locally), then a read-back; a settle delay before
+        it unless every write was an atomic create (a local directory's fresh lease)."""
         seen: dict[int, tuple[dict | None, str | None]] = {}
         for s in self.segments:
             doc, etag = self._read_versioned(s)
@@ -248,7 +249,8 @@ class LeaseSet:
                 self.release()
                 raise self._busy(s, self._read(s) or {}) from None
             self.held.append(s)
-        if self.segments and self.settle > 0:
+        racy = any(not self.target.atomic_if(absent=seen[s][0] is None) for s in self.segments)
+        if racy and self.settle > 0:  # let a racing plain write land before the read-back
             time.sleep(self.settle)
         for s in self.segments:
             doc, etag = self._read_versioned(s)

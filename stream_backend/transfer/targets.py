@@ -284,6 +284,12 @@ class Target:
         except NotFoundError:
             return None, None
 
+    def atomic_if(self, absent: bool) -> bool:
+        """Does ``write_if`` decide a race by itself (no read-back needed)? A local
+        create (O_EXCL link) does; S3 does only where the server honours the conditional
+        headers, which some S3-compatible servers ignore, so S3 says no."""
+        return self.is_local and absent
+
     def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
         """Write only if the object is absent (``absent``) or still has ``etag``.
 
@@ -308,16 +314,19 @@ class Target:
         if self.is_local and absent:
             path = self.path(key)
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            # a name of our own: two racers sharing one temp file could link each other's
+            # bytes, or find it unlinked under them
+            tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             try:
-                fd = os.open(path + ".tmp-new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                os.link(path + ".tmp-new", path)  # fails if the lease exists: atomic create
+                os.link(tmp, path)  # fails if the lease exists: atomic create
             except FileExistsError:
                 raise PreconditionFailed(key) from None
             finally:
                 with contextlib.suppress(OSError):
-                    os.unlink(path + ".tmp-new")
+                    os.unlink(tmp)
             return None
         self.write(key, data)
         return None
