@@ -245,6 +245,10 @@ class Exporter:
                 events, nbytes = _count_events(self.store, self.scope, self.stream, seg_infos[s], start, end)
                 shares.append(Checkpoint(run, s, start, end, opts.object_size, opts.compression, events, nbytes))
             for cp in shares:
+                if not cp.objects:
+                    # fix every share's end now: a share saved only when its turn came would,
+                    # after a kill, take a grown stream's new tail as the run's end
+                    save_checkpoint(target, cp)
                 self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
                 self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
             pool = PartPool(opts.parallel)

@@ -194,3 +194,38 @@ def test_second_signal_abandons_at_once_and_still_resumes(small_store, store_roo
     from .helpers import snapshot_dir
 
     assert snapshot_dir(archive) == snapshot_dir(ref)
+
+
+def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, tmp_path):
+    """A run's end is fixed when it starts, for every segment: paused in segment 0 and
+    resumed after the stream grew, run 1 still ends at the old tails (segment 1 too) and
+    the appended events go to run 2."""
+    from stream_backend.errors import Paused
+    from stream_backend.transfer.export import ArchiveState, ExportOptions, export_stream
+    from stream_backend.transfer.progress import Progress
+    from stream_backend.transfer.signals import PauseRequest
+    from stream_backend.transfer.targets import Target
+
+    fill_stream(small_store, "demo", "grow", segments=2, events=200, seed=4)
+    before = {s.segment: s.tail_seq for s in small_store.stream_info("demo", "grow").segments}
+    target = Target(f"file://{tmp_path}/a")
+    opts = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
+    pause = PauseRequest()
+
+    class PauseAfterFirstObject(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and nbytes:
+                pause.request()
+
+    with pytest.raises(Paused):
+        export_stream(small_store, "demo", "grow", target, opts, pause, PauseAfterFirstObject("export", "none"))
+    with small_store.writer("demo", "grow") as w:  # the stream grows in every segment
+        for i in range(20):
+            w.append(b"late-%d" % i, segment=i % 2)
+    done = export_stream(small_store, "demo", "grow", target, opts, PauseRequest(), Progress("export", "none"))
+    assert done["run"] == 1 and done["complete"]
+    run1 = ArchiveState(target).manifest(1)
+    assert {s: run1.segment(s).to_seq for s in before} == before
+    done = export_stream(small_store, "demo", "grow", target, opts, PauseRequest(), Progress("export", "none"))
+    assert done["run"] == 2 and done["events"] == 20
