@@ -136,6 +136,11 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
 
     Run again to export only what was appended since (a new run chained to the last);
     after a pause or a crash, the same command resumes.
+
+    \b
+    Example:
+      stream-backend export stream://demo/orders s3://backups/orders --endpoint-url http://127.0.0.1:8333
+      stream-backend export pravega://demo/orders file:///mnt/backup/orders --shard 0/4
     """
     from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
     from ..transfer.progress import Progress
@@ -187,6 +192,11 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
 
     DEST must be new, empty, or this archive's own partial import; the same command
     resumes after a pause or crash.
+
+    \b
+    Example:
+      stream-backend import s3://backups/orders stream://demo/orders-restored --to-time 2026-11-30T12:00:00Z
+      stream-backend import file:///mnt/backup/orders pravega://demo/orders-restored
     """
     from ..transfer.export import select_segments
     from ..transfer.import_ import ImportOptions, import_archive
@@ -223,7 +233,13 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_endpoint_option
 def status_cmd(archive, as_json, endpoint_url):
-    """Runs in ARCHIVE and any export in progress or paused."""
+    """Runs in ARCHIVE and any export in progress or paused.
+
+    \b
+    Example:
+      stream-backend status s3://backups/orders
+      stream-backend status file:///mnt/backup/orders --json
+    """
     from ..transfer.targets import Target
     from ..transfer.verify import archive_status
 
@@ -256,7 +272,13 @@ def status_cmd(archive, as_json, endpoint_url):
 @_endpoint_option
 @store_options
 def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
-    """Check every manifest, object and record of ARCHIVE (exit 65 naming the first damage)."""
+    """Check every manifest, object and record of ARCHIVE (exit 65 naming the first damage).
+
+    \b
+    Example:
+      stream-backend verify s3://backups/orders
+      stream-backend verify s3://backups/orders --against stream://demo/orders
+    """
     from ..transfer.targets import Target
     from ..transfer.verify import verify_archive
 

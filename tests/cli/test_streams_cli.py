@@ -17,7 +17,7 @@ from stream_backend.cli.streams import human_size, parse_size
 
 from .conftest import CLI
 
-COMMANDS = ["ls", "info", "create", "rm", "seal", "write", "cat", "events"]
+COMMANDS = ["ls", "info", "create", "rm", "seal", "write", "cat", "events", "export", "import", "status", "verify"]
 
 
 def jsonl(text: str) -> list[dict]:

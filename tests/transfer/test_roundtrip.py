@@ -135,3 +135,20 @@ def test_export_to_seq_then_the_rest(local_store, store_root, tmp_path):
     run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
     run_cli(["import", archive, "stream://demo/copy"], env, check=0)
     assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
+
+
+def test_verify_against_names_the_first_differing_event(local_store, store_root, tmp_path):
+    """`verify --against` really compares: one changed payload (same size, so every seq
+    still lines up) is exit 65 naming its segment and seq."""
+    for name, bad in (("orig", None), ("changed", (1, 7))):
+        local_store.create_stream("demo", name, segments=2)
+        with local_store.writer("demo", name) as w:
+            for i in range(40):
+                seg, seq = i % 2, i // 2
+                w.append(b"X%05d" % i if (seg, seq) == bad else b"e%05d" % i, f"k{i}", segment=seg)
+    env = cli_env(store_root)
+    archive = f"file://{tmp_path}/a"
+    run_cli(["export", "stream://demo/orig", archive], env, check=0)
+    run_cli(["verify", archive, "--against", "stream://demo/orig"], env, check=0)
+    out = run_cli(["verify", archive, "--against", "stream://demo/changed"], env, check=65)
+    assert "differs" in out.stderr and "segment 1 at seq 7" in out.stderr
