@@ -8,6 +8,7 @@ command that resumes it.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import sys
@@ -102,6 +103,29 @@ def _paused(exc: Paused) -> None:
     sys.exit(exc.exit_code)
 
 
+def _pausable(f):
+    """Install the SIGTERM/SIGINT handler before anything slow (imports, S3 and store
+    set-up): a pod deleted in its first second then pauses with exit 75 like later on,
+    instead of dying with 143, which a Job would count as a failure."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from ..transfer.signals import PauseRequest
+
+        with PauseRequest() as pause:
+            try:
+                return f(*args, pause=pause, **kwargs)
+            except Paused as exc:
+                _paused(exc)
+
+    return wrapper
+
+
+def _check_not_paused(pause) -> None:
+    if pause:
+        raise Paused("stopped by a signal before the transfer started; nothing was written")
+
+
 def _progress_option(f):
     return click.option(
         "--progress", type=click.Choice(["auto", "bar", "json", "none"]), default="auto", show_default=True,
@@ -130,8 +154,9 @@ def _endpoint_option(f):
 @_endpoint_option
 @_progress_option
 @store_options
+@_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               endpoint_url, progress, root, controller, timeout):
+               endpoint_url, progress, root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -144,7 +169,6 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     """
     from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
     from ..transfer.progress import Progress
-    from ..transfer.signals import PauseRequest
     from ..transfer.targets import Target
 
     url = parse_stream_url(source, need="stream")
@@ -163,7 +187,8 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     try:
         info = store.stream_info(url.scope, url.stream)
         opts.segments = select_segments(info.segment_count, sel, sh)
-        with PauseRequest() as pause, Progress("export", progress) as prog:
+        _check_not_paused(pause)
+        with Progress("export", progress) as prog:
             try:
                 summary = export_stream(store, url.scope, url.stream, target, opts, pause, prog)
             except Paused as exc:
@@ -186,8 +211,9 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
 @_endpoint_option
 @_progress_option
 @store_options
+@_pausable
 def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, endpoint_url, progress,
-               root, controller, timeout):
+               root, controller, timeout, pause):
     """Replay ARCHIVE into DEST (stream://SCOPE/STREAM; created if absent).
 
     DEST must be new, empty, or this archive's own partial import; the same command
@@ -202,7 +228,6 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     from ..transfer.import_ import ImportOptions, import_archive
     from ..transfer.progress import Progress
     from ..transfer.reader import load_chain
-    from ..transfer.signals import PauseRequest
     from ..transfer.targets import Target
 
     url = parse_stream_url(dest, need="stream")
@@ -217,7 +242,8 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     try:
         if sel is not None or sh is not None:
             opts.segments = select_segments(load_chain(target).segments, sel, sh)
-        with PauseRequest() as pause, Progress("import", progress) as prog:
+        _check_not_paused(pause)
+        with Progress("import", progress) as prog:
             try:
                 summary = import_archive(target, store, url.scope, url.stream, opts, pause, prog)
             except Paused as exc:
