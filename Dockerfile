@@ -18,10 +18,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY stream_backend ./stream_backend
+# constraints.txt: the versions the test suite passed with, in one resolution (duplicity
+# and s3fs pin botocore differently; an unpinned resolve can pick another pair)
 RUN python -m venv /opt/stream-backend \
-    && /opt/stream-backend/bin/pip install --no-cache-dir ".[all]" \
+    && /opt/stream-backend/bin/pip install --no-cache-dir -c constraints.txt ".[all]" \
     && /opt/stream-backend/bin/python -m compileall -q /opt/stream-backend/lib \
     && /opt/stream-backend/bin/stream-backend --version
 
