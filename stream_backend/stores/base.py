@@ -1,7 +1,7 @@
 """The StreamStore protocol: what every store (embedded local, Pravega) offers.
 
 The transfer engine, the fsspec filesystems, FUSE and the duplicity backend are written
-against this protocol only, and ``tests/store/contract.py`` checks it against every
+against this protocol only, and ``tests/store/test_contract.py`` checks it against every
 implementation. A store knows nothing about archives or S3.
 
 Positions. Every event has a *sequence number* (seq) inside its segment. The protocol
