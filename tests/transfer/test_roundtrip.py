@@ -152,3 +152,31 @@ def test_verify_against_names_the_first_differing_event(local_store, store_root,
     run_cli(["verify", archive, "--against", "stream://demo/orig"], env, check=0)
     out = run_cli(["verify", archive, "--against", "stream://demo/changed"], env, check=65)
     assert "differs" in out.stderr and "segment 1 at seq 7" in out.stderr
+
+
+def test_restore_to_points_inside_later_runs_of_the_chain(local_store, store_root, tmp_path):
+    """A chain of three runs restores to any point: a seq inside run 2, a time between
+    runs 2 and 3, and the whole chain."""
+    import time
+
+    env = cli_env(store_root)
+    archive = str(tmp_path / "a")
+    local_store.create_stream("demo", "chain", segments=2)
+    cuts = []
+    for run in range(3):
+        with local_store.writer("demo", "chain") as w:
+            for i in range(10):
+                w.append(b"run%d-%d" % (run, i), f"r{run}", segment=i % 2)
+        d = done_line(run_cli(["export", "stream://demo/chain", archive, "--object-size", "1KiB"], env, check=0).stdout)
+        assert d["run"] == run + 1
+        time.sleep(0.05)
+        cuts.append(time.time())
+        time.sleep(0.05)
+    src = listing(local_store, "demo", "chain")  # seqs 0..14 per segment, 5 per run
+    run_cli(["import", archive, "stream://demo/at7", "--to-seq", "7"], env, check=0)  # inside run 2
+    assert listing(local_store, "demo", "at7") == [e for e in src if e[1] < 7]
+    run_cli(["import", archive, "stream://demo/after2", "--to-time", f"{cuts[1]:.6f}"], env, check=0)
+    got = listing(local_store, "demo", "after2")
+    assert got == [e for e in src if e[4] in ("r0", "r1")] and len(got) == 20
+    run_cli(["import", archive, "stream://demo/all"], env, check=0)
+    assert listing(local_store, "demo", "all") == src
