@@ -93,27 +93,23 @@ class Progress:
         if self.mode == "none":
             return self
         if self.mode == "bar":
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress as RichProgress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
             from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TextColumn
 
+            # percent, rate and time left come from the engine's own counters (rich's
+            # speed estimate would count a resumed run's already-done bytes as speed)
             self._bar = RichProgress(
                 TextColumn(f"{self.op}" + " [progress.description]{task.description}"),
                 BarColumn(),
+                TextColumn("{task.fields[percent]:>5.1f}%"),
                 DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[eta]}"),
                 console=Console(file=self.stream),
                 transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task("", total=None)
+            self._task = self._bar.add_task("", total=None, percent=0.0, rate="", eta="")
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
         self._thread.start()
         return self
@@ -134,12 +130,17 @@ class Progress:
             except (OSError, ValueError):
                 pass
         elif self.mode == "bar" and self._bar is not None:
-            seg = "" if snap["segment"] is None else f"segment {snap['segment']}"
+            seg = "" if snap["segment"] is None else f"segment {snap['segment']} "
+            events = f"{snap['done_events']}/{snap['total_events']}" if snap["total_events"] else f"{snap['done_events']}"
+            eta = snap["eta_s"]
             self._bar.update(
                 self._task,
                 total=snap["total_bytes"] or None,
                 completed=snap["done_bytes"],
-                description=f"{seg} {snap['done_events']}/{snap['total_events']} events",
+                description=f"{seg}{events} events",
+                percent=snap["percent"],
+                rate=f"{_human(snap['rate_bytes_per_s'])}/s",
+                eta="eta --:--:--" if eta is None else f"eta {_clock(eta)}",
             )
 
     def stop(self) -> None:
@@ -160,6 +161,19 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def print_done(summary: dict, stream=None) -> None:

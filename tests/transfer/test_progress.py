@@ -40,3 +40,35 @@ def test_resume_command_is_the_same_command_without_secrets():
                           "--endpoint-url", "http://user:pw@host:9000"])
     assert cmd.startswith("stream-backend export stream://a/b s3://bkt/p --endpoint-url ")
     assert "pw" not in cmd and "host:9000" in cmd
+
+
+def test_bar_shows_percent_events_rate_and_time_left_from_the_engine(monkeypatch):
+    """The terminal bar: percent, done/total events, bytes, rate and eta, where the rate
+    and eta come from the engine (work found done by an earlier attempt is not speed)."""
+    import re
+    import time
+
+    monkeypatch.setenv("STREAM_BACKEND_PROGRESS_INTERVAL", "0.01")
+    buf = io.StringIO()
+    p = Progress("export", "bar", stream=buf)
+    p.add_total(100, 10 * 1024 * 1024)
+    p.add_done(50, 5 * 1024 * 1024, resumed=True)
+    with p:
+        p.set_segment(3)
+        time.sleep(0.05)
+        p.add_done(25, 2 * 1024 * 1024)
+        time.sleep(0.05)
+        snap = p.snapshot()
+    out = buf.getvalue()
+    assert "segment 3 75/100 events" in out and "70.0%" in out
+    m = re.findall(r"eta (\d+):(\d\d):(\d\d)", out)
+    assert m, out
+    h, mi, s = map(int, m[-1])
+    assert abs(h * 3600 + mi * 60 + s - snap["eta_s"]) <= 1.5  # 3 MiB left at the engine's rate
+    # a total the engine cannot count ahead (Pravega) shows the count only, never "/0"
+    buf2 = io.StringIO()
+    q = Progress("export", "bar", stream=buf2)
+    q.add_total(0, 1000)
+    with q:
+        q.add_done(7, 500)
+    assert "7 events" in buf2.getvalue() and "7/0" not in buf2.getvalue()
