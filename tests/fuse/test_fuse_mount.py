@@ -175,6 +175,12 @@ def test_read_only_mount_refuses_writes_and_ends_with_the_command(
         assert proc.wait(timeout=15) == 0
         assert wait_unmounted(mp, timeout=5), "SIGTERM must unmount"
 
+    with mounted("stream://demo", mp, root=store_root) as proc:  # Ctrl-C in a terminal
+        assert (mp / "logs").read_bytes() == populated["logs"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert wait_unmounted(mp, timeout=5), "SIGINT must unmount"
+
     # even SIGKILL (no chance to clean up) leaves no mount behind
     proc = subprocess.Popen(
         [CLI, "mount", "stream://demo", str(mp), "--root", str(store_root)],
@@ -215,6 +221,13 @@ def test_read_write_mount_appends_and_never_rewrites(
         refused(lambda: os.rename(mp / "new", mp / "renamed"), errno.EOPNOTSUPP)
         refused(lambda: open(mp / ".new.tmp", "wb"), errno.EINVAL)  # not a stream name
         refused(lambda: open(mp / "multi" / "0", "ab"), errno.EOPNOTSUPP)  # segments: no routing
+        def append_while_another_writer_holds_it():
+            with open(mp / "logs", "ab") as fh:
+                fh.write(b"x")
+                fh.flush()
+
+        with local_store.writer("demo", "logs"):  # a second writer is refused, not queued
+            refused(append_while_another_writer_holds_it, errno.EBUSY)
         (mp / "scratch").write_bytes(b"x")
         os.unlink(mp / "scratch")  # rm deletes the stream
         assert "scratch" not in local_store.list_streams("demo")
