@@ -350,6 +350,7 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("| `scripts/bench_read.py` | warm/cold sequential reads through `read_range` and `fsspec.open` vs `cat` | docs/store.md |")
     L.append("| `scripts/bench_mount.py` | `cat` through the FUSE mount vs a plain file; duplicity full/incremental of a mounted stream vs a plain file | docs/admin-guide.md |")
     L.append("| `scripts/bench_pravega.py` | the pravega client's own reader loop vs `stream-backend export` from Pravega | docs/pravega.md |")
+    L.append("| `scripts/bench_compression.py` | `export`/`import` with `--compression none` vs `zstd` on JSON logs and random bytes, and the `zstd -3` CLI alone | docs/transfer.md |")
     L.append("")
     L.append("## How to run")
     L.append("")

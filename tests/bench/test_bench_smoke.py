@@ -151,3 +151,25 @@ def test_plan_states_the_full_sizes_and_unknown_cases_are_refused():
     assert "mode full" in res.stdout and "10,000,000" in res.stdout and "disk needed" in res.stdout
     bad = _bench("--plan", "--cases", "export,nosuch", timeout=60)
     assert bad.returncode != 0 and "unknown case 'nosuch'" in bad.stderr
+
+
+def test_compression_benchmark_runs_and_reports_both_modes(tmp_path):
+    """scripts/bench_compression.py (the numbers behind `none` as the default) still runs:
+    both payload kinds, both modes, the zstd CLI as reference, ratios in the JSON."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_compression.py"
+    out = tmp_path / "z.json"
+    p = subprocess.run([sys.executable, str(script), "--mib", "2", "--runs", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = {r["kind"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(res) == {"json-logs", "random"}
+    assert res["json-logs"]["size_zstd_vs_none"] < 0.5  # logs compress
+    assert 0.99 < res["random"]["size_zstd_vs_none"] < 1.01  # random bytes do not
+    for r in res.values():
+        assert r["none"]["export_mib_s"] > 0 and r["zstd"]["import_mib_s"] > 0
+        assert ("zstd_cli" in r) == bool(__import__("shutil").which("zstd"))
