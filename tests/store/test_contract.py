@@ -158,6 +158,31 @@ def test_events_round_trip_in_order(store, scope):
         assert e.timestamp is None or t0 - 5 <= e.timestamp <= time.time() + 5
 
 
+def test_independent_readers_interleaved(store, scope):
+    """Many readers of one stream at once, each at its own pace, on one segment and on
+    several: none disturbs another (Pravega: each has its own reader group)."""
+    store.create_stream(scope, "many", segments=2)
+    payloads = _payloads(120)
+    with store.writer(scope, "many") as w:
+        for i, p in enumerate(payloads):
+            w.append(p, f"k{i % 7}")
+    want = {s: [e.payload for e in store.read_events(scope, "many", s)] for s in (0, 1)}
+    assert sum(map(len, want.values())) == len(payloads)
+    readers = [(s, store.read_events(scope, "many", s)) for s in (0, 1, 0, 1)]
+    got = [[] for _ in readers]
+    live = set(range(len(readers)))
+    while live:  # round-robin: reader k takes k+1 events per turn
+        for k in sorted(live):
+            for _ in range(k + 1):
+                e = next(readers[k][1], None)
+                if e is None:
+                    live.discard(k)
+                    break
+                got[k].append(e.payload)
+    for (s, _), g in zip(readers, got):
+        assert g == want[s]
+
+
 def test_read_from_and_to_seq(store, scope):
     store.create_stream(scope, "ft")
     payloads = _payloads(200)
