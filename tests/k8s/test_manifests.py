@@ -379,3 +379,42 @@ def test_indexed_import_parallelism_defaults():
     assert pravega["spec"]["parallelism"] == 4
     export = yaml.safe_load(run("k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", "--indexed", "4").output)
     assert export["spec"]["parallelism"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--time-zone", "Europe/Berlin"],
+        ["--suspend"],
+        ["--compression", "zstd", "--indexed", "3"],
+        ["--time-zone", "UTC", "--suspend", "--compression", "zstd"],
+    ],
+)
+def test_cronjob_options_validate_and_land(extra):
+    """The CronJob options the main grid does not vary: each validates against the API
+    schema and lands where Kubernetes reads it."""
+    out = run("k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "15 2 * * *", *extra).output
+    m = yaml.safe_load(out)
+    assert kv.validate(m, K8S_VERSION, strict=True)
+    spec = m["spec"]
+    if "--time-zone" in extra:
+        assert spec["timeZone"] == extra[extra.index("--time-zone") + 1]
+    else:
+        assert "timeZone" not in spec
+    assert spec.get("suspend", False) == ("--suspend" in extra)
+    job = spec["jobTemplate"]["spec"]
+    args = job["template"]["spec"]["containers"][0]["args"]
+    if "--compression" in extra:
+        assert args[args.index("--compression") + 1] == "zstd"
+    if "--indexed" in extra:
+        assert job["completionMode"] == "Indexed" and job["completions"] == 3
+
+
+@pytest.mark.parametrize("mode", [[], ["--indexed", "2"]])
+def test_import_to_time_reaches_the_command(mode):
+    out = run("k8s", "job", "import", "s3://b/p", "pravega://a/b", *CTL, "--to-time", "2026-11-30T12:00:00Z",
+              *mode).output
+    m = yaml.safe_load(out)
+    assert kv.validate(m, K8S_VERSION, strict=True)
+    args = container(m)["args"]
+    assert args[args.index("--to-time") + 1] == "2026-11-30T12:00:00Z"
