@@ -76,6 +76,41 @@ def test_half_written_file_is_invisible(local_store):
     assert StreamTarget(local_store, "backups", "t1").entry("a.vol1").size == 10
 
 
+def test_index_maps_files_to_seqs_and_get_is_a_ranged_read(local_store):
+    """Each index entry's [first_seq, end_seq) holds exactly the file's bytes, and _get
+    reads only the file's byte range of the data stream, never the whole stream."""
+    rnd = random.Random(5)
+    files = {f"f{i}.vol": rnd.randbytes(n) for i, n in enumerate((3000, 1, 250_000, 70_000))}
+    t = StreamTarget(local_store, "backups", "ranged")
+    for name, data in files.items():
+        t.put(name, io.BytesIO(data))
+    total = local_store.stream_info("backups", "ranged").segments[0].length
+    assert total == sum(map(len, files.values()))
+
+    class Counting:
+        """The store, counting the bytes read_range hands out."""
+
+        def __init__(self, inner):
+            self.inner, self.read = inner, 0
+
+        def read_range(self, *args):
+            data = self.inner.read_range(*args)
+            self.read += len(data)
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    for name, data in files.items():
+        e = t.entry(name)
+        evs = list(local_store.read_events("backups", "ranged", 0, from_seq=e.first_seq, to_seq=e.end_seq))
+        assert b"".join(ev.payload for ev in evs) == data
+        counting = Counting(local_store)
+        out = io.BytesIO()
+        assert StreamTarget(counting, "backups", "ranged").get(name, out) == len(data)
+        assert out.getvalue() == data and counting.read == len(data) < total
+
+
 def test_kill_9_during_backup_then_next_run_completes(local_store, store_root, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
