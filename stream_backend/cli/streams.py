@@ -297,19 +297,40 @@ def info_cmd(url, as_json, root, controller, timeout):
     show_default=True,
     help="Number of segments (fixed for the stream's life).",
 )
+@click.option(
+    "--max-event-size",
+    default=None,
+    help="Largest event the stream accepts (local store only; default 8MiB, like Pravega, "
+    "whose limit is the server's).",
+)
 @store_options
-def create_cmd(url, segments, root, controller, timeout):
+def create_cmd(url, segments, max_event_size, root, controller, timeout):
     """Create a stream (and its scope), or just a scope when URL names only a scope.
 
     \b
     Example:
       stream-backend create stream://demo/logs
       stream-backend create --segments 4 stream://demo/metrics
+      stream-backend create --max-event-size 32MiB stream://demo/blobs
       stream-backend create stream://demo          # scope only
     """
     u = parse_stream_url(url, need="scope")
     if u.segment is not None:
         raise UsageError(f"create takes SCOPE or SCOPE/STREAM, not a segment: {url}")
+    if max_event_size is not None:
+        if u.protocol != "stream" or u.stream is None:
+            raise UsageError("--max-event-size applies to a new stream of the local store (stream://SCOPE/STREAM)")
+        from ..stores import open_store
+
+        size = parse_size(max_event_size)
+        store = open_store("stream", root=root, max_event_size=size)  # UsageError if out of range
+        try:
+            store.create_stream(u.scope, u.stream, segments=segments)
+        finally:
+            store.close()
+        click.echo(f"created {u} ({segments} segment{'s' if segments != 1 else ''}, "
+                   f"max event size {human_size(size)})", err=True)
+        return
     with opened_store(u, root, controller, timeout) as store:
         if u.stream is None:
             store.create_scope(u.scope)

@@ -73,6 +73,24 @@ def test_create_ls_info(cli):
     assert "streams:        2" in cli("info", "stream://demo").stdout
 
 
+def test_create_with_a_max_event_size(cli, tmp_path):
+    """--max-event-size is the stream's own limit: `write` spills at it by default, a
+    larger event is refused, and it shows in `info`; out of range or on Pravega is 64."""
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(40_000))
+    cli("create", "--max-event-size", "16KiB", "stream://s/small")
+    info = json.loads(cli("info", "--json", "stream://s/small").stdout)
+    assert info["max_event_size"] == 16 * 1024
+    cli("write", "stream://s/small", src)
+    evs = jsonl(cli("events", "stream://s/small").stdout)
+    assert [e["size"] for e in evs] == [16384, 16384, 40_000 - 32768]
+    cli("write", "--event-size", "20KiB", "stream://s/small", src, code=64)
+    cli("create", "--max-event-size", "0", "stream://s/zero", code=64)
+    cli("create", "--max-event-size", "1MiB", "stream://s", code=64)  # a scope has no events
+    cli("create", "--max-event-size", "1MiB", "pravega://s/p", code=64)
+    assert json.loads(cli("info", "--json", "stream://s/small").stdout)["events"] == 3
+
+
 def test_info_json_counts_after_write(cli, tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(2500))
