@@ -266,6 +266,11 @@ def info_cmd(url, as_json, root, controller, timeout):
         d = _stream_dict(u.protocol, info)
         if u.segment is not None:
             d["segments"] = [s for s in d["segments"] if s["segment"] == u.segment]
+        from ..transfer.import_ import import_state
+
+        state = import_state(store, u.scope, u.stream)
+        if state is not None:
+            d["import"] = state
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -277,6 +282,16 @@ def info_cmd(url, as_json, root, controller, timeout):
     click.echo(f"  max event size: {human_size(d['max_event_size'])}")
     click.echo(f"  created:        {iso_time(d['created']) or '-'}")
     click.echo(f"  last append:    {iso_time(d['last_append']) or '-'}")
+    imp = d.get("import")
+    if imp is not None:
+        src = imp.get("source") or {}
+        what = f"run {imp['run']} of an archive of {src.get('store')}://{src.get('scope')}/{src.get('stream')}"
+        if imp["complete"]:
+            point = imp.get("restore_point")
+            click.echo(f"  import:         complete: {what}" + (f", restored up to {point}" if point else ""))
+        else:
+            click.echo(f"  import:         INCOMPLETE: {what}; segments finished {imp['segments_done'] or 'none'} "
+                       "(run the same import again to finish it)")
     for s in d["segments"]:
         click.echo(
             f"  segment {s['segment']}: seq [{s['head_seq']}, {s['tail_seq']}), "

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 
-from ..errors import NotEmptyError, NotFoundError, Paused, UsageError
+from ..errors import NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
 from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
@@ -65,30 +66,76 @@ def _identity(chain: Chain) -> dict:
     }
 
 
-def _read_marker(store, scope: str, stream: str) -> dict | None:
+def _marker_records(store, scope: str, stream: str) -> list[dict]:
+    """Every record of the destination's import marker, oldest first ([] if none)."""
     name = marker_stream(stream)
     try:
         info = store.stream_info(scope, name)
     except NotFoundError:
-        return None
-    last = None
+        return []
+    out = []
     for seg in info.segments:
         if seg.tail_seq > seg.head_seq:
             for ev in store.read_events(scope, name, seg.segment, from_seq=seg.head_seq, to_seq=seg.tail_seq):
-                last = ev
-    if last is None:
+                try:
+                    doc = json.loads(ev.payload)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    out.append(doc)
+    return out
+
+
+def _read_marker(store, scope: str, stream: str) -> dict | None:
+    records = _marker_records(store, scope, stream)
+    return records[-1] if records else None
+
+
+def import_state(store, scope: str, stream: str) -> dict | None:
+    """What the import marker says about a destination stream, for ``info``: None if no
+    import ever wrote to it; else the archive and run it restores, and whether every
+    segment's import finished (a failed or paused import leaves ``complete`` false, so a
+    partial restore is never mistaken for a whole one)."""
+    records = _marker_records(store, scope, stream)
+    if not records:
         return None
+    last = records[-1]
+    key = (last.get("archive"), last.get("root"), json.dumps(last.get("latest"), sort_keys=True))
+    done: set[int] = set()
+    point = None
+    for r in records:
+        if r.get("finished") and (r.get("archive"), r.get("root"), json.dumps(r.get("latest"), sort_keys=True)) == key:
+            done.update(int(s) for s in r.get("segments", []))
+            point = r.get("restore_point", point)
     try:
-        doc = json.loads(last.payload)
-        return doc if isinstance(doc, dict) else None
-    except ValueError:
-        return None
+        nseg = store.stream_info(scope, stream).segment_count
+    except NotFoundError:
+        nseg = 0
+    return {
+        "archive_identity": last.get("archive"),
+        "source": last.get("source"),
+        "run": (last.get("latest") or {}).get("run"),
+        "complete": nseg > 0 and done >= set(range(nseg)),
+        "segments_done": sorted(done),
+        "restore_point": point,
+    }
 
 
-def _write_marker(store, scope: str, stream: str, doc: dict) -> None:
+def _write_marker(store, scope: str, stream: str, doc: dict, wait: float = 10.0) -> None:
+    """Append one marker record. Shards of one import share the marker stream, and the
+    local store has one writer per stream: a busy marker is waited for, briefly."""
     name = marker_stream(stream)
     store.create_stream(scope, name, segments=1, exist_ok=True)
-    with store.writer(scope, name) as w:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            w = store.writer(scope, name)
+            break
+        except WriterBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    with w:
         w.append(json.dumps(doc, sort_keys=True).encode(), None, segment=0)
         w.flush()
 
@@ -201,6 +248,11 @@ class Importer:
                     raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
         finally:
             writer.close()
+        # every planned event of these segments is in: say so next to the destination
+        point = {"to_seq": self.opts.to_seq, "to_time_ns": self.opts.to_time_ns}
+        _write_marker(self.store, self.scope, self.stream, dict(
+            ident, finished=True, segments=mine,
+            restore_point=point if any(v is not None for v in point.values()) else None))
         return {
             "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
             "runs": len(chain.runs), "events": appended, "skipped": skipped,

@@ -113,6 +113,31 @@ def test_corrupted_object_65_named(archived, local_store):
     assert_one_line_error(run_cli(["import", str(archive), "stream://demo/copy"], env), 65, rel)
 
 
+def test_import_stopped_by_a_corrupted_later_object_is_never_shown_as_complete(archived, local_store):
+    """The import writes the events before the damaged object, stops with 65 naming it,
+    and the destination says INCOMPLETE in `info` (text and JSON) until an import finishes;
+    a whole import says complete."""
+    env, archive = archived
+    run_cli(["import", str(archive), "stream://demo/whole"], env, check=0)
+    whole = json.loads(run_cli(["info", "--json", "stream://demo/whole"], env, check=0).stdout)["import"]
+    assert whole["complete"] and whole["segments_done"] == [0, 1] and whole["run"] == 1
+    assert whole["source"]["stream"] == "src" and whole["restore_point"] is None
+
+    obj = sorted((archive / "data" / "000001").rglob("*.sbo"))[-1]  # segment 1's last object
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    obj.write_bytes(bytes(data))
+    assert_one_line_error(run_cli(["import", str(archive), "stream://demo/part"], env), 65,
+                          str(obj.relative_to(archive)))
+    part = json.loads(run_cli(["info", "--json", "stream://demo/part"], env, check=0).stdout)
+    assert 0 < part["events"] < local_store.stream_info("demo", "src").events  # a prefix is there
+    assert part["import"]["complete"] is False and part["import"]["segments_done"] == []
+    text = run_cli(["info", "stream://demo/part"], env, check=0).stdout
+    assert "import:         INCOMPLETE" in text
+    assert "import:         complete" in run_cli(["info", "stream://demo/whole"], env, check=0).stdout
+    assert "import" not in json.loads(run_cli(["info", "--json", "stream://demo/src"], env, check=0).stdout)
+
+
 def test_truncated_manifest_65(archived):
     env, archive = archived
     m = archive / "runs" / "00000001" / "manifest.json"

@@ -93,9 +93,13 @@ def test_restore_to_point(local_store, store_root, tmp_path):
     run_cli(["import", archive, "stream://demo/upto", "--to-seq", "20"], env, check=0)
     want = [e for e in listing(local_store, "demo", "src") if e[1] < 20]
     assert listing(local_store, "demo", "upto") == want
+    state = json.loads(run_cli(["info", "--json", "stream://demo/upto"], env, check=0).stdout)["import"]
+    assert state["complete"] and state["restore_point"] == {"to_seq": 20, "to_time_ns": None}
     # continuing the same import to the end appends the rest, no duplicate
     run_cli(["import", archive, "stream://demo/upto"], env, check=0)
     assert listing(local_store, "demo", "upto") == listing(local_store, "demo", "src")
+    state = json.loads(run_cli(["info", "--json", "stream://demo/upto"], env, check=0).stdout)["import"]
+    assert state["complete"] and state["restore_point"] is None
 
 
 def test_restore_to_time(local_store, store_root, tmp_path):
