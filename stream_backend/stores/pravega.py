@@ -924,6 +924,35 @@ class PravegaStore:
                     break
                 time.sleep(0.2)
 
+    def read_segments(self, scope: str, stream: str, ranges: dict[int, tuple[int, int]]) -> Iterator[Event] | None:
+        """Events of several segments from ONE reader-group scan, in scan order (each
+        segment's own events in order): ``ranges`` maps segment -> [from_seq, to_seq).
+        For a multi-segment stream this replaces one full scan per segment (the client
+        cannot read one segment alone); None for a single-segment stream, whose
+        per-segment reads are already direct."""
+        self._require_stream(scope, stream)
+        head, tail = self._cuts(scope, stream)
+        ids = sorted(tail if tail is not None else head)
+        if len(ids) < 2:
+            return None
+        want = {}
+        for k, (lo, hi) in ranges.items():
+            if not isinstance(k, int) or not 0 <= k < len(ids):
+                raise NotFoundError(f"no segment {k} in {scope}/{stream} ({len(ids)} segments)")
+            want[ids[k]] = (k, lo, hi)
+        return self._scan_segments(scope, stream, tail, want)
+
+    def _scan_segments(self, scope, stream, stop, want) -> Iterator[Event]:
+        foff = dict.fromkeys(want, 0)
+        for sid, events in self._mscan(scope, stream, stop):
+            if sid not in want:
+                continue
+            k, lo, hi = want[sid]
+            for off, payload in events:
+                if off >= lo and (hi is None or off < hi):
+                    yield Event(segment=k, seq=off, payload=payload, offset=foff[sid])
+                foff[sid] += len(payload)
+
     def _read_multi(self, scope, stream, segment, seg_id, head, tail, from_seq, to_seq, follow):
         """Every round scans all segments from their heads (the binding cannot start a
         reader at one segment's offset) and keeps this segment's events; a follow round

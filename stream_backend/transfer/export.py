@@ -19,6 +19,8 @@ removed; the run manifest is written by whichever exporter sees all parts presen
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -189,6 +191,7 @@ class Exporter:
         self.objects_written = 0
         self.reused_parts = 0
         self.sent_bytes = 0
+        self._count_lock = threading.Lock()
 
     # ----------------------------------------------------------------- planning
     def run(self) -> dict:
@@ -253,8 +256,23 @@ class Exporter:
                 self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
             pool = PartPool(opts.parallel)
             try:
-                for cp in shares:
-                    self._export_share(cp, pool)
+                todo = [cp for cp in shares if not cp.complete]
+                width = max(1, opts.parallel)  # segments packed at once: bounds the memory
+                if width > 1 and len(todo) > 1 and getattr(self.store, "read_segments", None):
+                    for cp in shares:
+                        if cp.complete:
+                            self._export_share(cp, pool)
+                    for i in range(0, len(todo), width):
+                        group = todo[i:i + width]
+                        scan = self._one_scan(group) if len(group) > 1 else None
+                        if scan is None:
+                            for cp in group:
+                                self._export_share(cp, pool)
+                        else:
+                            self._export_shares_together(group, scan, pool)
+                else:
+                    for cp in shares:
+                        self._export_share(cp, pool)
             finally:
                 pool.close(wait=True)
             complete, manifest = self._finalize(run, nseg, source, prev)
@@ -275,15 +293,106 @@ class Exporter:
             if cp is not None and state.last_complete is not None and cp.run <= state.last_complete:
                 delete_checkpoint(self.target, s)
 
+    # ----------------------------------------------------------------- all segments at once
+    def _one_scan(self, shares: list[Checkpoint]):
+        """One read of every share's segment where the store offers it (Pravega with
+        several segments: its client reads a segment only by scanning them all, so
+        per-segment reads would read the stream once per segment); else None."""
+        read_segments = getattr(self.store, "read_segments", None)
+        if read_segments is None:
+            return None
+        return read_segments(self.scope, self.stream, {cp.segment: (cp.position[0], cp.to_seq) for cp in shares})
+
+    def _export_shares_together(self, shares, scan, pool: PartPool) -> None:
+        """Export up to --parallel shares at once, each in its own thread fed from the one
+        scan through a queue of at most QUEUE_BYTES (or one event). Memory: per share the
+        queue, the event being packed and a part being filled, i.e. about twice part size
+        x parallel plus the events in flight. A failure or a pause in any share stops the
+        others at their next object; each saves its checkpoint, so the same command
+        resumes every one of them."""
+        queues = {cp.segment: _ByteQueue(QUEUE_BYTES) for cp in shares}
+        closed: set[int] = set()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def feed() -> None:
+            end: object = _END
+            try:
+                for ev in scan:
+                    q = queues[ev.segment]
+                    while ev.segment not in closed and not stop.is_set():
+                        try:
+                            q.put(ev, len(ev.payload), timeout=0.2)
+                            break
+                        except queue.Full:
+                            pass
+                    if stop.is_set():
+                        return  # the shares stop on their own (they watch ``stop`` too)
+            except BaseException as e:  # handed to every share: their export fails with it
+                end = _ScanFailed(e)
+            finally:
+                scan.close()  # ends the scan (Pravega: its reader group is deleted)
+            for seg, q in queues.items():
+                while seg not in closed and not stop.is_set():
+                    try:
+                        q.put(end, 0, timeout=0.2)
+                        break
+                    except queue.Full:
+                        pass
+
+        def events_of(seg: int):
+            q = queues[seg]
+            while True:
+                try:
+                    ev = q.get(timeout=0.2)
+                except queue.Empty:
+                    if stop.is_set() or self.pause:
+                        raise _Stop() from None  # paused, or another share failed or paused
+                    continue
+                if ev is _END:
+                    return
+                if isinstance(ev, _ScanFailed):
+                    raise ev.error
+                yield ev
+
+        def share(cp: Checkpoint) -> None:
+            try:
+                try:
+                    self._export_share(cp, pool, events_of(cp.segment), stop)
+                except _Stop:  # stopped before its first object: nothing to salvage
+                    self._pause_out(cp, deque())
+            except BaseException as e:  # noqa: BLE001 - collected, re-raised below
+                errors.append(e)
+                stop.set()
+            finally:
+                closed.add(cp.segment)
+
+        feeder = threading.Thread(target=feed, name="export-scan", daemon=True)
+        workers = [threading.Thread(target=share, args=(cp,), name=f"export-seg{cp.segment}", daemon=True)
+                   for cp in shares]
+        feeder.start()
+        for t in workers:
+            t.start()
+        for t in workers:
+            while t.is_alive():
+                t.join(0.2)  # short waits: the main thread keeps taking signals
+        stop.set()
+        feeder.join(5)
+        if errors:
+            paused = [e for e in errors if isinstance(e, Paused)]
+            others = [e for e in errors if not isinstance(e, Paused)]
+            raise others[0] if others else paused[0]
+
     # ----------------------------------------------------------------- one segment
-    def _export_share(self, cp: Checkpoint, pool: PartPool) -> None:
+    def _export_share(self, cp: Checkpoint, pool: PartPool, events=None, stop: threading.Event | None = None) -> None:
         target, opts = self.target, self.opts
         self.progress.set_segment(cp.segment)
         save_checkpoint(target, cp)  # marks the run open for other shards, even before data
         last_save = time.monotonic()
         if not cp.complete:
             seq, off = cp.position
-            events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
+            if events is None:
+                events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
             packer = pack_segment(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
                                   chunk_size=opts.part_size)  # parts come out exact: no re-cut
             pending: deque = deque()  # (packed object, future) in order
@@ -294,9 +403,10 @@ class Exporter:
                     obj, fut, up = pending.popleft()
                     fut.result()
                     cp.objects.append(obj.info)
-                    self.objects_written += 1
-                    self.reused_parts += up.reused_parts
-                    self.sent_bytes += up.sent_bytes
+                    with self._count_lock:  # shares may run in threads
+                        self.objects_written += 1
+                        self.reused_parts += up.reused_parts
+                        self.sent_bytes += up.sent_bytes
                     self.progress.add_done(
                         obj.info.records - (1 if obj.info.first_offset > 0 else 0), obj.info.payload_bytes
                     )
@@ -306,7 +416,7 @@ class Exporter:
 
             try:
                 for obj in packer:
-                    self._check_stop(cp)
+                    self._check_stop(cp, stop)
                     up = target.upload(obj.key, opts.part_size, pool)
                     try:
                         for part in obj.parts(opts.part_size):
@@ -331,9 +441,9 @@ class Exporter:
                     raise
         self._complete_share(cp)
 
-    def _check_stop(self, cp: Checkpoint) -> None:
+    def _check_stop(self, cp: Checkpoint, stop: threading.Event | None = None) -> None:
         self.leases.check()
-        if self.pause:
+        if self.pause or (stop is not None and stop.is_set()):
             raise _Stop()
 
     def _salvage(self, cp: Checkpoint, pending: deque) -> None:
@@ -392,7 +502,47 @@ class Exporter:
 
 
 class _Stop(Exception):
-    """Internal: a pause was requested."""
+    """Internal: a pause was requested (or another share failed)."""
+
+
+_END = object()  # end of the one scan, to every share's queue
+QUEUE_BYTES = 1 << 20  # payload bytes buffered per share between the scan and its packer
+
+
+class _ByteQueue:
+    """A FIFO bounded by payload bytes, not items (events range from 0 B to 8 MiB); one
+    item always fits, so an event larger than the bound still passes."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.items: deque = deque()
+        self.cv = threading.Condition()
+
+    def put(self, item, nbytes: int, timeout: float) -> None:
+        with self.cv:
+            if self.items and self.size + nbytes > self.limit:
+                self.cv.wait(timeout)
+                if self.items and self.size + nbytes > self.limit:
+                    raise queue.Full
+            self.items.append((item, nbytes))
+            self.size += nbytes
+            self.cv.notify_all()
+
+    def get(self, timeout: float):
+        with self.cv:
+            if not self.items:
+                self.cv.wait(timeout)
+                if not self.items:
+                    raise queue.Empty
+            item, nbytes = self.items.popleft()
+            self.size -= nbytes
+            self.cv.notify_all()
+            return item
+
+
+class _ScanFailed:
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 def export_stream(store, scope, stream, target: Target, opts: ExportOptions, pause=None, progress=None) -> dict:
