@@ -11,19 +11,32 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
+from stream_backend.errors import Paused
 from stream_backend.stores.pravega import PravegaStore
+from stream_backend.transfer.export import ExportOptions, export_stream
+from stream_backend.transfer.progress import Progress
+from stream_backend.transfer.signals import PauseRequest
+from stream_backend.transfer.targets import Target
 
 CLI = str(Path(sys.executable).parent / "stream-backend")
+
+
+def _fill(store, prefix: str, segments: int, events: int, keys: int) -> str:
+    """A new scope with stream ``m`` of ``segments`` segments; returns the scope."""
+    sc = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    store.create_stream(sc, "m", segments=segments)
+    with store.writer(sc, "m") as w:
+        for i in range(events):
+            w.append(f"event-{i}-".encode() * (1 + i % 7), f"key-{i % keys}")
+    return sc
 
 
 def test_multi_segment_export_scans_once_and_archives_every_segment(pravega_server, tmp_path):
     s = PravegaStore(controller=pravega_server.controller, timeout=30)
     try:
-        sc = f"one-{uuid.uuid4().hex[:8]}"
-        s.create_stream(sc, "m", segments=4)
-        with s.writer(sc, "m") as w:
-            for i in range(400):
-                w.append(f"event-{i}-".encode() * (1 + i % 7), f"key-{i % 31}")
+        sc = _fill(s, "one", segments=4, events=400, keys=31)
         want = [[hashlib.sha256(e.payload).digest() for e in s.read_events(sc, "m", k)] for k in range(4)]
     finally:
         s.close()
@@ -50,21 +63,9 @@ def test_multi_segment_export_scans_once_and_archives_every_segment(pravega_serv
 def test_pause_during_the_one_scan_export_resumes_to_the_same_archive(pravega_server, tmp_path):
     """A pause while the segments export together stops every share, saves each
     checkpoint, and the resumed export writes the same archive as an uninterrupted one."""
-    import pytest
-
-    from stream_backend.errors import Paused
-    from stream_backend.transfer.export import ExportOptions, export_stream
-    from stream_backend.transfer.progress import Progress
-    from stream_backend.transfer.signals import PauseRequest
-    from stream_backend.transfer.targets import Target
-
     s = PravegaStore(controller=pravega_server.controller, timeout=30)
     try:
-        sc = f"onep-{uuid.uuid4().hex[:8]}"
-        s.create_stream(sc, "m", segments=3)
-        with s.writer(sc, "m") as w:
-            for i in range(600):
-                w.append(f"payload-{i}-".encode() * (1 + i % 11), f"key-{i % 17}")
+        sc = _fill(s, "onep", segments=3, events=600, keys=17)
         opts = ExportOptions(object_size=2048, part_size=8 * 1024 * 1024)
         export_stream(s, sc, "m", Target(f"file://{tmp_path}/ref"), opts, PauseRequest(), Progress("export", "none"))
         pause = PauseRequest()
