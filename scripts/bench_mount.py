@@ -92,6 +92,11 @@ def main() -> None:
     ap.add_argument(
         "--workdir", default=None, help="where to put the store and files (default: a temp dir)"
     )
+    ap.add_argument(
+        "--json", default=None,
+        help="write the rows here; `scripts/bench --report` renders them in docs/benchmarks.md "
+        "when merged into the results JSON under \"mount\"",
+    )
     args = ap.parse_args()
     size, event = parse_size(args.size), parse_size(args.event_size)
 
@@ -210,6 +215,12 @@ def main() -> None:
     print(f"{'benchmark':<16}{'mount s':>10}{'plain s':>10}{'ratio':>8}")
     for r in results:
         print(f"{r['bench']:<16}{r['mount_s']:>10.3f}{r['plain_s']:>10.3f}{r['ratio']:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "scripts/bench_mount.py " + " ".join(sys.argv[1:]),
+            "size": size, "event_size": event, "rows": results,
+        }, indent=1))
 
 
 if __name__ == "__main__":

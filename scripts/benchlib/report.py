@@ -337,6 +337,24 @@ def markdown(results: dict, png_names: list[str]) -> str:
                 )
             L.append("")
 
+    mount = results.get("mount")
+    if mount:
+        L.append("## Through the FUSE mount: `cat` and duplicity vs a plain file")
+        L.append("")
+        L.append(
+            f"`{mount['command']}` ({mount['date']}): a {mount['size'] // MiB} MiB stream of "
+            f"{mount['event_size'] // MiB} MiB events in the local store, mounted with `stream-backend mount`, "
+            "against a plain file holding the same bytes; page caches dropped before every read; duplicity "
+            "with `--no-encryption --no-compression` to `file://`. Lower time is better; ratio = mount / plain."
+        )
+        L.append("")
+        L.append("| benchmark | through the mount | plain file | ratio |")
+        L.append("|---|---|---|---|")
+        names = {"cat": "`cat`", "duplicity-full": "duplicity full", "duplicity-incr": "duplicity incremental (+1%)"}
+        for r in mount["rows"]:
+            L.append(f"| {names.get(r['bench'], r['bench'])} | {r['mount_s']:.2f} s | {r['plain_s']:.2f} s |"
+                     f" {r['ratio']:.2f} |")
+        L.append("")
     L.append("## Per-area benchmarks")
     L.append("")
     L.append(
@@ -348,7 +366,7 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("|---|---|---|")
     L.append("| `scripts/bench_store.py` | local store: sequential read vs `cat`, write vs `dd conv=fsync`, random 4 KiB at 1 and 10 GiB | docs/store.md |")
     L.append("| `scripts/bench_read.py` | warm/cold sequential reads through `read_range` and `fsspec.open` vs `cat` | docs/store.md |")
-    L.append("| `scripts/bench_mount.py` | `cat` through the FUSE mount vs a plain file; duplicity full/incremental of a mounted stream vs a plain file | docs/admin-guide.md |")
+    L.append("| `scripts/bench_mount.py` | `cat` through the FUSE mount vs a plain file; duplicity full/incremental of a mounted stream vs a plain file | this page (`--json`, merged as `mount`) and docs/admin-guide.md |")
     L.append("| `scripts/bench_pravega.py` | the pravega client's own reader loop vs `stream-backend export` from Pravega | docs/pravega.md |")
     L.append("| `scripts/bench_compression.py` | `export`/`import` with `--compression none` vs `zstd` on JSON logs and random bytes, and the `zstd -3` CLI alone | docs/transfer.md |")
     L.append("")
