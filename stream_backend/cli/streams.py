@@ -287,8 +287,13 @@ def info_cmd(url, as_json, root, controller, timeout):
         src = imp.get("source") or {}
         what = f"run {imp['run']} of an archive of {src.get('store')}://{src.get('scope')}/{src.get('stream')}"
         if imp["complete"]:
-            point = imp.get("restore_point")
-            click.echo(f"  import:         complete: {what}" + (f", restored up to {point}" if point else ""))
+            point = imp.get("restore_point") or {}
+            upto = []
+            if point.get("to_seq") is not None:
+                upto.append(f"seq {point['to_seq']}")
+            if point.get("to_time_ns") is not None:
+                upto.append(iso_time(point["to_time_ns"] / 1e9))
+            click.echo(f"  import:         complete: {what}" + (f", restored up to {' and '.join(upto)}" if upto else ""))
         else:
             click.echo(f"  import:         INCOMPLETE: {what}; segments finished {imp['segments_done'] or 'none'} "
                        "(run the same import again to finish it)")
