@@ -35,6 +35,7 @@ from .manifest import (
     build_run_manifest,
     build_segment_part,
     canonical_json,
+    human_size,
     parse_identity,
     parse_size,
     seal,

@@ -440,3 +440,13 @@ def parse_size(text: str) -> int:
     if unit not in units or value < 0:
         raise UsageError(f"not a size: {text!r} (examples: 64MiB, 8M, 1048576)")
     return int(value * units[unit])
+
+
+def human_size(n: int) -> str:
+    """67108864 -> '64.0 MiB': the one way sizes are shown (CLI output, progress bar)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{int(n)} B"  # pragma: no cover

@@ -35,12 +35,13 @@ def parse_size(text: str) -> int:
 
 
 def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
+    """67108864 -> '64.0 MiB' (``stream_backend.archive.human_size``; imported when used,
+    like parse_size, so that commands that need no archive code start fast)."""
+    from ..archive import human_size as _human
+
+    return _human(n)
+
+
 
 
 def iso_time(t: float | None) -> str | None:
@@ -268,7 +269,7 @@ def info_cmd(url, as_json, root, controller, timeout):
             d["segments"] = [s for s in d["segments"] if s["segment"] == u.segment]
         from ..transfer.import_ import import_state
 
-        state = import_state(store, u.scope, u.stream)
+        state = import_state(store, u.scope, u.stream, info.segment_count)
         if state is not None:
             d["import"] = state
     if as_json:

@@ -751,15 +751,11 @@ class PravegaStore:
             _, tail = self._call("raw_bounds", scope=scope, stream=stream)
         pos = idx.scanned_to
         while pos < tail:
-            nxt, seqs, lens = self._call("raw_scan", scope=scope, stream=stream, offset=pos, end=tail)
+            nxt, seqs, lens = self._call("raw_scan", scope=scope, stream=stream, offset=pos, end=tail,
+                                         max_size=DEFAULT_MAX_EVENT_SIZE)
             if nxt == pos:
                 break
             for seq, size in zip(array("q", seqs), array("q", lens)):
-                if size > DEFAULT_MAX_EVENT_SIZE:
-                    raise CorruptionError(
-                        f"segment data at offset {seq} of {scope}/{stream} is not a Pravega event "
-                        f"(length {size})"
-                    )
                 idx.add(seq, size)
             pos = nxt
 
@@ -943,6 +939,8 @@ class PravegaStore:
         return self._scan_segments(scope, stream, tail, want)
 
     def _scan_segments(self, scope, stream, stop, want) -> Iterator[Event]:
+        """One scan up to the cut ``stop``; ``want`` maps segment id -> (segment number,
+        from_seq, to_seq or None). Offsets count every event from the segment's head."""
         foff = dict.fromkeys(want, 0)
         for sid, events in self._mscan(scope, stream, stop):
             if sid not in want:
@@ -960,16 +958,10 @@ class PravegaStore:
         done_to = head.get(seg_id, 0)  # events below this seq were handled
         stop = tail
         while True:
-            foff = 0
-            for sid, events in self._mscan(scope, stream, stop):
-                if sid != seg_id:
-                    continue
-                for off, payload in events:
-                    if off >= done_to:
-                        done_to = off + HEADER + len(payload)
-                        if off >= from_seq and (to_seq is None or off < to_seq):
-                            yield Event(segment=segment, seq=off, payload=payload, offset=foff)
-                    foff += len(payload)
+            for ev in self._scan_segments(scope, stream, stop, {seg_id: (segment, done_to, None)}):
+                done_to = ev.seq + HEADER + len(ev.payload)
+                if ev.seq >= from_seq and (to_seq is None or ev.seq < to_seq):
+                    yield ev
             if not follow or stop is None or (to_seq is not None and done_to >= to_seq):
                 return
             while True:

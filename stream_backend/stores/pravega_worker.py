@@ -171,7 +171,7 @@ class Worker:
         bounds the range by the tail (reading past it would wait for data)."""
         return self._read_at(self._bs(scope, stream), offset, length)
 
-    def op_raw_scan(self, scope, stream, offset, end, limit=1 << 20):
+    def op_raw_scan(self, scope, stream, offset, end, max_size, limit=1 << 20):
         """Walk the event headers in [offset, end) without shipping payloads: returns
         (next offset, seqs, lengths) with seqs/lengths as int64 arrays' bytes. Small
         events are walked inside 1 MiB reads; after a large one (>= 64 KiB) only the next
@@ -188,9 +188,9 @@ class Worker:
                 if len(buf) < HEADER:
                     break
             typ, size = _HEAD.unpack_from(buf, pos - base)
-            if typ != 0 or size < 0:
-                raise Fail("corrupt", f"segment data at offset {pos} is not a Pravega event header "
-                                      f"(type {typ}, length {size})")
+            if typ != 0 or not 0 <= size <= max_size:
+                raise Fail("corrupt", f"segment data at offset {pos} of {scope}/{stream} is not a Pravega "
+                                      f"event header (type {typ}, length {size})")
             if pos + HEADER + size > end:
                 break  # the last event is still being written
             seqs.append(pos)

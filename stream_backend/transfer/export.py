@@ -246,33 +246,32 @@ class Exporter:
                     delete_checkpoint(target, s)
                 start, end = share_range(s)
                 events, nbytes = _count_events(self.store, self.scope, self.stream, seg_infos[s], start, end)
-                shares.append(Checkpoint(run, s, start, end, opts.object_size, opts.compression, events, nbytes))
+                cp = Checkpoint(run, s, start, end, opts.object_size, opts.compression, events, nbytes)
+                # saved now, before any data: it fixes the share's end (a share saved only
+                # when its turn came would, after a kill, take a grown stream's new tail as
+                # the run's end) and marks the run open for other shards
+                save_checkpoint(target, cp)
+                shares.append(cp)
             for cp in shares:
-                if not cp.objects:
-                    # fix every share's end now: a share saved only when its turn came would,
-                    # after a kill, take a grown stream's new tail as the run's end
-                    save_checkpoint(target, cp)
                 self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
                 self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
             pool = PartPool(opts.parallel)
             try:
-                todo = [cp for cp in shares if not cp.complete]
-                width = max(1, opts.parallel)  # segments packed at once: bounds the memory
-                if width > 1 and len(todo) > 1 and getattr(self.store, "read_segments", None):
-                    for cp in shares:
-                        if cp.complete:
-                            self._export_share(cp, pool)
-                    for i in range(0, len(todo), width):
-                        group = todo[i:i + width]
-                        scan = self._one_scan(group) if len(group) > 1 else None
-                        if scan is None:
-                            for cp in group:
-                                self._export_share(cp, pool)
-                        else:
-                            self._export_shares_together(group, scan, pool)
-                else:
-                    for cp in shares:
+                for cp in shares:
+                    if cp.complete:  # data all written: only its segment part is missing
                         self._export_share(cp, pool)
+                todo = [cp for cp in shares if not cp.complete]
+                # a store that reads one segment only by scanning them all (Pravega) gets
+                # one scan per --parallel segments, packed at once; others: one at a time
+                width = max(1, opts.parallel) if hasattr(self.store, "read_segments") else 1
+                for i in range(0, len(todo), width):
+                    group = todo[i:i + width]
+                    scan = self._one_scan(group) if len(group) > 1 else None
+                    if scan is None:
+                        for cp in group:
+                            self._export_share(cp, pool)
+                    else:
+                        self._export_shares_together(group, scan, pool)
             finally:
                 pool.close(wait=True)
             complete, manifest = self._finalize(run, nseg, source, prev)
@@ -295,13 +294,10 @@ class Exporter:
 
     # ----------------------------------------------------------------- all segments at once
     def _one_scan(self, shares: list[Checkpoint]):
-        """One read of every share's segment where the store offers it (Pravega with
-        several segments: its client reads a segment only by scanning them all, so
-        per-segment reads would read the stream once per segment); else None."""
-        read_segments = getattr(self.store, "read_segments", None)
-        if read_segments is None:
-            return None
-        return read_segments(self.scope, self.stream, {cp.segment: (cp.position[0], cp.to_seq) for cp in shares})
+        """One read of every share's segment (Pravega: per-segment reads would scan the
+        stream once per segment); None where the store reads a segment directly."""
+        ranges = {cp.segment: (cp.position[0], cp.to_seq) for cp in shares}
+        return self.store.read_segments(self.scope, self.stream, ranges)
 
     def _export_shares_together(self, shares, scan, pool: PartPool) -> None:
         """Export up to --parallel shares at once, each in its own thread fed from the one
@@ -386,8 +382,7 @@ class Exporter:
     # ----------------------------------------------------------------- one segment
     def _export_share(self, cp: Checkpoint, pool: PartPool, events=None, stop: threading.Event | None = None) -> None:
         target, opts = self.target, self.opts
-        self.progress.set_segment(cp.segment)
-        save_checkpoint(target, cp)  # marks the run open for other shards, even before data
+        self.progress.set_segment(cp.segment)  # its checkpoint was saved when the run was planned
         last_save = time.monotonic()
         if not cp.complete:
             seq, off = cp.position

@@ -91,11 +91,11 @@ def _read_marker(store, scope: str, stream: str) -> dict | None:
     return records[-1] if records else None
 
 
-def import_state(store, scope: str, stream: str) -> dict | None:
+def import_state(store, scope: str, stream: str, segments: int) -> dict | None:
     """What the import marker says about a destination stream, for ``info``: None if no
     import ever wrote to it; else the archive and run it restores, and whether every
     segment's import finished (a failed or paused import leaves ``complete`` false, so a
-    partial restore is never mistaken for a whole one)."""
+    partial restore is never mistaken for a whole one). ``segments``: the stream's count."""
     records = _marker_records(store, scope, stream)
     if not records:
         return None
@@ -107,15 +107,11 @@ def import_state(store, scope: str, stream: str) -> dict | None:
         if r.get("finished") and (r.get("archive"), r.get("root"), json.dumps(r.get("latest"), sort_keys=True)) == key:
             done.update(int(s) for s in r.get("segments", []))
             point = r.get("restore_point", point)
-    try:
-        nseg = store.stream_info(scope, stream).segment_count
-    except NotFoundError:
-        nseg = 0
     return {
         "archive_identity": last.get("archive"),
         "source": last.get("source"),
         "run": (last.get("latest") or {}).get("run"),
-        "complete": nseg > 0 and done >= set(range(nseg)),
+        "complete": segments > 0 and done >= set(range(segments)),
         "segments_done": sorted(done),
         "restore_point": point,
     }

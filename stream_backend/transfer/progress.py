@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+from ..archive import human_size
+
 MODES = ("auto", "bar", "json", "none")
 
 
@@ -139,7 +141,7 @@ class Progress:
                 completed=snap["done_bytes"],
                 description=f"{seg}{events} events",
                 percent=snap["percent"],
-                rate=f"{_human(snap['rate_bytes_per_s'])}/s",
+                rate=f"{human_size(snap['rate_bytes_per_s'])}/s",
                 eta="eta --:--:--" if eta is None else f"eta {_clock(eta)}",
             )
 
@@ -161,14 +163,6 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _clock(seconds: float) -> str:
