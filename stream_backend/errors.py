@@ -80,6 +80,20 @@ class FormatVersionError(StreamBackendError):
     errno = _errno.EPROTO
 
 
+class ArchiveBehindError(StreamBackendError):
+    """verify --against: the stream holds events the archive does not."""
+
+    exit_code = 3
+    errno = _errno.EIO
+
+
+class StreamBehindError(StreamBackendError):
+    """verify --against: the archive holds events the stream does not."""
+
+    exit_code = 4
+    errno = _errno.EIO
+
+
 class PermissionDeniedError(StreamBackendError):
     """Store root not writable, wrong credentials, access denied."""
 

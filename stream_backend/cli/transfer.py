@@ -86,10 +86,30 @@ def _emit(summary: dict) -> None:
     write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
 
     if sys.stdout.isatty():
-        keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
-        click.echo("  ".join(f"{k}={summary[k]}" for k in keys if k in summary and summary[k] is not None))
+        click.echo(_summary_text(summary))
     else:
         print_done(summary)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _summary_text(summary: dict) -> str:
+    """The result for a person: words, not key=value pairs, for the verdict."""
+    from ..archive import human_size
+
+    if summary.get("op") == "verify":
+        text = (f"archive {summary['archive']}: {_plural(summary['runs'], 'run')}, "
+                f"{_plural(summary['objects'], 'object')}, {_plural(summary['events'], 'event')}, "
+                f"{human_size(summary['bytes'])} checked")
+        if "compared_events" in summary:
+            text += f"; {_plural(summary['compared_events'], 'event')} compared with the stream"
+        return ("OK: " if summary.get("ok") else "NOT OK: ") + text
+    keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
+    words = {True: "yes", False: "no"}
+    return "  ".join(f"{k}={words.get(summary[k], summary[k]) if isinstance(summary[k], bool) else summary[k]}"
+                     for k in keys if k in summary and summary[k] is not None)
 
 
 def _paused(exc: Paused) -> None:
@@ -306,9 +326,10 @@ def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
       stream-backend verify s3://backups/orders --against stream://demo/orders
     """
     from ..transfer.targets import Target
-    from ..transfer.verify import verify_archive
+    from ..transfer.verify import mismatch, verify_archive
 
     target = Target(archive, endpoint_url)
+    problem = None
     if against:
         url = parse_stream_url(against, need="stream")
         store = open_store_for(url, root=root, controller=controller, timeout=timeout)
@@ -316,6 +337,9 @@ def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
             result = verify_archive(target, (store, url.scope, url.stream))
         finally:
             store.close()
+        problem = mismatch(result, target.display, f"{url.protocol}://{url.scope}/{url.stream}")
     else:
         result = verify_archive(target)
-    _emit(dict(result, ok=True))
+    _emit(dict(result, ok=problem is None))
+    if problem is not None:
+        raise problem

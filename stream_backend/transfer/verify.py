@@ -9,7 +9,8 @@ compares event for event. The first problem raises CorruptionError naming the ob
 from __future__ import annotations
 
 from ..archive import SegmentPart, segment_part_key
-from ..errors import CorruptionError
+from ..archive import human_size
+from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
 from .checkpoint import read_leases
 from .reader import RangeFile, checkpoints_of, complete_runs, load_chain, segment_events
 from .targets import Target
@@ -56,7 +57,7 @@ def verify_archive(target: Target, against=None, piece: int = 8 * 1024 * 1024) -
               "events": events, "bytes": payload,
               "manifest_checksum": chain.runs[-1].checksum if chain.runs else None}
     if against is not None:
-        result["compared_events"] = _compare(target, chain, against, piece)
+        result.update(_compare(target, chain, against, piece))
     return result
 
 
@@ -86,29 +87,57 @@ def _checked_records(target, part, listing, piece, counter):
         counter[0] += 1
 
 
-def _compare(target: Target, chain, against, piece: int) -> int:
+def _compare(target: Target, chain, against, piece: int) -> dict:
+    """Event for event, every segment; the stream may hold more or fewer events than the
+    archive (a source appended to since the export, a restore that stopped short, a
+    destination written to afterwards). Content differences raise CorruptionError;
+    length differences are counted, per direction, for ``verify`` to report."""
     store, scope, stream = against
     info = store.stream_info(scope, stream)
     if info.segment_count != chain.segments:
         raise CorruptionError(f"archive has {chain.segments} segments, {scope}/{stream} has {info.segment_count}")
-    n = 0
+    seg_infos = {s.segment: s for s in info.segments}
+    out = {"compared_events": 0, "stream_extra_events": 0, "stream_extra_bytes": 0,
+           "archive_extra_events": 0, "archive_extra_bytes": 0}
     for s in range(chain.segments):
         parts = list(chain.parts(s))
-        if not parts:
-            continue
-        start, end = parts[0].from_seq, parts[-1].to_seq
-        src = store.read_events(scope, stream, s, from_seq=start, to_seq=end)
+        start = parts[0].from_seq if parts else seg_infos[s].head_seq
+        src = store.read_events(scope, stream, s, from_seq=start, to_seq=seg_infos[s].tail_seq)
         for a in segment_events(target, chain, s, piece=piece):
             b = next(src, None)
-            if b is None or (a.seq, a.payload, a.routing_key) != (b.seq, b.payload, b.routing_key):
+            if b is None:
+                out["archive_extra_events"] += 1
+                out["archive_extra_bytes"] += len(a.payload)
+                continue
+            if (a.seq, a.payload, a.routing_key) != (b.seq, b.payload, b.routing_key):
                 raise CorruptionError(
                     f"archive {target.display} differs from {store.protocol}://{scope}/{stream} "
                     f"in segment {s} at seq {a.seq}"
                 )
-            n += 1
-        if next(src, None) is not None:
-            raise CorruptionError(f"archive {target.display} lacks events of segment {s} that the stream has before seq {end}")
-    return n
+            out["compared_events"] += 1
+        for b in src:
+            out["stream_extra_events"] += 1
+            out["stream_extra_bytes"] += len(b.payload)
+    return out
+
+
+def mismatch(result: dict, archive: str, stream_url: str):
+    """The error a ``verify --against`` result amounts to (None: the two hold the same
+    events). A stream with events the archive lacks and an archive with events the
+    stream lacks are different problems with different remedies and exit codes."""
+    extra, extra_b = result.get("stream_extra_events", 0), result.get("stream_extra_bytes", 0)
+    if extra:
+        return ArchiveBehindError(
+            f"archive {archive} is behind {stream_url} by {extra} event{'s' if extra != 1 else ''} "
+            f"({human_size(extra_b)}): the stream has {extra} event{'s' if extra != 1 else ''} the archive does not"
+        )
+    lack, lack_b = result.get("archive_extra_events", 0), result.get("archive_extra_bytes", 0)
+    if lack:
+        return StreamBehindError(
+            f"{stream_url} lacks {lack} event{'s' if lack != 1 else ''} ({human_size(lack_b)}) that archive "
+            f"{archive} holds (an import that did not finish, or a truncated stream)"
+        )
+    return None
 
 
 def archive_status(target: Target) -> dict:
