@@ -180,21 +180,35 @@ class Importer:
         try:
             info = self.store.stream_info(self.scope, self.stream)
         except NotFoundError:
-            info = None
-        if info is not None and info.segment_count != nseg:
+            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True)
+        # the destination's writer first, its state second: an import that read the state
+        # before another import's events landed would append them all again
+        try:
+            writer = self.store.writer(self.scope, self.stream)
+        except WriterBusyError:
+            raise WriterBusyError(
+                f"destination {dest} is being written by another import or writer: "
+                "run this import again once it has finished (it then resumes or finds it complete)"
+            ) from None
+        try:
+            return self._run_holding(writer, chain, mine, dest, ident)
+        finally:
+            writer.close()
+
+    def _run_holding(self, writer, chain: Chain, mine: list[int], dest: str, ident: dict) -> dict:
+        nseg = chain.segments
+        info = self.store.stream_info(self.scope, self.stream)
+        if info.segment_count != nseg:
             raise NotEmptyError(
                 f"destination {dest} has {info.segment_count} segments, the archive {nseg}: import into a new stream"
             )
         marker = _read_marker(self.store, self.scope, self.stream)
-        if info is not None and info.events > 0:
+        if info.events > 0:
             if not marker or marker.get("archive") != ident["archive"] or marker.get("root") != ident["root"]:
                 raise NotEmptyError(
                     f"destination {dest} is not empty and is not a partial import of {self.target.display}: "
                     "import into a new or empty stream"
                 )
-        if info is None:
-            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True)
-            info = self.store.stream_info(self.scope, self.stream)
         if marker != ident:
             _write_marker(self.store, self.scope, self.stream, ident)
 
@@ -209,41 +223,37 @@ class Importer:
                 )
             self.progress.add_total(ev, by)
         appended = skipped = 0
-        writer = self.store.writer(self.scope, self.stream)
-        try:
-            for s in mine:
-                self.progress.set_segment(s)
-                done = have[s]
-                skipped += done
-                if done:
-                    self._check_tail(s, done)
-                    ev, by = plan[s]
-                    self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
-                pending = pbytes = counted = 0
-                for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
-                    if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
-                        break
-                    if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
-                        break
-                    writer.append(ev.payload, ev.routing_key, segment=s)
-                    appended += 1
-                    pending += 1
-                    pbytes += len(ev.payload)
-                    if pending % 64 == 0:
-                        self.progress.add_done(64, pbytes - counted)
-                        counted = pbytes
-                    if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
-                        writer.flush()
-                        self.progress.add_done(pending % 64, pbytes - counted)
-                        pending = pbytes = counted = 0
-                        if self.pause:
-                            raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
-                writer.flush()
-                self.progress.add_done(pending % 64, pbytes - counted)
-                if self.pause and s != mine[-1]:
-                    raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
-        finally:
-            writer.close()
+        for s in mine:
+            self.progress.set_segment(s)
+            done = have[s]
+            skipped += done
+            if done:
+                self._check_tail(s, done)
+                ev, by = plan[s]
+                self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
+            pending = pbytes = counted = 0
+            for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
+                if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
+                    break
+                if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
+                    break
+                writer.append(ev.payload, ev.routing_key, segment=s)
+                appended += 1
+                pending += 1
+                pbytes += len(ev.payload)
+                if pending % 64 == 0:
+                    self.progress.add_done(64, pbytes - counted)
+                    counted = pbytes
+                if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
+                    writer.flush()
+                    self.progress.add_done(pending % 64, pbytes - counted)
+                    pending = pbytes = counted = 0
+                    if self.pause:
+                        raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
+            writer.flush()
+            self.progress.add_done(pending % 64, pbytes - counted)
+            if self.pause and s != mine[-1]:
+                raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
         # every planned event of these segments is in: say so next to the destination
         point = {"to_seq": self.opts.to_seq, "to_time_ns": self.opts.to_time_ns}
         _write_marker(self.store, self.scope, self.stream, dict(
