@@ -60,6 +60,9 @@ class StreamInfo:
     sealed: bool = False
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     created: float | None = None
+    #: changes when a stream is deleted and re-created under the same name (None where
+    #: the store cannot tell): an archive of the old stream must not continue with the new
+    identity: str | None = None
 
     @property
     def segment_count(self) -> int:
@@ -143,9 +146,12 @@ class StreamStore(Protocol):
 
     # streams
     def create_stream(
-        self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False
+        self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False,
+        max_event_size: int | None = None,
     ) -> None:
-        """Create a stream with a fixed number of segments (creating the scope too)."""
+        """Create a stream with a fixed number of segments (creating the scope too);
+        ``max_event_size``: its largest event (None: the store's default; a store whose
+        limit is fixed refuses a larger one with EventTooLargeError)."""
 
     def list_streams(self, scope: str) -> list[str]: ...
     def delete_stream(self, scope: str, stream: str) -> None: ...

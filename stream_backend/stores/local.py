@@ -2,7 +2,7 @@
 
 Layout (docs/store.md has the full story)::
 
-    ROOT/SCOPE/STREAM/stream.json          format, segments, sealed, max_event_size, created
+    ROOT/SCOPE/STREAM/stream.json          format, segments, sealed, max_event_size, created, id
     ROOT/SCOPE/STREAM/segment-NNNNNN.log   framed records (stores/records.py)
     ROOT/SCOPE/STREAM/segment-NNNNNN.idx   sparse offset index (stores/offset_index.py)
     ROOT/SCOPE/STREAM/writer.lock          fcntl.lockf: one writer per stream
@@ -1011,8 +1011,12 @@ class LocalStore:
     # -- streams
 
     def create_stream(
-        self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False
+        self, scope: str, stream: str, segments: int = 1, exist_ok: bool = False,
+        max_event_size: int | None = None,
     ) -> None:
+        max_event_size = self.max_event_size if max_event_size is None else max_event_size
+        if not isinstance(max_event_size, int) or not 0 < max_event_size <= records.MAX_PAYLOAD:
+            raise UsageError(f"max event size must be 1..{records.MAX_PAYLOAD} bytes, not {max_event_size!r}")
         if (
             not isinstance(segments, int)
             or isinstance(segments, bool)
@@ -1041,8 +1045,9 @@ class LocalStore:
                     "format": FORMAT_VERSION,
                     "segments": segments,
                     "sealed": False,
-                    "max_event_size": self.max_event_size,
+                    "max_event_size": max_event_size,
                     "created": time.time(),
+                    "id": secrets.token_hex(16),
                 }
                 _write_json_atomic(os.path.join(tmp, STREAM_JSON), meta)
                 try:
@@ -1109,6 +1114,8 @@ class LocalStore:
             sealed=bool(meta.get("sealed")),
             max_event_size=int(meta["max_event_size"]),
             created=meta.get("created"),
+            # streams made before ids were recorded: their creation time tells them apart
+            identity=meta.get("id") or (f"created:{meta['created']!r}" if meta.get("created") else None),
         )
 
     def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo:

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import Iterator
@@ -63,6 +64,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 OUR_TAG = "stream-backend"
 LAST_APPEND_TAG = "sb.last-append."
 SCALING_TAG = "sb.scaling."
+ID_TAG = "sb.id."  # a stream's identity: differs when a stream is deleted and re-created
 CHUNK = 4 << 20  # raw bytes per read call: several 1 MiB events per round trip
 DEFAULT_CONTROLLER = "tcp://127.0.0.1:9090"
 
@@ -620,10 +622,17 @@ class PravegaStore:
         segments: int = 1,
         exist_ok: bool = False,
         scaling: tuple[str, int, int] | None = None,
+        max_event_size: int | None = None,
     ) -> None:
         """``scaling``: None = fixed ``segments`` (what the protocol promises); or
         ("events", events/s, factor) / ("kbytes", KiB/s, factor) for Pravega auto-scaling,
-        starting at ``segments`` (see docs/pravega.md for what auto-scaling costs)."""
+        starting at ``segments`` (see docs/pravega.md for what auto-scaling costs).
+        ``max_event_size``: Pravega's limit is the server's (8 MiB); a larger one is refused."""
+        if max_event_size is not None and max_event_size > self.max_event_size:
+            raise EventTooLargeError(
+                f"pravega stream {scope}/{stream} cannot take events of {max_event_size} bytes: "
+                f"Pravega's largest event is {self.max_event_size} bytes"
+            )
         self._check("scope", scope)
         self._check("stream", stream)
         if not isinstance(segments, int) or segments < 1:
@@ -636,7 +645,7 @@ class PravegaStore:
                 return
             raise AlreadyExistsError(f"stream {scope}/{stream} already exists")
         kind, rate, factor = scaling or ("fixed", 0, 0)
-        tags = [OUR_TAG, f"{SCALING_TAG}{kind}.{rate}.{factor}.{segments}"]
+        tags = [OUR_TAG, f"{SCALING_TAG}{kind}.{rate}.{factor}.{segments}", ID_TAG + uuid.uuid4().hex]
         self._forget(scope, stream)
         self._call("create_stream", scope=scope, stream=stream, segments=segments, scaling=scaling, tags=tags)
 
@@ -848,7 +857,8 @@ class PravegaStore:
         self._require_stream(scope, stream)
         head, tail = self._cuts(scope, stream)
         ids = sorted(tail if tail is not None else head)
-        last = self._last_append(self._tags(scope, stream))
+        tags = self._tags(scope, stream)
+        last = self._last_append(tags)
         segs = []
         for i, seg_id in enumerate(ids):
             t = self._tail_of(scope, stream, seg_id, len(ids), tail)
@@ -863,7 +873,9 @@ class PravegaStore:
                     last_append=last if idx.events else None,
                 )
             )
-        return StreamInfo(scope=scope, stream=stream, segments=segs, sealed=tail is None, max_event_size=self.max_event_size)
+        ident = next((t[len(ID_TAG):] for t in tags if t.startswith(ID_TAG)), None)
+        return StreamInfo(scope=scope, stream=stream, segments=segs, sealed=tail is None,
+                          max_event_size=self.max_event_size, identity=ident)
 
     # --- data ---------------------------------------------------------------------------
     def writer(self, scope: str, stream: str) -> PravegaWriter:

@@ -90,8 +90,13 @@ def select_segments(count: int, segments: list[int] | None = None, shard: tuple[
     return chosen
 
 
-def source_of(store, scope: str, stream: str, segments: int) -> dict:
-    return {"store": store.protocol, "scope": scope, "stream": stream, "segments": segments}
+def source_of(store, scope: str, stream: str, info) -> dict:
+    """What an archive records of its stream: name, shape, largest event, identity."""
+    src = {"store": store.protocol, "scope": scope, "stream": stream, "segments": info.segment_count,
+           "max_event_size": info.max_event_size}
+    if info.identity is not None:
+        src["stream_id"] = info.identity
+    return src
 
 
 class ArchiveState:
@@ -159,6 +164,13 @@ def ensure_identity(target: Target, source: dict, create: bool) -> dict:
             f"{target.display} holds an archive of {have.get('store')}://{have.get('scope')}/{have.get('stream')}, "
             f"not of {source['store']}://{source['scope']}/{source['stream']}: use another prefix"
         )
+    if create and have.get("stream_id") and source.get("stream_id") and have["stream_id"] != source["stream_id"]:
+        raise AlreadyExistsError(
+            f"{target.display} holds an archive of an earlier stream named "
+            f"{source['store']}://{source['scope']}/{source['stream']} (id {have['stream_id']}); the stream of that "
+            f"name now is another one (id {source['stream_id']}), deleted and re-created since: "
+            "export it into a new prefix"
+        )
     if create and have.get("segments") != source["segments"]:
         raise AlreadyExistsError(
             f"{target.display} holds an archive of a stream with {have.get('segments')} segments; "
@@ -200,7 +212,7 @@ class Exporter:
         opts.check(target)
         target.check_access(create=True)
         nseg = info.segment_count
-        source = source_of(self.store, self.scope, self.stream, nseg)
+        source = source_of(self.store, self.scope, self.stream, info)
         ensure_identity(target, source, create=True)
         mine = select_segments(nseg, opts.segments)
         summary = {"op": "export", "archive": target.display, "source": f"{self.store.protocol}://{self.scope}/{self.stream}",
@@ -222,6 +234,12 @@ class Exporter:
                 si = seg_infos[s]
                 p = prev.segment(s) if prev is not None else None
                 start = p.to_seq if p is not None else si.head_seq
+                if p is not None and si.tail_seq < p.to_seq:
+                    raise AlreadyExistsError(
+                        f"{self.store.protocol}://{self.scope}/{self.stream} segment {s} ends at seq {si.tail_seq}, "
+                        f"before run {prev.run} of {target.display} ended (seq {p.to_seq}): it is not the stream "
+                        "this archive holds (deleted and re-created?); export it into a new prefix"
+                    )
                 end = si.tail_seq if opts.to_seq is None else min(si.tail_seq, max(opts.to_seq, start))
                 return start, max(end, start)
 

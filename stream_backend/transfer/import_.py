@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..errors import NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
+from ..errors import EventTooLargeError, NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
 from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
@@ -177,10 +177,18 @@ class Importer:
         mine = select_segments(nseg, self.opts.segments)
         dest = f"{self.store.protocol}://{self.scope}/{self.stream}"
         ident = _identity(chain)
+        largest = chain.source.get("max_event_size")  # absent in archives made before it was recorded
         try:
             info = self.store.stream_info(self.scope, self.stream)
         except NotFoundError:
-            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True)
+            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True, max_event_size=largest)
+            info = self.store.stream_info(self.scope, self.stream)
+        if largest is not None and info.max_event_size < largest:
+            raise EventTooLargeError(
+                f"destination {dest} takes events of at most {info.max_event_size} bytes; the archive's stream "
+                f"allowed {largest}: import into a new stream (created to fit) or one made with "
+                f"'create --max-event-size {largest}'"
+            )
         # the destination's writer first, its state second: an import that read the state
         # before another import's events landed would append them all again
         try:
