@@ -38,7 +38,7 @@ from ..archive import (
 )
 from ..archive import layout
 from ..archive.format import COMPRESSIONS, DEFAULT_OBJECT_SIZE
-from ..errors import AlreadyExistsError, Paused, UsageError
+from ..errors import AlreadyExistsError, Paused, StreamBackendError, UsageError
 from .checkpoint import Checkpoint, LeaseSet, delete_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
 from .signals import PauseRequest
@@ -293,12 +293,20 @@ class Exporter:
             finally:
                 pool.close(wait=True)
             complete, manifest = self._finalize(run, nseg, source, prev)
+            missing = [] if complete else self._missing(run, nseg)
+            if set(missing) & set(mine):
+                # every share of ours was written, yet the archive does not show it: the
+                # target does not read back what it was given; never report that as done
+                raise StreamBackendError(
+                    f"export wrote run {run} of segments {mine} but {target.display} does not list "
+                    f"segment parts {sorted(set(missing) & set(mine))}: the run is not complete"
+                )
         return dict(
             summary, run=run, complete=complete, events=sum(c.done_events for c in shares),
             bytes=sum(c.total_bytes for c in shares), objects=self.objects_written, reused_parts=self.reused_parts,
             uploaded_bytes=self.sent_bytes,
             manifest_checksum=manifest.checksum if manifest is not None else None,
-            waiting_for=[] if complete else self._missing(run, nseg),
+            waiting_for=missing,
         )
 
     def _missing(self, run: int, nseg: int) -> list[int]:

@@ -119,6 +119,40 @@ def translate_error(exc: BaseException, where: str) -> StreamBackendError:
     return UnavailableError(f"storage error on {where}: {code or name}")
 
 
+def check_archive_url(url: str, shown: str) -> None:
+    """Refuse archive URLs that would put an archive somewhere else than the user meant:
+    credentials in the URL (they would show in listings, logs and directory names), empty,
+    ``.`` or ``..`` path parts (``s3://b//p`` is another key than ``s3://b/p``; ``..``
+    escapes the named directory), and ``file://`` naming no directory. Plain local
+    paths are taken as the shell would."""
+    if not url:
+        raise UsageError("empty archive URL")
+    if "://" not in url:
+        return  # a plain local path: the shell's rules ('..' included) apply, as for cp
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise UsageError(f"bad archive URL {shown}") from None
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"archive URL {shown} carries credentials: pass them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "(or a profile, a Secret in Kubernetes), never in a URL"
+        )
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc:  # fsspec would take file://HOST/DIR for a relative HOST/DIR
+            raise UsageError(f"archive URL {shown}: file:// takes an absolute path, file:///DIR")
+        if not parts.path.strip("/"):
+            raise UsageError(f"archive URL {shown} names no directory: use file:///DIR")
+    elif scheme in ("s3", "s3a") and not parts.netloc:
+        raise UsageError(f"archive URL {shown} names no bucket: use s3://BUCKET/PREFIX")
+    path = parts.path
+    bits = path.split("/")
+    inner = bits[1:-1] if path.startswith("/") else bits[:-1]
+    if any(b in ("", ".", "..") for b in inner) or bits[-1] in (".", ".."):
+        raise UsageError(f"archive URL {shown} has an empty, '.' or '..' path part: write the prefix plainly")
+
+
 class Target:
     """An archive prefix on some fsspec filesystem; keys are relative, "/"-separated."""
 
@@ -128,6 +162,7 @@ class Target:
 
         self.url = url
         self.display = redact_url(url)
+        check_archive_url(url, self.display)
         if "://" not in url:
             url = "file://" + os.path.abspath(os.path.expanduser(url))
         scheme = url.split("://", 1)[0]

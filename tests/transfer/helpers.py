@@ -64,8 +64,8 @@ def cli_env(root, s3=None, **extra):
     return env
 
 
-def run_cli(args, env, timeout=120, check=None):
-    proc = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def run_cli(args, env, timeout=120, check=None, cwd=None):
+    proc = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if check is not None and proc.returncode != check:
         raise AssertionError(f"{args} exited {proc.returncode}, wanted {check}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-3000:]}")
     return proc
