@@ -8,6 +8,7 @@ and every record is checked (crc32c) before its event is handed out.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +17,7 @@ from typing import Iterator
 
 from ..archive import RunManifest, iter_events, iter_records, walk_chain
 from ..archive import layout
-from ..archive.format import ArchivedEvent, ObjectInfo
+from ..archive.format import ArchivedEvent, ObjectInfo, crc32c
 from ..archive.manifest import checksum_of, parse_identity
 from ..errors import CorruptionError, NotFoundError
 from .targets import Target
@@ -172,16 +173,36 @@ def events_starting_in(o: ObjectInfo) -> int:
     return o.records - (1 if o.first_offset > 0 else 0)
 
 
-def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, piece: int = 8 * 1024 * 1024) -> Iterator[ArchivedEvent]:
+def check_segment_part(target: Target, run: int, part) -> None:
+    """The run's segment part file must be there and say what the run manifest says."""
+    from ..archive import SegmentPart, segment_part_key
+
+    pkey = segment_part_key(run, part.segment)
+    data = target.read(pkey)
+    if data is None:
+        raise CorruptionError(f"archive {target.display}: segment part {pkey} of run {run} is missing")
+    stored = SegmentPart.parse(data, target.where(pkey))
+    if stored.checksum != part.checksum:
+        raise CorruptionError(f"corrupt archive manifest {target.where(pkey)}: differs from run {run}'s manifest")
+    part.check()
+
+
+def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, piece: int = 8 * 1024 * 1024,
+                   check_parts: bool = True) -> Iterator[ArchivedEvent]:
     """The segment's events across the chain, in order, after skipping the first ``skip``.
 
     Whole runs and whole objects are skipped by their counts without being read; an
-    event that spills over into the next object is assembled across both.
+    event that spills over into the next object is assembled across both. Each run part
+    read from is checked against its segment part file first (``check_parts``), and each
+    object whole before its events are handed out, so nothing of a damaged archive is
+    written anywhere.
     """
     for part in chain.parts(segment):
         if skip >= part.events:
             skip -= part.events
             continue
+        if check_parts:
+            check_segment_part(target, part.run, part)
         objs = part.objects
         k = 0
         while k < len(objs) and skip >= events_starting_in(objs[k]):
@@ -189,12 +210,18 @@ def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, pi
             k += 1
 
         def records(start=k):
-            for i, o in enumerate(objs[start:]):
-                f = RangeFile(target, o.key, o.size, piece)
-                yield from iter_records(
-                    f, target.where(o.key), compressed=o.compressed, expected_size=o.size,
-                    expected_crc32c=o.crc32c, expected_records=o.records,
-                )
+            for o in objs[start:]:
+                with checked_object(target, o, piece) as f:
+                    first = True
+                    for r in iter_records(f, target.where(o.key), compressed=o.compressed,
+                                          expected_size=o.size, expected_records=o.records):
+                        if r.segment != segment or (first and (r.seq, r.chunk_offset) != (o.first_seq, o.first_offset)):
+                            raise CorruptionError(
+                                f"corrupt archive object {target.where(o.key)}: it holds segment {r.segment} seq "
+                                f"{r.seq}, the manifest says segment {segment} seq {o.first_seq} (a misnamed object?)"
+                            )
+                        first = False
+                        yield r
 
         where = target.where(objs[k].key) if k < len(objs) else target.display
         for ev in iter_events(records(), where, skip_partial_start=True):
@@ -202,6 +229,43 @@ def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, pi
                 skip -= 1
                 continue
             yield ev
+
+
+SPOOL_IN_MEMORY = 16 * 1024 * 1024  # an object's bytes kept in memory; past it, in TMPDIR
+
+
+def checked_object(target: Target, o: ObjectInfo, piece: int):
+    """Object ``o``'s stored bytes, read whole and checked against the manifest (its size
+    as stored, its crc32c) before a single event of it is handed out: an import must not
+    write the first events of a swapped, misnamed, truncated or extended object and fail
+    only at its end. The bytes wait in a spooled temporary file (memory up to
+    SPOOL_IN_MEMORY, then TMPDIR), so the object is fetched from the target once."""
+    where = target.where(o.key)
+    stored = target.size(o.key)
+    if stored is None:
+        raise CorruptionError(f"archive object {where} is missing")
+    if stored != o.size:
+        raise CorruptionError(f"corrupt archive object {where}: {stored} bytes, manifest says {o.size}")
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    try:
+        f = RangeFile(target, o.key, o.size, piece)
+        crc = n = 0
+        while True:
+            chunk = f.read(piece)
+            if not chunk:
+                break
+            spool.write(chunk)
+            crc = crc32c(chunk, crc)
+            n += len(chunk)
+        if n != o.size:
+            raise CorruptionError(f"corrupt archive object {where}: read {n} bytes, manifest says {o.size}")
+        if crc != o.crc32c:
+            raise CorruptionError(f"corrupt archive object {where}: crc32c {crc:08x}, manifest says {o.crc32c:08x}")
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def checkpoints_of(target: Target) -> list[dict]:

@@ -8,11 +8,10 @@ compares event for event. The first problem raises CorruptionError naming the ob
 
 from __future__ import annotations
 
-from ..archive import SegmentPart, segment_part_key
 from ..archive import human_size
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
 from .checkpoint import read_leases
-from .reader import RangeFile, checkpoints_of, complete_runs, load_chain, segment_events
+from .reader import RangeFile, check_segment_part, checkpoints_of, complete_runs, load_chain, segment_events
 from .targets import Target
 
 
@@ -26,14 +25,7 @@ def verify_archive(target: Target, against=None, piece: int = 8 * 1024 * 1024) -
     prev_to: dict[int, int] = {}
     for m in chain.runs:
         for part in m.segments:
-            pkey = segment_part_key(m.run, part.segment)
-            data = target.read(pkey)
-            if data is None:
-                raise CorruptionError(f"archive {target.display}: segment part {pkey} of run {m.run} is missing")
-            stored = SegmentPart.parse(data, target.where(pkey))
-            if stored.checksum != part.checksum:
-                raise CorruptionError(f"corrupt archive manifest {target.where(pkey)}: differs from run {m.run}'s manifest")
-            part.check()
+            check_segment_part(target, m.run, part)
             if part.segment in prev_to and part.from_seq != prev_to[part.segment]:
                 raise CorruptionError(
                     f"archive {target.display}: run {m.run} segment {part.segment} starts at seq {part.from_seq}, "
@@ -103,7 +95,7 @@ def _compare(target: Target, chain, against, piece: int) -> dict:
         parts = list(chain.parts(s))
         start = parts[0].from_seq if parts else seg_infos[s].head_seq
         src = store.read_events(scope, stream, s, from_seq=start, to_seq=seg_infos[s].tail_seq)
-        for a in segment_events(target, chain, s, piece=piece):
+        for a in segment_events(target, chain, s, piece=piece, check_parts=False):
             b = next(src, None)
             if b is None:
                 out["archive_extra_events"] += 1
