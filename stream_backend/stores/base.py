@@ -159,6 +159,11 @@ class StreamStore(Protocol):
         """No more appends; readers see the stream as complete."""
 
     def stream_info(self, scope: str, stream: str) -> StreamInfo: ...
+    def check_whole(self, scope: str, stream: str) -> None:
+        """Raise UnsupportedError if this store cannot read every event of the stream
+        through its segments 0..n-1 (Pravega: a stream that scaled). An export calls it
+        before anything else: a backup may be slow, never silently short."""
+
     def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo: ...
 
     # data

@@ -1118,6 +1118,9 @@ class LocalStore:
             identity=meta.get("id") or (f"created:{meta['created']!r}" if meta.get("created") else None),
         )
 
+    def check_whole(self, scope: str, stream: str) -> None:
+        self._meta(scope, stream)  # NotFoundError; a local stream's segments are fixed
+
     def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo:
         return self._view(scope, stream, segment).info()
 

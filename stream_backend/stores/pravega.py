@@ -227,6 +227,23 @@ def _parse(raw: bytes, base: int):
     return base + pos
 
 
+def _cuts_scaled(head: dict, tail: dict | None) -> bool:
+    """Do a stream's head and tail cuts show a scale? Segment ids are epoch << 32 |
+    number; a stream that never scaled has only epoch-0 segments, the same at both ends."""
+    if any(s >> 32 for s in head) or (tail is not None and any(s >> 32 for s in tail)):
+        return True
+    return tail is not None and set(head) != set(tail)
+
+
+def _scaled_error(scope: str, stream: str, seg_id: int | None = None) -> UnsupportedError:
+    met = "" if seg_id is None else f" (a read met segment {seg_id >> 32}.{seg_id & 0xFFFFFFFF}, epoch.number)"
+    return UnsupportedError(
+        f"pravega://{scope}/{stream} has scaled since it was created{met}: this Pravega client reads only the "
+        "segments of one epoch and would leave events out, so it refuses; export fixed streams that never "
+        "scaled (docs/pravega.md)"
+    )
+
+
 # --- the worker process ---------------------------------------------------------------
 def parse_controller(uri: str) -> tuple[str, str, int, bool]:
     """-> (client URI, host, port, tls). Accepts tcp://h:p, tls://h:p, h:p (tcp)."""
@@ -545,6 +562,7 @@ class PravegaStore:
         self._w = _Worker(self.uri, host, port, tls, self.timeout, auth, tls_verify)
         self._indexes: dict[tuple[str, str, int], PravegaOffsetIndex] = {}
         self._ilock = threading.RLock()
+        self._sealed_shapes: dict[tuple[str, str], set[int]] = {}  # every segment a sealed stream had
 
     # --- plumbing ---------------------------------------------------------------------
     def _call(self, op: str, _sealed_check=None, timeout: float | None = None, **kw):
@@ -797,10 +815,14 @@ class PravegaStore:
 
     def _scan_multi(self, scope: str, stream: str):
         head, tail = self._cuts(scope, stream)
+        if _cuts_scaled(head, tail):
+            raise _scaled_error(scope, stream)
         ids = sorted(tail if tail is not None else head)
         fresh = {s: PravegaOffsetIndex(head.get(s, 0)) for s in ids}
         for seg_id, events in self._mscan(scope, stream, tail):
-            ix = fresh.setdefault(seg_id, PravegaOffsetIndex(head.get(seg_id, 0)))
+            ix = fresh.get(seg_id)
+            if ix is None:
+                raise _scaled_error(scope, stream, seg_id)
             for off, payload in events:
                 ix.add(off, len(payload))
         if tail is None:  # sealed: a complete scan stays complete (no rescan per call)
@@ -876,6 +898,33 @@ class PravegaStore:
         ident = next((t[len(ID_TAG):] for t in tags if t.startswith(ID_TAG)), None)
         return StreamInfo(scope=scope, stream=stream, segments=segs, sealed=tail is None,
                           max_event_size=self.max_event_size, identity=ident)
+
+    def check_whole(self, scope: str, stream: str) -> None:
+        """This client reads a stream as the segments of one epoch; a stream that scaled
+        has events in segments it cannot number (sealed predecessors, successors), which
+        an export would silently leave out. Open stream: its head and tail cuts must name
+        the same first-epoch segments. Sealed stream: one reader-group scan (kept: a
+        sealed stream cannot change) must meet no segment beyond its head's."""
+        self._require_stream(scope, stream)
+        head, tail = self._cuts(scope, stream)
+        where = f"pravega://{scope}/{stream}"
+        scaled = _cuts_scaled(head, tail)
+        if not scaled and tail is None:
+            key = (scope, stream)
+            if key not in self._sealed_shapes:
+                seen = set(head)
+                try:
+                    for sid, _events in self._mscan(scope, stream, None):
+                        seen.add(sid)
+                except StreamBackendError as e:
+                    raise UnsupportedError(
+                        f"cannot tell whether sealed stream {where} ever scaled (a reader-group scan failed: {e}); "
+                        "refusing to export what may be part of it"
+                    ) from None
+                self._sealed_shapes[key] = seen
+            scaled = self._sealed_shapes[key] != set(head)
+        if scaled:
+            raise _scaled_error(scope, stream)
 
     # --- data ---------------------------------------------------------------------------
     def writer(self, scope: str, stream: str) -> PravegaWriter:
@@ -954,8 +1003,11 @@ class PravegaStore:
         """One scan up to the cut ``stop``; ``want`` maps segment id -> (segment number,
         from_seq, to_seq or None). Offsets count every event from the segment's head."""
         foff = dict.fromkeys(want, 0)
+        known = set(self._segment_ids(scope, stream, for_write=False))
         for sid, events in self._mscan(scope, stream, stop):
             if sid not in want:
+                if sid not in known:
+                    raise _scaled_error(scope, stream, sid)
                 continue
             k, lo, hi = want[sid]
             for off, payload in events:

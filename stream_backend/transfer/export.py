@@ -209,6 +209,7 @@ class Exporter:
     def run(self) -> dict:
         opts, target = self.opts, self.target
         info = self.store.stream_info(self.scope, self.stream)  # NotFoundError: unknown stream
+        self.store.check_whole(self.scope, self.stream)  # a shape the store cannot read whole: refuse
         opts.check(target)
         target.check_access(create=True)
         nseg = info.segment_count

@@ -86,6 +86,7 @@ def _compare(target: Target, chain, against, piece: int) -> dict:
     length differences are counted, per direction, for ``verify`` to report."""
     store, scope, stream = against
     info = store.stream_info(scope, stream)
+    store.check_whole(scope, stream)
     if info.segment_count != chain.segments:
         raise CorruptionError(f"archive has {chain.segments} segments, {scope}/{stream} has {info.segment_count}")
     seg_infos = {s.segment: s for s in info.segments}

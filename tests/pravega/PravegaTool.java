@@ -1,0 +1,103 @@
+// Streams shaped by the official Java client, for the Pravega tests: written with routing
+// keys, scaled through the controller, sealed. Run from source by Java 17 with the
+// standalone's classpath (tests/pravega/javatool.py):
+//   java -cp CP PravegaTool.java CONTROLLER_URI COMMAND ARGS... [; COMMAND ARGS...]
+// Commands:
+//   create SCOPE STREAM SEGMENTS        scope (if missing) and a fixed-size stream
+//   write SCOPE STREAM N KEYS TAG       N events "TAG-i" with routing keys "k<i % KEYS>"
+//   scale SCOPE STREAM K                seal every current segment, K new equal key ranges
+//   seal SCOPE STREAM
+//   segments SCOPE STREAM               print the current segment ids, one per line
+import io.pravega.client.ClientConfig;
+import io.pravega.client.EventStreamClientFactory;
+import io.pravega.client.admin.StreamManager;
+import io.pravega.client.control.impl.ControllerImpl;
+import io.pravega.client.control.impl.ControllerImplConfig;
+import io.pravega.client.segment.impl.Segment;
+import io.pravega.client.stream.EventStreamWriter;
+import io.pravega.client.stream.EventWriterConfig;
+import io.pravega.client.stream.ScalingPolicy;
+import io.pravega.client.stream.StreamConfiguration;
+import io.pravega.client.stream.impl.ByteArraySerializer;
+import io.pravega.client.stream.impl.StreamImpl;
+
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+
+public class PravegaTool {
+    public static void main(String[] argv) throws Exception {
+        ClientConfig cc = ClientConfig.builder().controllerURI(URI.create(argv[0])).build();
+        ScheduledExecutorService ex = Executors.newScheduledThreadPool(2);
+        ControllerImpl ctl = new ControllerImpl(ControllerImplConfig.builder().clientConfig(cc).build(), ex);
+        try (StreamManager sm = StreamManager.create(cc)) {
+            List<String> cmd = new ArrayList<>();
+            for (int i = 1; i <= argv.length; i++) {
+                if (i == argv.length || argv[i].equals(";")) {
+                    if (!cmd.isEmpty()) run(cmd, cc, sm, ctl, ex);
+                    cmd.clear();
+                } else {
+                    cmd.add(argv[i]);
+                }
+            }
+        } finally {
+            ctl.close();
+            ex.shutdownNow();
+        }
+        System.exit(0);
+    }
+
+    static void run(List<String> a, ClientConfig cc, StreamManager sm, ControllerImpl ctl,
+                    ScheduledExecutorService ex) throws Exception {
+        String scope = a.get(1), stream = a.get(2);
+        switch (a.get(0)) {
+            case "create":
+                sm.createScope(scope);
+                sm.createStream(scope, stream, StreamConfiguration.builder()
+                        .scalingPolicy(ScalingPolicy.fixed(Integer.parseInt(a.get(3)))).build());
+                break;
+            case "write": {
+                int n = Integer.parseInt(a.get(3)), keys = Integer.parseInt(a.get(4));
+                try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                     EventStreamWriter<byte[]> w = f.createEventWriter(stream, new ByteArraySerializer(),
+                             EventWriterConfig.builder().build())) {
+                    for (int i = 0; i < n; i++) {
+                        w.writeEvent("k" + (i % keys), (a.get(5) + "-" + i).getBytes(StandardCharsets.UTF_8));
+                    }
+                    w.flush();
+                }
+                break;
+            }
+            case "scale": {
+                int k = Integer.parseInt(a.get(3));
+                List<Long> sealed = new ArrayList<>();
+                for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
+                    sealed.add(s.getSegmentId());
+                }
+                Map<Double, Double> ranges = new HashMap<>();
+                for (int i = 0; i < k; i++) {
+                    ranges.put((double) i / k, i + 1 == k ? 1.0 : (double) (i + 1) / k);
+                }
+                if (!ctl.scaleStream(new StreamImpl(scope, stream), sealed, ranges, ex).getFuture().join()) {
+                    throw new IllegalStateException("scale refused");
+                }
+                break;
+            }
+            case "seal":
+                sm.sealStream(scope, stream);
+                break;
+            case "segments":
+                for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
+                    System.out.println(s.getSegmentId());
+                }
+                break;
+            default:
+                throw new IllegalArgumentException("unknown command " + a.get(0));
+        }
+    }
+}
