@@ -599,7 +599,9 @@ def write_termination_message(summary, env=None) -> bool:
             text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     else:
         text = str(summary)
-    raw = text.encode()[:TERMINATION_MESSAGE_MAX]
+    from .urls import redact
+
+    raw = redact(text).encode()[:TERMINATION_MESSAGE_MAX]
     try:
         with open(path, "wb") as f:
             f.write(raw)

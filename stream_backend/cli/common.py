@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import StreamBackendError
+from ..urls import redact
 
 
 class StreamBackendGroup(click.Group):
@@ -20,7 +21,7 @@ class StreamBackendGroup(click.Group):
             if (ctx.obj or {}).get("debug"):
                 raise
             _termination_message({"event": "error", "exit_code": exc.exit_code, "error": str(exc)})
-            click.echo(f"stream-backend: error: {exc}", err=True)
+            click.echo(redact(f"stream-backend: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("stream-backend: interrupted", err=True)
@@ -38,8 +39,8 @@ class StreamBackendGroup(click.Group):
             if (ctx.obj or {}).get("debug"):
                 raise
             click.echo(
-                f"stream-backend: internal error: {type(exc).__name__}: {exc} "
-                "(run with --debug for a traceback)",
+                redact(f"stream-backend: internal error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for a traceback)"),
                 err=True,
             )
             sys.exit(70)  # EX_SOFTWARE

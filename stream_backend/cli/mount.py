@@ -35,10 +35,12 @@ def _archive_operations(url: str, endpoint_url: str | None):
     """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
     from ..fs.archivefs import ArchiveFileSystem
     from ..fs.fuse import FsspecOperations
+    from ..urls import check_archive_url, redact
 
     target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
     if target.startswith("sbarchive://"):
         raise UsageError(f"give the archive's own URL: sbarchive::s3://BUCKET/PREFIX, not {url!r}")
+    check_archive_url(target, redact(target))
     options = {}
     if endpoint_url and target.startswith(("s3://", "s3a://")):
         options["endpoint_url"] = endpoint_url

@@ -16,7 +16,7 @@ import sys
 import click
 
 from ..errors import Paused, UsageError
-from ..urls import parse_stream_url
+from ..urls import parse_stream_url, redact
 from . import main
 from .common import open_store_for, store_options
 
@@ -86,7 +86,7 @@ def _emit(summary: dict) -> None:
     write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
 
     if sys.stdout.isatty():
-        click.echo(_summary_text(summary))
+        click.echo(redact(_summary_text(summary)))
     else:
         print_done(summary)
 
@@ -119,7 +119,7 @@ def _paused(exc: Paused) -> None:
 
     resume = resume_command()
     write_termination_message({"event": "paused", "exit_code": exc.exit_code, "error": str(exc), "resume": resume})
-    click.echo(f"stream-backend: {exc}; resume with: {resume}", err=True)
+    click.echo(redact(f"stream-backend: {exc}; resume with: {resume}"), err=True)
     sys.exit(exc.exit_code)
 
 

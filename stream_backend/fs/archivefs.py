@@ -113,6 +113,12 @@ class ArchiveFileSystem(AbstractFileSystem):
                  fs: AbstractFileSystem | None = None, cache_ttl: float = 30.0, **kwargs):
         super().__init__(**kwargs)
         if fs is None:
+            from ..urls import check_archive_url, redact
+
+            try:
+                check_archive_url(fo or ".", redact(fo or "."))
+            except E.UsageError as exc:
+                raise ValueError(str(exc)) from None
             if target_protocol:
                 fs = fsspec.filesystem(target_protocol, **(target_options or {}))
                 prefix = fs._strip_protocol(fo)

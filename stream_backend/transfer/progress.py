@@ -14,6 +14,7 @@ import threading
 import time
 
 from ..archive import human_size
+from ..urls import redact
 
 MODES = ("auto", "bar", "json", "none")
 
@@ -173,5 +174,5 @@ def _clock(seconds: float) -> str:
 def print_done(summary: dict, stream=None) -> None:
     """The final one-line JSON summary, on stdout (machine-readable result of the run)."""
     out = stream or sys.stdout
-    out.write(json.dumps({"event": "done", **summary}, separators=(",", ":"), sort_keys=False) + "\n")
+    out.write(redact(json.dumps({"event": "done", **summary}, separators=(",", ":"), sort_keys=False)) + "\n")
     out.flush()

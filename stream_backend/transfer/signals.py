@@ -67,6 +67,6 @@ def resume_command(argv: list[str] | None = None) -> str:
             argv[0] = "stream-backend"
         else:
             argv[0] = prog
-    from .targets import redact_url
+    from ..urls import redact
 
-    return shlex.join(redact_url(a) if "://" in a else a for a in argv)
+    return redact(shlex.join(argv))

@@ -17,9 +17,10 @@ import glob
 import hashlib
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import (
     NotFoundError,
@@ -28,6 +29,7 @@ from ..errors import (
     UnavailableError,
     UsageError,
 )
+from ..urls import check_archive_url, has_userinfo, redact
 
 #: S3 refuses multipart parts smaller than this (except the last one)
 S3_MIN_PART_SIZE = 5 * 1024 * 1024
@@ -49,20 +51,6 @@ _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"
 
 class PreconditionFailed(Exception):
     """A conditional write lost: someone else wrote the object first."""
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for output: any user:password part removed."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
 
 
 def _client_error_code(exc: BaseException) -> str | None:
@@ -119,40 +107,6 @@ def translate_error(exc: BaseException, where: str) -> StreamBackendError:
     return UnavailableError(f"storage error on {where}: {code or name}")
 
 
-def check_archive_url(url: str, shown: str) -> None:
-    """Refuse archive URLs that would put an archive somewhere else than the user meant:
-    credentials in the URL (they would show in listings, logs and directory names), empty,
-    ``.`` or ``..`` path parts (``s3://b//p`` is another key than ``s3://b/p``; ``..``
-    escapes the named directory), and ``file://`` naming no directory. Plain local
-    paths are taken as the shell would."""
-    if not url:
-        raise UsageError("empty archive URL")
-    if "://" not in url:
-        return  # a plain local path: the shell's rules ('..' included) apply, as for cp
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise UsageError(f"bad archive URL {shown}") from None
-    if "@" in parts.netloc:
-        raise UsageError(
-            f"archive URL {shown} carries credentials: pass them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-            "(or a profile, a Secret in Kubernetes), never in a URL"
-        )
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc:  # fsspec would take file://HOST/DIR for a relative HOST/DIR
-            raise UsageError(f"archive URL {shown}: file:// takes an absolute path, file:///DIR")
-        if not parts.path.strip("/"):
-            raise UsageError(f"archive URL {shown} names no directory: use file:///DIR")
-    elif scheme in ("s3", "s3a") and not parts.netloc:
-        raise UsageError(f"archive URL {shown} names no bucket: use s3://BUCKET/PREFIX")
-    path = parts.path
-    bits = path.split("/")
-    inner = bits[1:-1] if path.startswith("/") else bits[:-1]
-    if any(b in ("", ".", "..") for b in inner) or bits[-1] in (".", ".."):
-        raise UsageError(f"archive URL {shown} has an empty, '.' or '..' path part: write the prefix plainly")
-
-
 class Target:
     """An archive prefix on some fsspec filesystem; keys are relative, "/"-separated."""
 
@@ -161,7 +115,7 @@ class Target:
         from fsspec.core import url_to_fs
 
         self.url = url
-        self.display = redact_url(url)
+        self.display = redact(url)
         check_archive_url(url, self.display)
         if "://" not in url:
             url = "file://" + os.path.abspath(os.path.expanduser(url))
@@ -185,6 +139,11 @@ class Target:
             }
             if endpoint:
                 options["endpoint_url"] = endpoint
+            if endpoint and has_userinfo(endpoint):
+                raise UsageError(
+                    f"endpoint {redact(endpoint)} carries credentials: pass them in "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile), never in a URL"
+                )
         elif endpoint_url:
             raise UsageError(f"--endpoint-url applies to s3:// archives only, not {self.display}")
         self.endpoint = options.get("endpoint_url")
@@ -250,28 +209,43 @@ class Target:
         if not self.endpoint:
             return
         import socket
-        import time as _time
 
         parts = urlsplit(self.endpoint)
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if not host:
-            raise UsageError(f"bad endpoint URL {redact_url(self.endpoint)}")
+            raise UsageError(f"bad endpoint URL {redact(self.endpoint)}")
         for i in range(attempts):
             try:
                 socket.create_connection((host, port), timeout=timeout).close()
                 return
             except OSError:
                 if i + 1 < attempts:
-                    _time.sleep(0.5 * (i + 1))
-        raise UnavailableError(f"cannot reach the storage endpoint {redact_url(self.endpoint)} for {self.display}")
+                    time.sleep(0.5 * (i + 1))
+        raise UnavailableError(f"cannot reach the storage endpoint {redact(self.endpoint)} for {self.display}")
 
     # -- small objects ---------------------------------------------------------
+    SMALL_ATTEMPTS = 6
+
+    def _retried(self, key: str, fn):
+        """``fn()`` with our errors, a transient one (a dropped body, a reset, a 5xx)
+        retried with backoff (0.2 s doubling, about 6 s in all): a lease, checkpoint or
+        manifest read must not end a transfer that a data part's retry would have saved."""
+        delay = 0.2
+        for attempt in range(self.SMALL_ATTEMPTS):
+            try:
+                with self.errors(key):
+                    return fn()
+            except UnavailableError:
+                if attempt + 1 == self.SMALL_ATTEMPTS:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+
     def read(self, key: str) -> bytes | None:
         """Whole object, or None when absent."""
         try:
-            with self.errors(key):
-                return self.fs.cat_file(self.path(key))
+            return self._retried(key, lambda: self.fs.cat_file(self.path(key)))
         except NotFoundError:
             return None
 
@@ -291,8 +265,9 @@ class Target:
                     f.flush()
                     os.fsync(f.fileno())  # a checkpoint or manifest must not come back empty
                 os.replace(tmp, path)
-            elif self.is_s3:
-                self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data)
+            elif self.is_s3:  # a whole PUT: repeating it is harmless
+                self._retried(key, lambda: self.fs.call_s3("put_object", Bucket=self.bucket,
+                                                            Key=self.s3_key(key), Body=data))
             else:
                 self.fs.pipe_file(self.path(key), data)
 
@@ -314,8 +289,7 @@ class Target:
             return data, resp.get("ETag")
 
         try:
-            with self.errors(key):
-                return sync(self.fs.loop, get)
+            return self._retried(key, lambda: sync(self.fs.loop, get))
         except NotFoundError:
             return None, None
 
@@ -384,8 +358,7 @@ class Target:
 
     def size(self, key: str) -> int | None:
         try:
-            with self.errors(key):
-                return int(self.fs.size(self.path(key)))
+            return self._retried(key, lambda: int(self.fs.size(self.path(key))))
         except NotFoundError:
             return None
 
@@ -393,11 +366,13 @@ class Target:
         """Every object under ``dirkey`` (recursive): relative key -> size."""
         out: dict[str, int] = {}
         base = self.path(dirkey).rstrip("/")
-        with self.errors(dirkey):
+        def find():
             try:
-                found = self.fs.find(base, detail=True)
+                return self.fs.find(base, detail=True)
             except FileNotFoundError:
-                return out
+                return {}
+
+        found = self._retried(dirkey, find)
         for path, info in found.items():
             if info.get("type") == "directory":
                 continue

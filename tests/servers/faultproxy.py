@@ -22,7 +22,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-FAULTS = ("slowdown", "internal_error", "reset", "latency")
+FAULTS = ("slowdown", "internal_error", "reset", "truncate", "latency")
 
 _XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -37,7 +37,9 @@ class FaultProxy:
 
     Rates are probabilities per request, drawn in this order: ``slowdown`` (503 SlowDown),
     ``internal_error`` (500 InternalError), ``reset`` (connection reset: for a request with
-    a body, after half of the body went to the server), then independently ``latency``
+    a body, after half of the body went to the server), ``truncate`` (a response whose body
+    stops after half of its announced length: what a dropped download looks like to the
+    client), then independently ``latency``
     (sleep ``latency_s`` before forwarding). ``only_methods`` limits faults to some methods.
     ``max_consecutive`` lets a request through after that many faults in a row on the same
     method and path (bounds the client's exponential backoff, so tests stay fast).
@@ -45,13 +47,14 @@ class FaultProxy:
     """
 
     def __init__(self, target: str, seed: int = 0, slowdown: float = 0.0, internal_error: float = 0.0,
-                 reset: float = 0.0, latency: float = 0.0, latency_s: float = 0.05,
+                 reset: float = 0.0, truncate: float = 0.0, latency: float = 0.0, latency_s: float = 0.05,
                  only_methods: tuple[str, ...] | None = None, max_consecutive: int | None = None):
         u = urlsplit(target)
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"fault proxy needs an http:// target, got {target!r}")
         self.upstream = (u.hostname, u.port or 80)
-        self.rates = {"slowdown": slowdown, "internal_error": internal_error, "reset": reset, "latency": latency}
+        self.rates = {"slowdown": slowdown, "internal_error": internal_error, "reset": reset, "truncate": truncate,
+                      "latency": latency}
         self.latency_s = latency_s
         self.only_methods = tuple(m.upper() for m in only_methods) if only_methods else None
         self._rng = random.Random(seed)
@@ -108,7 +111,7 @@ class FaultProxy:
             if not self.enabled or (self.only_methods and method not in self.only_methods):
                 return None, False
             fault, acc = None, 0.0
-            for name in ("slowdown", "internal_error", "reset"):
+            for name in ("slowdown", "internal_error", "reset", "truncate"):
                 acc += self.rates[name]
                 if r[0] < acc:
                     fault = name
@@ -255,6 +258,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fault == "truncate" and self.command != "HEAD" and len(data) > 1:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self._reset()
+            return
         if self.command != "HEAD" and data:
             self.wfile.write(data)
         self.wfile.flush()
