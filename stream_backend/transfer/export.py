@@ -220,6 +220,7 @@ class Exporter:
                    "segments": mine}
         if not mine:
             return dict(summary, run=None, complete=False, events=0, bytes=0, objects=0, note="no segments selected")
+        self.pause.holding_state()  # leases and checkpoints from here: a signal pauses at a safe point
         with LeaseSet(target, mine, "export") as leases:
             self.leases = leases
             state = ArchiveState(target)

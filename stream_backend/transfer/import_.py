@@ -191,6 +191,7 @@ class Importer:
             )
         # the destination's writer first, its state second: an import that read the state
         # before another import's events landed would append them all again
+        self.pause.holding_state()
         try:
             writer = self.store.writer(self.scope, self.stream)
         except WriterBusyError:

@@ -15,30 +15,62 @@ import sys
 import threading
 
 
+def _grace() -> float:
+    try:
+        return max(0.0, float(os.environ.get("STREAM_BACKEND_PAUSE_GRACE", "30")))
+    except ValueError:
+        return 30.0
+
+
 class PauseRequest:
-    """A flag set by the first SIGTERM/SIGINT; a second one also sets ``abandon``."""
+    """A flag set by the first SIGTERM/SIGINT; a second one also sets ``abandon``.
+
+    Until the transfer holds state (``holding_state``), nothing needs saving: the first
+    signal then raises Paused at once, wherever the main thread waits (a connect, a
+    retry loop against a frozen endpoint). Afterwards the transfer gets a grace period
+    (``STREAM_BACKEND_PAUSE_GRACE`` seconds, default 30, under Kubernetes' 60) to finish
+    its parts in flight and save its checkpoint; past it, it leaves as on a second
+    signal, so a pod always exits 75 before the kubelet's SIGKILL."""
 
     def __init__(self):
         self.requested = threading.Event()
         self.abandon = threading.Event()
         self.signum: int | None = None
+        self.interruptible = True
+        self.done = threading.Event()
         self._old: dict[int, object] = {}
 
     def __bool__(self) -> bool:
         return self.requested.is_set()
 
+    def holding_state(self) -> None:
+        """From here on a signal is a pause at a safe point, not an immediate stop."""
+        self.interruptible = False
+
+    def _leave(self, why: str) -> None:
+        # The state left is exactly what a SIGKILL leaves (last checkpoint + reusable
+        # stored parts), which a rerun resumes; the lease is taken over at once by a
+        # rerun on this host.
+        self.abandon.set()
+        try:
+            os.write(2, f"stream-backend: {why}; resume with: {resume_command()}\n".encode())
+        finally:
+            os._exit(75)
+
+    def _watchdog(self, grace: float) -> None:
+        if not self.done.wait(grace):
+            self._leave(f"parts in flight did not finish within {grace:g}s of the signal; abandoned them")
+
     def _handler(self, signum, _frame) -> None:
         if self.requested.is_set():
-            # second signal: abandon the parts in flight now. The state left is exactly
-            # what a SIGKILL leaves (last checkpoint + reusable stored parts), which a
-            # rerun resumes; the lease is taken over at once by a rerun on this host.
-            self.abandon.set()
-            try:
-                os.write(2, f"stream-backend: abandoned parts in flight; resume with: {resume_command()}\n".encode())
-            finally:
-                os._exit(75)
+            self._leave("abandoned parts in flight")
         self.signum = signum
         self.requested.set()
+        if self.interruptible:
+            from ..errors import Paused
+
+            raise Paused("stopped by a signal before the transfer started; nothing was written")
+        threading.Thread(target=self._watchdog, args=(_grace(),), name="pause-watchdog", daemon=True).start()
 
     def request(self) -> None:
         """Ask for a pause from code (tests, embedding applications)."""
@@ -51,6 +83,7 @@ class PauseRequest:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.done.set()
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
