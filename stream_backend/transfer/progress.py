@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 
 from ..archive import human_size
 from ..urls import redact
@@ -29,8 +30,15 @@ def _interval() -> float:
 class Progress:
     """Thread-safe counters + a periodic reporter."""
 
-    def __init__(self, op: str, mode: str = "auto", stream=None):
+    #: the rate behind the time left is measured over this many recent seconds: a run
+    #: whose speed changes (throttling, a busy server) gets an honest ETA within it
+    RATE_WINDOW = 10.0
+    #: this long without a byte moving, the progress says so
+    STALL_AFTER = 10.0
+
+    def __init__(self, op: str, mode: str = "auto", stream=None, clock=time.monotonic):
         self.op = op
+        self._clock = clock
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "json"
@@ -41,7 +49,9 @@ class Progress:
         self.done_bytes = 0
         self.segment: int | None = None
         self._start_bytes = 0
-        self._t0 = time.monotonic()
+        self._t0 = clock()
+        self._samples: deque = deque([(self._t0, 0)])  # (time, bytes moved by this process)
+        self._last_move = self._t0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,16 +71,24 @@ class Progress:
             self.done_bytes += nbytes
             if resumed:
                 self._start_bytes += nbytes
+            elif nbytes:
+                now = self._clock()
+                self._last_move = now
+                self._samples.append((now, self.done_bytes - self._start_bytes))
+                while len(self._samples) > 2 and self._samples[1][0] <= now - self.RATE_WINDOW:
+                    self._samples.popleft()
 
     def set_segment(self, segment: int | None) -> None:
         self.segment = segment
 
     def snapshot(self) -> dict:
         with self._lock:
-            elapsed = max(time.monotonic() - self._t0, 1e-6)
+            now = self._clock()
             moved = self.done_bytes - self._start_bytes
-            rate = moved / elapsed
+            t_old, moved_old = self._samples[0]  # about RATE_WINDOW ago (the start, if younger)
+            rate = (moved - moved_old) / max(now - t_old, 1e-6)
             left = max(self.total_bytes - self.done_bytes, 0)
+            stalled = now - self._last_move if left else 0.0
             if self.total_bytes:
                 percent = 100.0 * self.done_bytes / self.total_bytes
             elif self.total_events:
@@ -89,6 +107,8 @@ class Progress:
                 "percent": round(min(percent, 100.0), 2),
                 "rate_bytes_per_s": round(rate, 1),
                 "eta_s": round(eta, 1) if eta is not None else None,
+                "stalled_s": round(stalled, 1) if stalled >= self.STALL_AFTER else None,
+                "elapsed_s": round(now - self._t0, 1),
             }
 
     # -- reporting ------------------------------------------------------------------
@@ -136,6 +156,8 @@ class Progress:
             seg = "" if snap["segment"] is None else f"segment {snap['segment']} "
             events = f"{snap['done_events']}/{snap['total_events']}" if snap["total_events"] else f"{snap['done_events']}"
             eta = snap["eta_s"]
+            if snap["stalled_s"]:
+                seg = f"no progress for {snap['stalled_s']:.0f} s, retrying; " + seg
             self._bar.update(
                 self._task,
                 total=snap["total_bytes"] or None,
