@@ -94,6 +94,13 @@ class StreamBehindError(StreamBackendError):
     errno = _errno.EIO
 
 
+class NoSpaceError(StreamBackendError):
+    """The disk or quota under a store or an archive is full."""
+
+    exit_code = 74  # EX_IOERR
+    errno = _errno.ENOSPC
+
+
 class PermissionDeniedError(StreamBackendError):
     """Store root not writable, wrong credentials, access denied."""
 
@@ -120,3 +127,20 @@ class UnsupportedError(StreamBackendError):
 
     exit_code = 64
     errno = _errno.EOPNOTSUPP
+
+
+def from_os_error(exc: OSError, what: str) -> StreamBackendError:
+    """The one table from an OS error to ours: ``what`` names the operation and path
+    ("write archive object /mnt/b/x"); the cause is said in words, the code tells a Job
+    whether retrying can help (a full disk or a read-only mount will not heal by itself)."""
+    code = exc.errno
+    if code in (_errno.ENOSPC, _errno.EDQUOT):
+        cause = "no space left on device" if code == _errno.ENOSPC else "disk quota exceeded"
+        return NoSpaceError(f"cannot {what}: {cause}; free space (or raise the quota) and run again")
+    if code == _errno.EROFS:
+        return PermissionDeniedError(f"cannot {what}: read-only file system")
+    if code in (_errno.EACCES, _errno.EPERM):
+        return PermissionDeniedError(f"cannot {what}: permission denied")
+    if code in (_errno.ENOENT, _errno.ENOTDIR):
+        return NotFoundError(f"cannot {what}: {exc.strerror or 'not found'}")
+    return StreamBackendError(f"cannot {what}: {exc.strerror or type(exc).__name__}")

@@ -15,7 +15,16 @@ from ..errors import StreamBackendError
 from .common import StreamBackendGroup
 
 
-@click.group(cls=StreamBackendGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES = """\b
+Exit codes (docs/cli.md):
+  0 done  2 command-line syntax  3/4 verify --against: stream ahead of / behind the archive
+  64 bad input  65 damaged data  66 not found  69 server unreachable  70 our bug
+  73 exists / not ours / not empty  74 no space  75 paused or busy: run again  77 denied
+"""
+
+
+@click.group(cls=StreamBackendGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="stream-backend")
 @click.option("--debug", is_flag=True, envvar="STREAM_BACKEND_DEBUG", help="Show tracebacks on errors.")
 @click.pass_context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 
@@ -14,12 +15,22 @@ from ..urls import redact
 class StreamBackendGroup(click.Group):
     """Turns our errors into one stderr line + documented exit code, never a traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """``--debug`` is taken anywhere before ``--`` (people add it after the command
+        that just failed), except inside the duplicity wrapper's own arguments."""
+        args = list(args)
+        end = args.index("--") if "--" in args else len(args)
+        if "duplicity" not in args[:end] and "--debug" in args[1:end]:
+            args.remove("--debug")
+            args.insert(0, "--debug")
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except StreamBackendError as exc:
             if (ctx.obj or {}).get("debug"):
-                raise
+                traceback.print_exc()  # and still the documented exit code
             _termination_message({"event": "error", "exit_code": exc.exit_code, "error": str(exc)})
             click.echo(redact(f"stream-backend: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
@@ -37,7 +48,7 @@ class StreamBackendGroup(click.Group):
             raise
         except Exception as exc:  # a bug: still one line unless --debug
             if (ctx.obj or {}).get("debug"):
-                raise
+                traceback.print_exc()
             click.echo(
                 redact(f"stream-backend: internal error: {type(exc).__name__}: {exc} "
                        "(run with --debug for a traceback)"),
@@ -81,7 +92,13 @@ def store_options(f):
 
 def open_store_for(url, root=None, controller=None, timeout=30.0):
     """Open the store a parsed StreamURL lives in, with the CLI's options."""
+    from ..errors import UsageError
     from ..stores import open_store
+
+    if root is not None and not root.strip():
+        raise UsageError("--root (or STREAM_BACKEND_ROOT) is empty: name the local store's directory")
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout}")
 
     if url.protocol == "stream":
         return open_store("stream", root=root)

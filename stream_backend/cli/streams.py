@@ -211,6 +211,9 @@ def ls_cmd(url, long_, as_json, root, controller, timeout):
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
+    if not entries and u.scope is None:  # stderr: a pipe still gets an empty listing
+        where = f"the local store at {store.root}" if u.protocol == "stream" else f"the Pravega cluster at {store.uri}"
+        click.echo(f"no scopes in {where}", err=True)
     for e in entries:
         if not long_:
             click.echo(e["name"])
@@ -305,6 +308,10 @@ def info_cmd(url, as_json, root, controller, timeout):
             if point.get("to_time_ns") is not None:
                 upto.append(iso_time(point["to_time_ns"] / 1e9))
             click.echo(f"  import:         complete: {what}" + (f", restored up to {' and '.join(upto)}" if upto else ""))
+        elif imp.get("damaged"):
+            click.echo(f"  import:         INCOMPLETE: {what}; segments finished {imp['segments_done'] or 'none'}; "
+                       f"stopped because the archive is damaged ({imp['damaged']}): repair or replace the archive, "
+                       "then run the same import again")
         else:
             click.echo(f"  import:         INCOMPLETE: {what}; segments finished {imp['segments_done'] or 'none'} "
                        "(run the same import again to finish it)")
@@ -508,7 +515,7 @@ def write_cmd(url, file, event_size, routing_key, create, root, controller, time
                 if len(chunk) < size:
                     break
             writer.flush()
-    click.echo(f"wrote {total} bytes in {events} events to {u}", err=True)
+    click.echo(f"wrote {total} bytes in {events} event{'' if events == 1 else 's'} to {u}", err=True)
 
 
 # --------------------------------------------------------------------------- cat / events

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import math
 import os
 import sys
 
@@ -58,18 +59,24 @@ def _shard(shard: str | None, shards: int | None) -> tuple[int, int] | None:
             return int(index), shards
         except ValueError:
             raise UsageError(f"JOB_COMPLETION_INDEX must be a number, not {index!r}") from None
+    if shards is not None and shards < 1:
+        raise UsageError(f"--shards must be at least 1, not {shards}")
     if shards and index is None:
         raise UsageError("--shards needs JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) or use --shard I/N")
     return None
 
 
 def _to_time_ns(text: str | None) -> int | None:
-    if not text:
+    if text is None:
         return None
     try:
-        return int(float(text) * 1e9)
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds) or seconds < 0 or seconds > 1e11:
+            raise UsageError(f"--to-time takes a time after 1970 (ISO 8601 or epoch seconds), not {text!r}")
+        return int(seconds * 1e9)
     try:
         t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -84,6 +91,8 @@ def _emit(summary: dict) -> None:
     from ..transfer.progress import print_done
 
     write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
+    if summary.get("warning"):
+        click.echo(redact(f"stream-backend: warning: {summary['warning']}"), err=True)
 
     if sys.stdout.isatty():
         click.echo(redact(_summary_text(summary)))

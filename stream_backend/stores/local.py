@@ -41,6 +41,7 @@ from ..errors import (
     StreamBackendError,
     UsageError,
     WriterBusyError,
+    from_os_error,
 )
 from ..urls import check_name
 from . import offset_index, records
@@ -92,11 +93,7 @@ def _os_errors(what: str):
     except StreamBackendError:
         raise
     except OSError as e:
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise PermissionDeniedError(f"cannot {what}: {e.strerror}") from None
-        if e.errno == errno.ENOSPC:
-            raise StreamBackendError(f"cannot {what}: no space left on device") from None
-        raise StreamBackendError(f"cannot {what}: {e.strerror or e}") from None
+        raise from_os_error(e, what) from None
 
 
 def _fsync_dir(path: str) -> None:
@@ -907,8 +904,8 @@ class LocalStore:
         key = _stat_key(path)
         if key is None:
             if not os.path.isdir(self._scope_dir(scope)):
-                raise NotFoundError(f"scope {scope} not found")
-            raise NotFoundError(f"stream {scope}/{stream} not found")
+                raise NotFoundError(f"scope {scope} not found in the local store at {self.root}")
+            raise NotFoundError(f"stream {scope}/{stream} not found in the local store at {self.root}")
         with self._lock:
             hit = self._meta_cache.get(path)
             if hit is not None and hit[0] == key:
@@ -917,7 +914,7 @@ class LocalStore:
             with open(path) as f:
                 meta = json.load(f)
         except FileNotFoundError:
-            raise NotFoundError(f"stream {scope}/{stream} not found") from None
+            raise NotFoundError(f"stream {scope}/{stream} not found in the local store at {self.root}") from None
         except (OSError, ValueError) as e:
             raise CorruptionError(
                 f"stream {scope}/{stream}: unreadable {STREAM_JSON}: {e}"
@@ -942,7 +939,7 @@ class LocalStore:
         try:
             st = os.stat(log_path)
         except FileNotFoundError:
-            raise NotFoundError(f"stream {scope}/{stream} not found") from None
+            raise NotFoundError(f"stream {scope}/{stream} not found in the local store at {self.root}") from None
         with self._lock:
             v = self._views.get(k)
             if v is not None and (v.ident != (st.st_dev, st.st_ino) or st.st_size < v.end_pos):
@@ -990,11 +987,12 @@ class LocalStore:
     def delete_scope(self, scope: str) -> None:
         path = self._scope_dir(scope)
         if not os.path.isdir(path):
-            raise NotFoundError(f"scope {scope} not found")
+            raise NotFoundError(f"scope {scope} not found in the local store at {self.root}")
         streams = self.list_streams(scope)
         if streams:
             raise NotEmptyError(
-                f"scope {scope} is not empty: {len(streams)} stream(s), e.g. {streams[0]}"
+                f"scope {scope} is not empty: {len(streams)} stream(s), e.g. {streams[0]} "
+                "(rm --recursive deletes them too)"
             )
         with _os_errors(f"delete scope {scope}"):
             for n in os.listdir(path):  # leftovers of interrupted creates/deletes
@@ -1070,7 +1068,7 @@ class LocalStore:
         try:
             names = os.listdir(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFoundError(f"scope {scope} not found") from None
+            raise NotFoundError(f"scope {scope} not found in the local store at {self.root}") from None
         return sorted(
             n for n in names if _valid(n) and os.path.exists(os.path.join(path, n, STREAM_JSON))
         )

@@ -624,7 +624,7 @@ class PravegaStore:
     def delete_scope(self, scope: str) -> None:
         self._require_scope(scope)
         if self.list_streams(scope):
-            raise NotEmptyError(f"scope {scope!r} still holds streams")
+            raise NotEmptyError(f"scope {scope!r} still holds streams (rm --recursive deletes them too)")
         try:
             self._call("delete_scope", scope=scope)
         except StreamBackendError as e:

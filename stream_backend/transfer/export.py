@@ -272,6 +272,7 @@ class Exporter:
                 # the run's end) and marks the run open for other shards
                 save_checkpoint(target, cp)
                 shares.append(cp)
+            target.check_free_space(sum(cp.total_bytes - cp.done_bytes for cp in shares))
             for cp in shares:
                 self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
                 self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)

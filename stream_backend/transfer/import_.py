@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..errors import EventTooLargeError, NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
+from ..errors import CorruptionError, EventTooLargeError, NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
 from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
@@ -102,11 +102,14 @@ def import_state(store, scope: str, stream: str, segments: int) -> dict | None:
     last = records[-1]
     key = (last.get("archive"), last.get("root"), json.dumps(last.get("latest"), sort_keys=True))
     done: set[int] = set()
-    point = None
+    point = damaged = None
     for r in records:
-        if r.get("finished") and (r.get("archive"), r.get("root"), json.dumps(r.get("latest"), sort_keys=True)) == key:
+        same = (r.get("archive"), r.get("root"), json.dumps(r.get("latest"), sort_keys=True)) == key
+        if r.get("finished") and same:
             done.update(int(s) for s in r.get("segments", []))
             point = r.get("restore_point", point)
+        if same:
+            damaged = r.get("damaged")  # the latest attempt's word: a later clean one clears it
     return {
         "archive_identity": last.get("archive"),
         "source": last.get("source"),
@@ -114,6 +117,7 @@ def import_state(store, scope: str, stream: str, segments: int) -> dict | None:
         "complete": segments > 0 and done >= set(range(segments)),
         "segments_done": sorted(done),
         "restore_point": point,
+        "damaged": damaged,
     }
 
 
@@ -134,6 +138,12 @@ def _write_marker(store, scope: str, stream: str, doc: dict, wait: float = 10.0)
     with w:
         w.append(json.dumps(doc, sort_keys=True).encode(), None, segment=0)
         w.flush()
+
+
+def _iso(ns: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _events_limit(part, opts: ImportOptions) -> bool:
@@ -201,6 +211,11 @@ class Importer:
             ) from None
         try:
             return self._run_holding(writer, chain, mine, dest, ident)
+        except CorruptionError as exc:
+            # next to the destination, for `info`: running the import again cannot help
+            # until the archive is repaired
+            _write_marker(self.store, self.scope, self.stream, dict(ident, damaged=str(exc)))
+            raise
         finally:
             writer.close()
 
@@ -231,6 +246,11 @@ class Importer:
                     "restores: import into a new stream"
                 )
             self.progress.add_total(ev, by)
+        warning = None
+        if sum(ev for ev, _b in plan.values()) == 0 and (self.opts.to_seq is not None or self.opts.to_time_ns is not None):
+            first = min((p.first_time for s in mine for p in chain.parts(s) if p.first_time is not None), default=None)
+            warning = "nothing to restore: no event of the archive is before the restore point" + (
+                f" (its first event was appended at {_iso(first)})" if first is not None else "")
         appended = skipped = 0
         for s in mine:
             self.progress.set_segment(s)
@@ -272,6 +292,7 @@ class Importer:
             "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
             "runs": len(chain.runs), "events": appended, "skipped": skipped,
             "bytes": sum(b for _e, b in plan.values()), "manifest_checksum": chain.runs[-1].checksum,
+            **({"warning": warning} if warning else {}),
         }
 
     def _check_tail(self, segment: int, done: int) -> None:

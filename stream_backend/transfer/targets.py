@@ -23,11 +23,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ..errors import (
+    NoSpaceError,
     NotFoundError,
     PermissionDeniedError,
     StreamBackendError,
     UnavailableError,
     UsageError,
+    from_os_error,
 )
 from ..urls import check_archive_url, has_userinfo, redact
 
@@ -104,6 +106,10 @@ def translate_error(exc: BaseException, where: str) -> StreamBackendError:
         return UnavailableError(f"cannot reach the storage endpoint for {where}")
     if isinstance(exc, FileNotFoundError):
         return NotFoundError(f"not found: {where}")
+    if isinstance(exc, OSError) and exc.errno is not None and code is None:
+        err = from_os_error(exc, f"write or read {where}")
+        if type(err) is not StreamBackendError:
+            return err
     return UnavailableError(f"storage error on {where}: {code or name}")
 
 
@@ -139,6 +145,14 @@ class Target:
             }
             if endpoint:
                 options["endpoint_url"] = endpoint
+            if endpoint:
+                try:
+                    ep = urlsplit(endpoint)
+                    ep.port  # noqa: B018 - raises ValueError for a port out of range
+                except ValueError:
+                    ep = None
+                if ep is None or ep.scheme not in ("http", "https") or not ep.hostname:
+                    raise UsageError(f"bad endpoint URL {redact(endpoint)}: expected http(s)://HOST[:PORT]")
             if endpoint and has_userinfo(endpoint):
                 raise UsageError(
                     f"endpoint {redact(endpoint)} carries credentials: pass them in "
@@ -196,12 +210,29 @@ class Target:
             if create:
                 try:
                     os.makedirs(self.root, exist_ok=True)
-                except PermissionError:
-                    raise PermissionDeniedError(f"cannot create archive directory {self.display}") from None
                 except OSError as exc:
-                    raise NotFoundError(f"cannot create archive directory {self.display}: {exc.strerror}") from None
+                    raise from_os_error(exc, f"create archive directory {self.display}") from None
             elif not os.path.isdir(self.root):
                 raise NotFoundError(f"no archive at {self.display}")
+
+    def check_free_space(self, nbytes: int) -> None:
+        """A local archive directory must have room for ``nbytes`` of payload before a run
+        starts (framing adds a little; S3 and other targets have no such limit to ask)."""
+        if not self.is_local or nbytes <= 0:
+            return
+        import shutil
+
+        from ..archive import human_size
+
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return
+        if free < nbytes:
+            raise NoSpaceError(
+                f"archive directory {self.display} has {human_size(free)} free; this run needs about "
+                f"{human_size(nbytes)}: free space or export elsewhere"
+            )
 
     def _probe_endpoint(self, attempts: int = 3, timeout: float = 3.0) -> None:
         """A custom endpoint that refuses connections fails in seconds (exit 69), not

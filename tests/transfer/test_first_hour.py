@@ -1,0 +1,74 @@
+"""What a new user meets in the first hour: bad input refused in one line with the
+documented code (never 70, the code for our own bugs), errors that name where the tool
+looked, warnings when a restore matched nothing, and `info` saying an import stopped on
+a damaged archive (running it again cannot help until the archive is repaired)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from .helpers import cli_env, fill_stream, run_cli
+
+
+@pytest.fixture
+def env(local_store):
+    fill_stream(local_store, "fh", "s", segments=1, events=20, max_size=100)
+    return cli_env(local_store.root)
+
+
+@pytest.mark.parametrize("args,code", [
+    (["import", "ARCH", "stream://fh/t", "--to-time", "inf"], 64),
+    (["import", "ARCH", "stream://fh/t", "--to-time", "1e400"], 64),
+    (["import", "ARCH", "stream://fh/t", "--to-time", "-1"], 64),
+    (["import", "ARCH", "stream://fh/t", "--to-time", ""], 64),
+    (["export", "stream://fh/s", "s3://b/p", "--endpoint-url", "http://127.0.0.1:99999"], 64),
+    (["export", "stream://fh/s", "s3://b/p", "--endpoint-url", "ftp://127.0.0.1:21"], 64),
+    (["export", "stream://fh/s", "ARCH", "--shards", "0"], 64),
+    (["info", "stream://fh/s", "--root", ""], 64),
+    (["--debug", "info", "stream://fh/nope"], 66),
+    (["info", "stream://fh/nope", "--debug"], 66),
+])
+def test_bad_input_gets_its_documented_code(tmp_path, env, args, code):
+    args = [a.replace("ARCH", f"file://{tmp_path}/arch") for a in args]
+    p = run_cli(args, env, check=code)
+    assert "internal error" not in p.stderr
+    if "--debug" not in args:
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_errors_name_the_store_root(tmp_path, env, local_store):
+    p = run_cli(["info", "stream://nope/s"], env, check=66)
+    assert f"scope nope not found in the local store at {local_store.root}" in p.stderr
+    empty = tmp_path / "empty-store"
+    p = run_cli(["ls", "--root", str(empty)], env, check=0)
+    assert p.stdout == "" and f"no scopes in the local store at {empty}" in p.stderr
+    p = run_cli(["rm", "stream://fh"], env, check=73)
+    assert "--recursive" in p.stderr
+
+
+def test_restore_point_before_the_first_event_warns(tmp_path, env):
+    archive = f"file://{tmp_path}/arch"
+    run_cli(["export", "stream://fh/s", archive, "--progress", "none"], env, check=0)
+    p = run_cli(["import", archive, "stream://fh/old", "--to-time", "2001-01-01T00:00:00Z", "--progress", "none"],
+                env, check=0)
+    assert "warning: nothing to restore" in p.stderr and "first event was appended at 20" in p.stderr
+    assert json.loads(p.stdout)["events"] == 0
+
+
+def test_info_says_an_import_stopped_on_a_damaged_archive(tmp_path, env):
+    arch = tmp_path / "arch"
+    run_cli(["export", "stream://fh/s", f"file://{arch}", "--progress", "none"], env, check=0)
+    obj = next((arch / "data" / "000000").iterdir())
+    saved = obj.read_bytes()
+    obj.write_bytes(saved[:-5] + b"XXXXX")
+    run_cli(["import", f"file://{arch}", "stream://fh/back", "--progress", "none"], env, check=65)
+    info = run_cli(["info", "stream://fh/back"], env, check=0).stdout
+    assert "INCOMPLETE" in info and "archive is damaged" in info and obj.name in info
+    obj.write_bytes(saved)
+    run_cli(["import", f"file://{arch}", "stream://fh/back", "--progress", "none"], env, check=0)
+    info = run_cli(["info", "stream://fh/back"], env, check=0).stdout
+    assert "import:         complete" in info and "damaged" not in info
+    shutil.rmtree(arch)
