@@ -124,12 +124,24 @@ def k8s() -> None:
 
 @k8s.group("job")
 def job() -> None:
-    """One-off transfer: a Job (or an Indexed Job with --indexed N)."""
+    """One-off transfer: a Job (or an Indexed Job with --indexed N).
+
+    \b
+    Example:
+      stream-backend k8s job export pravega://app/events s3://backups/events \\
+          --image registry.example/stream-backend:0.2 --s3-secret s3-creds | kubectl apply -f -
+    """
 
 
 @k8s.group("cronjob")
 def cronjob() -> None:
-    """Scheduled transfers (incremental exports): a CronJob, concurrencyPolicy Forbid."""
+    """Scheduled transfers (incremental exports): a CronJob, concurrencyPolicy Forbid.
+
+    \b
+    Example:
+      stream-backend k8s cronjob export stream://app/events s3://backups/events \\
+          --schedule '@hourly' --pvc app-streams --s3-secret s3-creds | kubectl apply -f -
+    """
 
 
 @job.command("export")
@@ -139,7 +151,15 @@ def cronjob() -> None:
 @_export_options
 @click.option("--to-seq", type=int, default=None, help="Passed to export.")
 def job_export(source, archive, **opts):
-    """Job running `stream-backend export SOURCE ARCHIVE`."""
+    """Job running `stream-backend export SOURCE ARCHIVE`.
+
+    \b
+    Example:
+      stream-backend k8s job export stream://app/events s3://backups/events \\
+          --pvc app-streams --s3-secret s3-creds --endpoint-url http://minio.minio:9000
+      stream-backend k8s job export pravega://app/events s3://backups/events \\
+          --controller tcp://pravega-controller:9090 --s3-secret s3-creds --indexed 4
+    """
     _emit("export", "Job", source, archive, opts)
 
 
@@ -151,7 +171,15 @@ def job_export(source, archive, **opts):
 @click.option("--to-time", default=None, help="Passed to import (ISO 8601 or epoch seconds).")
 @click.option("--part-size", default=None, help="Passed to import [CLI default 8MiB]; sizes memory.")
 def job_import(archive, dest, **opts):
-    """Job running `stream-backend import ARCHIVE DEST`."""
+    """Job running `stream-backend import ARCHIVE DEST`.
+
+    \b
+    Example:
+      stream-backend k8s job import s3://backups/events pravega://app/events-restored \\
+          --controller tcp://pravega-controller:9090 --s3-secret s3-creds
+      stream-backend k8s job import s3://backups/events stream://app/events-restored \\
+          --pvc restore-streams --s3-secret s3-creds --to-time 2026-11-30T12:00:00Z
+    """
     _emit("import", "Job", dest, archive, opts)
 
 
@@ -163,7 +191,13 @@ def job_import(archive, dest, **opts):
 @_k8s_options
 @_export_options
 def cronjob_export(source, archive, **opts):
-    """CronJob: each run appends an incremental run to ARCHIVE."""
+    """CronJob: each run appends an incremental run to ARCHIVE.
+
+    \b
+    Example:
+      stream-backend k8s cronjob export stream://app/events s3://backups/events \\
+          --schedule '0 * * * *' --pvc app-streams --s3-secret s3-creds
+    """
     _emit("export", "CronJob", source, archive, opts)
 
 
@@ -175,5 +209,11 @@ def cronjob_export(source, archive, **opts):
 @_k8s_options
 @click.option("--part-size", default=None, help="Passed to import [CLI default 8MiB]; sizes memory.")
 def cronjob_import(archive, dest, **opts):
-    """CronJob: each run replays the archive's new runs into DEST (a standby copy)."""
+    """CronJob: each run replays the archive's new runs into DEST (a standby copy).
+
+    \b
+    Example:
+      stream-backend k8s cronjob import s3://backups/events stream://standby/events \\
+          --schedule '*/15 * * * *' --pvc standby-streams --s3-secret s3-creds
+    """
     _emit("import", "CronJob", dest, archive, opts)

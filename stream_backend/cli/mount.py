@@ -278,6 +278,11 @@ def unmount(mountpoint: str) -> None:
 @main.command()
 @click.argument("mountpoint", type=click.Path())
 def umount(mountpoint):
-    """Unmount a mount made by `stream-backend mount` (same as fusermount -u MOUNTPOINT)."""
+    """Unmount a mount made by `stream-backend mount` (same as fusermount -u MOUNTPOINT).
+
+    \b
+    Example:
+      stream-backend umount /mnt/streams
+    """
     unmount(mountpoint)
     click.echo(f"unmounted {os.path.abspath(mountpoint)}")
