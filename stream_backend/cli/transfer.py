@@ -115,6 +115,19 @@ def _summary_text(summary: dict) -> str:
         if "compared_events" in summary:
             text += f"; {_plural(summary['compared_events'], 'event')} compared with the stream"
         return ("OK: " if summary.get("ok") else "NOT OK: ") + text
+    total, attempt = summary.get("run_total") or {}, summary.get("this_attempt") or {}
+    if summary.get("op") == "export" and total:
+        state = "complete" if summary.get("complete") else f"waiting for segments {summary.get('waiting_for')}"
+        text = (f"export: run {summary.get('run')} {state}: {_plural(total['events'], 'event')} "
+                f"({human_size(total['bytes'])}) of {_plural(total['segments'], 'segment')} in {summary['archive']}")
+        return text + (f"; this attempt: {_plural(attempt['objects'], 'object')} written, "
+                       f"{human_size(attempt['uploaded_bytes'])} sent in {attempt['elapsed_s']:.1f} s")
+    if summary.get("op") == "import" and total:
+        return (f"import: {summary['destination']} holds {_plural(total['events'], 'event')} "
+                f"({human_size(total['bytes'])}) of {_plural(summary.get('runs', 0), 'run')} of "
+                f"{summary['archive']}; this attempt: "
+                f"{_plural(attempt['events'], 'event')} appended, {summary.get('skipped', 0)} already there, "
+                f"in {attempt['elapsed_s']:.1f} s")
     keys = ("op", "run", "complete", "events", "skipped", "bytes", "objects", "runs", "manifest_checksum", "note")
     words = {True: "yes", False: "no"}
     return "  ".join(f"{k}={words.get(summary[k], summary[k]) if isinstance(summary[k], bool) else summary[k]}"

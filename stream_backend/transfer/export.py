@@ -204,6 +204,7 @@ class Exporter:
         self.reused_parts = 0
         self.sent_bytes = 0
         self._count_lock = threading.Lock()
+        self._t0 = time.monotonic()
 
     # ----------------------------------------------------------------- planning
     def run(self) -> dict:
@@ -304,12 +305,17 @@ class Exporter:
                     f"export wrote run {run} of segments {mine} but {target.display} does not list "
                     f"segment parts {sorted(set(missing) & set(mine))}: the run is not complete"
                 )
+        events, nbytes = sum(c.done_events for c in shares), sum(c.total_bytes for c in shares)
         return dict(
-            summary, run=run, complete=complete, events=sum(c.done_events for c in shares),
-            bytes=sum(c.total_bytes for c in shares), objects=self.objects_written, reused_parts=self.reused_parts,
-            uploaded_bytes=self.sent_bytes,
+            summary, run=run, complete=complete, events=events, bytes=nbytes, objects=self.objects_written,
+            reused_parts=self.reused_parts, uploaded_bytes=self.sent_bytes,
             manifest_checksum=manifest.checksum if manifest is not None else None,
             waiting_for=missing,
+            # the two things a resumed run's numbers can mean, named apart
+            this_attempt={"objects": self.objects_written, "uploaded_bytes": self.sent_bytes,
+                          "reused_parts": self.reused_parts, "elapsed_s": round(time.monotonic() - self._t0, 2)},
+            run_total={"events": events, "bytes": nbytes, "objects": sum(len(c.objects) for c in shares),
+                       "segments": len(shares)},
         )
 
     def _missing(self, run: int, nseg: int) -> list[int]:

@@ -251,7 +251,8 @@ class Importer:
             first = min((p.first_time for s in mine for p in chain.parts(s) if p.first_time is not None), default=None)
             warning = "nothing to restore: no event of the archive is before the restore point" + (
                 f" (its first event was appended at {_iso(first)})" if first is not None else "")
-        appended = skipped = 0
+        appended = skipped = appended_bytes = 0
+        t0 = time.monotonic()
         for s in mine:
             self.progress.set_segment(s)
             done = have[s]
@@ -268,6 +269,7 @@ class Importer:
                     break
                 writer.append(ev.payload, ev.routing_key, segment=s)
                 appended += 1
+                appended_bytes += len(ev.payload)
                 pending += 1
                 pbytes += len(ev.payload)
                 if pending % 64 == 0:
@@ -292,6 +294,9 @@ class Importer:
             "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
             "runs": len(chain.runs), "events": appended, "skipped": skipped,
             "bytes": sum(b for _e, b in plan.values()), "manifest_checksum": chain.runs[-1].checksum,
+            "this_attempt": {"events": appended, "bytes": appended_bytes, "elapsed_s": round(time.monotonic() - t0, 2)},
+            "run_total": {"events": sum(ev for ev, _b in plan.values()), "bytes": sum(b for _e, b in plan.values()),
+                          "segments": len(mine)},
             **({"warning": warning} if warning else {}),
         }
 

@@ -72,3 +72,25 @@ def test_info_says_an_import_stopped_on_a_damaged_archive(tmp_path, env):
     info = run_cli(["info", "stream://fh/back"], env, check=0).stdout
     assert "import:         complete" in info and "damaged" not in info
     shutil.rmtree(arch)
+
+
+def test_summaries_on_a_terminal_say_run_total_and_this_attempt(tmp_path, env):
+    import subprocess
+
+    from .helpers import CLI
+
+    archive = f"file://{tmp_path}/arch"
+
+    def tty(*args):
+        cmd = " ".join([CLI, *args, "--progress", "none"])
+        p = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout
+        return p.stdout
+
+    out = tty("export", "stream://fh/s", archive)
+    assert "export: run 1 complete: 20 events" in out and "of 1 segment in" in out
+    assert "this attempt: 1 object written" in out and "sent in" in out
+    out = tty("import", archive, "stream://fh/copy")
+    assert "holds 20 events" in out and "of 1 run of" in out and "this attempt: 20 events appended, 0 already" in out
+    d = json.loads(run_cli(["export", "stream://fh/s", f"file://{tmp_path}/a2", "--progress", "none"], env).stdout)
+    assert d["run_total"]["events"] == 20 and d["this_attempt"]["objects"] == 1 and "elapsed_s" in d["this_attempt"]
