@@ -86,6 +86,20 @@ def _to_time_ns(text: str | None) -> int | None:
     return int(t.timestamp() * 1e9)
 
 
+def _archive_target(archive: str, endpoint_url: str | None):
+    """The archive target, with a warning for a plain relative path whose first part looks
+    like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x)."""
+    from ..transfer.targets import Target
+
+    target = Target(archive, endpoint_url)
+    first = archive.split("/", 1)[0]
+    if ("://" not in archive and not archive.startswith(("/", ".", "~")) and "/" in archive
+            and not os.path.isdir(first)):
+        click.echo(f"stream-backend: warning: {archive} is a local directory, {target.display}; "
+                   f"for S3 write s3://{archive}", err=True)
+    return target
+
+
 def _emit(summary: dict) -> None:
     from ..k8s import write_termination_message
     from ..transfer.progress import print_done
@@ -211,7 +225,6 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     """
     from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
     from ..transfer.progress import Progress
-    from ..transfer.targets import Target
 
     url = parse_stream_url(source, need="stream")
     if url.segment is not None:
@@ -224,7 +237,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
     sel, sh = _segments(segments_), _shard(shard, shards)
-    target = Target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url)
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         info = store.stream_info(url.scope, url.stream)
@@ -270,14 +283,13 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     from ..transfer.import_ import ImportOptions, import_archive
     from ..transfer.progress import Progress
     from ..transfer.reader import load_chain
-    from ..transfer.targets import Target
 
     url = parse_stream_url(dest, need="stream")
     if url.segment is not None:
         raise UsageError("import takes a whole stream (stream://SCOPE/STREAM) as destination")
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
-    target = Target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url)
     sel, sh = _segments(segments_), _shard(shard, shards)
     opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"))
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
@@ -308,10 +320,9 @@ def status_cmd(archive, as_json, endpoint_url):
       stream-backend status s3://backups/orders
       stream-backend status file:///mnt/backup/orders --json
     """
-    from ..transfer.targets import Target
     from ..transfer.verify import archive_status
 
-    st = archive_status(Target(archive, endpoint_url))
+    st = archive_status(_archive_target(archive, endpoint_url))
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
@@ -347,10 +358,9 @@ def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
       stream-backend verify s3://backups/orders
       stream-backend verify s3://backups/orders --against stream://demo/orders
     """
-    from ..transfer.targets import Target
     from ..transfer.verify import mismatch, verify_archive
 
-    target = Target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url)
     problem = None
     if against:
         url = parse_stream_url(against, need="stream")

@@ -123,8 +123,9 @@ class Target:
         self.url = url
         self.display = redact(url)
         check_archive_url(url, self.display)
-        if "://" not in url:
+        if "://" not in url:  # a plain path: shown as the directory it is
             url = "file://" + os.path.abspath(os.path.expanduser(url))
+            self.display = url
         scheme = url.split("://", 1)[0]
         options: dict = {}
         if scheme in ("s3", "s3a"):

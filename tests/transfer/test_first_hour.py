@@ -94,3 +94,13 @@ def test_summaries_on_a_terminal_say_run_total_and_this_attempt(tmp_path, env):
     assert "holds 20 events" in out and "of 1 run of" in out and "this attempt: 20 events appended, 0 already" in out
     d = json.loads(run_cli(["export", "stream://fh/s", f"file://{tmp_path}/a2", "--progress", "none"], env).stdout)
     assert d["run_total"]["events"] == 20 and d["this_attempt"]["objects"] == 1 and "elapsed_s" in d["this_attempt"]
+
+
+def test_a_relative_archive_path_that_looks_like_a_bucket_warns(tmp_path, env):
+    work = tmp_path / "work"
+    work.mkdir()
+    p = run_cli(["export", "stream://fh/s", "bucket/x", "--progress", "none"], env, check=0, cwd=work)
+    assert f"bucket/x is a local directory, file://{work}/bucket/x; for S3 write s3://bucket/x" in p.stderr
+    assert json.loads(p.stdout)["archive"] == f"file://{work}/bucket/x"  # where it went, said plainly
+    p = run_cli(["status", "./bucket/x"], env, check=0, cwd=work)  # explicit: no warning
+    assert "warning" not in p.stderr
