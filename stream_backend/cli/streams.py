@@ -11,6 +11,8 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
+import shlex
 import sys
 
 import click
@@ -458,6 +460,30 @@ def _open_input(path: str):
         yield f
 
 
+def _already_written(store, u, segment: int, f, size: int, fsize: int) -> int:
+    """How many leading bytes of the file FILE the segment already ends with: the part an
+    interrupted ``write`` of the same file (same --event-size) got acknowledged. The
+    largest k (a multiple of the event size, or the whole file) whose bytes end the
+    segment; the last event is compared first, so a wrong k costs one event's read."""
+    length = store.offset_index(u.scope, u.stream, segment).length
+    top = min(fsize, length)
+    candidates = ([fsize] if fsize <= length else []) + list(range(top - top % size, 0, -size))
+    for k in candidates:
+        last = k - ((k - 1) // size) * size  # bytes of the k-prefix's last event
+        f.seek(k - last)
+        if store.read_range(u.scope, u.stream, segment, length - last, last) != f.read(last):
+            continue
+        pos, same = 0, True
+        while pos < k and same:
+            n = min(8 << 20, k - pos)
+            f.seek(pos)
+            same = store.read_range(u.scope, u.stream, segment, length - k + pos, n) == f.read(n)
+            pos += n
+        if same:
+            return k
+    return 0
+
+
 @main.command("write")
 @click.argument("url")
 @click.argument("file", required=False, default="-")
@@ -473,21 +499,37 @@ def _open_input(path: str):
 @click.option(
     "--create", is_flag=True, help="Create the stream (one segment) if it does not exist."
 )
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue an interrupted write of the same FILE and --event-size: skip the part the "
+         "stream already ends with, append the rest (nothing twice).",
+)
+@click.option(
+    "--progress", type=click.Choice(["auto", "bar", "json", "none"]), default="auto", show_default=True,
+    help="Progress: a bar on a terminal (auto), JSON lines on stderr, or none.",
+)
 @store_options
-def write_cmd(url, file, event_size, routing_key, create, root, controller, timeout):
+def write_cmd(url, file, event_size, routing_key, create, resume, progress, root, controller, timeout):
     """Append FILE (or stdin, '-') to a stream, cut into events of --event-size bytes.
 
     Every event is exactly --event-size bytes except the last, so the same bytes
     always make the same events. URL may name a segment (stream://S/T/N) to append
     there; otherwise --routing-key (or the store) chooses. Returns once every event
-    is acknowledged (durable).
+    is acknowledged (durable). Interrupted (Ctrl-C), it says how much was kept;
+    run it again with --resume to append only the rest.
 
     \b
     Example:
       stream-backend write stream://demo/logs ./app.log
+      stream-backend write --resume stream://demo/logs ./app.log   # after an interruption
       tar c /etc | stream-backend write --event-size 1MiB --create stream://demo/etc -
     """
+    from ..transfer.progress import Progress
+    from ..transfer.signals import PauseRequest
+
     u = parse_stream_url(url, need="stream")
+    if progress == "auto" and not sys.stderr.isatty():
+        progress = "none"  # a pipe's write stays quiet unless asked
     with opened_store(u, root, controller, timeout) as store:
         if create and u.segment is None:
             store.create_stream(u.scope, u.stream, exist_ok=True)
@@ -501,20 +543,47 @@ def write_cmd(url, file, event_size, routing_key, create, root, controller, time
             )
         events = total = since_flush = 0
         with _open_input(file) as f, store.writer(u.scope, u.stream) as writer:
-            while True:
-                chunk = _read_full(f, size)
-                if not chunk:
-                    break
-                writer.append(chunk, routing_key=routing_key, segment=segment)
-                events += 1
-                total += len(chunk)
-                since_flush += len(chunk)
-                if since_flush >= WRITE_FLUSH_EVERY:
-                    writer.flush()
-                    since_flush = 0
-                if len(chunk) < size:
-                    break
-            writer.flush()
+            fsize = os.fstat(f.fileno()).st_size if file != "-" and os.path.isfile(file) else None
+            skip = 0
+            if resume:
+                if fsize is None:
+                    raise UsageError("--resume needs a regular FILE (it compares the stream's tail with it), not stdin")
+                if segment is None and info.segment_count != 1:
+                    raise UsageError("--resume needs one segment: name it in the URL (stream://S/T/N)")
+                skip = _already_written(store, u, segment or 0, f, size, fsize)
+                f.seek(skip)
+                click.echo(f"resuming: the stream already ends with the first {skip} bytes of {file}", err=True)
+            prog = Progress("write", progress)
+            prog.add_total(0, (fsize - skip) if fsize is not None else 0)
+            with PauseRequest() as stop, prog:
+                stop.holding_state()  # Ctrl-C/SIGTERM: stop between two events, never inside one
+                while not stop:
+                    chunk = _read_full(f, size)
+                    if not chunk:
+                        break
+                    writer.append(chunk, routing_key=routing_key, segment=segment)
+                    events += 1
+                    total += len(chunk)
+                    since_flush += len(chunk)
+                    if since_flush >= WRITE_FLUSH_EVERY:
+                        writer.flush()
+                        prog.add_done(0, since_flush)
+                        since_flush = 0
+                    if len(chunk) < size:
+                        break
+                writer.flush()  # what was appended is acknowledged, interrupted or not
+                prog.add_done(0, since_flush)
+            if stop:
+                prog.stop()
+                click.echo(
+                    f"stream-backend: interrupted: {skip + total} bytes of {file} are in {u} "
+                    f"({events} event{'' if events == 1 else 's'} appended now); "
+                    + (f"continue with: stream-backend write --resume {u} {shlex.quote(file)}"
+                       + (f" --event-size {size}" if event_size is not None else "")
+                       if fsize is not None else "stdin cannot be resumed"),
+                    err=True,
+                )
+                sys.exit(130)
     click.echo(f"wrote {total} bytes in {events} event{'' if events == 1 else 's'} to {u}", err=True)
 
 
