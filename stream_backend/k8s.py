@@ -199,6 +199,9 @@ class TransferSpec:
     archive: str
     kind: str = "Job"  # "Job" or "CronJob"
     image: str = DEFAULT_IMAGE
+    uid: int = RUN_AS_USER
+    gid: int = RUN_AS_USER
+    fs_group: int | None = None  # set only when asked: Kubernetes re-owns the volume's files
     name: str | None = None
     namespace: str | None = None
     shards: int | None = None  # Indexed Job with this many completions
@@ -261,6 +264,9 @@ def _validate(spec: TransferSpec):
     archive = parse_archive(spec.archive)
     if not spec.image or any(c.isspace() for c in spec.image):
         raise UsageError("invalid --image")
+    for opt, value in (("--uid", spec.uid), ("--gid", spec.gid), ("--fs-group", spec.fs_group)):
+        if value is not None and not (isinstance(value, int) and 0 < value < 2**31):
+            raise UsageError(f"{opt} must be a non-root id (1..2147483647), not {value!r}")
     if spec.namespace:
         check_k8s_name("--namespace", spec.namespace, 63, label=True)
     if spec.name:
@@ -490,8 +496,8 @@ def build(spec: TransferSpec) -> dict:
         },
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
+            "runAsUser": spec.uid,
+            "runAsGroup": spec.gid,
             "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
             "privileged": False,
@@ -512,11 +518,11 @@ def build(spec: TransferSpec) -> dict:
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "fsGroupChangePolicy": "OnRootMismatch",
+            "runAsUser": spec.uid,
+            "runAsGroup": spec.gid,
             "seccompProfile": {"type": "RuntimeDefault"},
+            # fsGroup makes the kubelet chown an application's volume: only when asked
+            **({"fsGroup": spec.fs_group, "fsGroupChangePolicy": "OnRootMismatch"} if spec.fs_group else {}),
         },
         "containers": [container],
         "volumes": volumes,

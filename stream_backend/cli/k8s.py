@@ -42,8 +42,17 @@ def _literal_guards(f):
 def _k8s_options(f):
     """Options shared by every manifest command (applied bottom-up, listed top-down)."""
     options = [
-        click.option("--image", default=k8smod.DEFAULT_IMAGE, show_default=True,
-                     help="Container image (built from the repository's Dockerfile)."),
+        click.option("--image", required=True, envvar="STREAM_BACKEND_IMAGE",
+                     help="Container image with its registry, built from the repository's Dockerfile "
+                          "(e.g. registry.example/stream-backend:0.2) [env STREAM_BACKEND_IMAGE]."),
+        click.option("--uid", type=int, default=k8smod.RUN_AS_USER, show_default=True,
+                     help="User the pod runs as: the owner of the application's volume, so it can read "
+                          "(export) or write (import) the store without re-owning it."),
+        click.option("--gid", type=int, default=k8smod.RUN_AS_USER, show_default=True,
+                     help="Group the pod runs as."),
+        click.option("--fs-group", type=int, default=None,
+                     help="Pod fsGroup: the kubelet makes the volume's files group-owned by it "
+                          "(off unless given: it changes an application's volume)."),
         click.option("--name", default=None,
                      help="Object name [default: sb-OP-SCOPE-STREAM-HASH]."),
         click.option("--namespace", "-n", default=None, help="metadata.namespace (else kubectl's current one)."),
@@ -75,9 +84,12 @@ def _k8s_options(f):
                      help="Failures that count before the Job fails (exit 75 and evictions never count)."),
         click.option("--grace-period", type=int, default=60, show_default=True,
                      help="Seconds between SIGTERM and SIGKILL: time to save the checkpoint."),
-        click.option("--active-deadline", type=int, default=None, help="Job activeDeadlineSeconds."),
-        click.option("--ttl-after-finished", type=int, default=None,
-                     help="Delete the finished Job after this many seconds (its termination message goes too)."),
+        click.option("--active-deadline", type=int, default=7 * 86400, show_default=True,
+                     help="Job activeDeadlineSeconds: a Job still running after this fails (0: none). "
+                          "An export stopped by it resumes when run again."),
+        click.option("--ttl-after-finished", type=int, default=7 * 86400, show_default=True,
+                     help="Delete the finished Job after this many seconds (its termination message goes "
+                          "too; -1: keep it)."),
         click.option("--suspend", is_flag=True, help="Create the Job (or CronJob) suspended."),
         click.option("--service-account", default=None, help="Pod serviceAccountName (e.g. for IRSA)."),
         click.option("--cpu", default="500m", show_default=True, help="CPU request (no CPU limit is set)."),
@@ -102,8 +114,16 @@ def _export_options(f):
 
 
 def _emit(op: str, kind: str, stream_url: str, archive: str, opts: dict) -> None:
+    if opts.get("active_deadline") == 0:
+        opts["active_deadline"] = None
+    if opts.get("ttl_after_finished") == -1:
+        opts["ttl_after_finished"] = None
     spec = k8smod.TransferSpec(op=op, kind=kind, stream_url=stream_url, archive=archive, **opts)
-    click.echo(k8smod.to_yaml(k8smod.build(spec)), nl=False)
+    manifest = k8smod.to_yaml(k8smod.build(spec))
+    if archive.startswith(("s3://", "s3a://")) and not spec.s3_secret and not spec.service_account:
+        click.echo("stream-backend: warning: no --s3-secret and no --service-account: the pod has S3 "
+                   "credentials only if its node gives them (an instance profile)", err=True)
+    click.echo(manifest, nl=False)
 
 
 @main.group("k8s")

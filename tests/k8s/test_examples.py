@@ -32,6 +32,6 @@ def test_example_is_current_and_valid(path):
     body = "".join(line + "\n" for line in rest.splitlines() if not line.startswith("#"))
     result = CliRunner().invoke(main, shlex.split(first[len(PREFIX):]))
     assert result.exit_code == 0, result.output
-    assert body == result.output, f"{path.name} is stale: regenerate it with the command on its first line"
+    assert body == result.stdout, f"{path.name} is stale: regenerate it with the command on its first line"
     manifest = yaml.safe_load(body)
     assert kv.validate(manifest, kv.latest_version(), strict=True)

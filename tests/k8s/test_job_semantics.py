@@ -83,7 +83,7 @@ def job_manifest(op: str, stream_url: str, archive: Path, shards: int | None, pa
         args += EXPORT_OPTS
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    return yaml.safe_load(result.output)
+    return yaml.safe_load(result.stdout)
 
 
 def check_exit_codes(results, op: str, completions: int) -> None:
@@ -242,7 +242,7 @@ def test_cronjob_runs_export_incrementals(source_store, tmp_path):
         "k8s", "cronjob", "export", "stream://k8s/events", f"file://{archive}", "--schedule", "*/15 * * * *",
         "--pvc", "streams", "--archive-pvc", "backups", "--archive-mount", str(archive.parent), *EXPORT_OPTS])
     assert result.exit_code == 0, result.output
-    cron = yaml.safe_load(result.output)
+    cron = yaml.safe_load(result.stdout)
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     job_spec = cron["spec"]["jobTemplate"]["spec"]
     overrides = {"STREAM_BACKEND_ROOT": str(source_store), "STREAM_BACKEND_PROGRESS_INTERVAL": "0.02"}
@@ -253,7 +253,7 @@ def test_cronjob_runs_export_incrementals(source_store, tmp_path):
         "k8s", "cronjob", "import", f"file://{archive}", "stream://k8s/standby", "--schedule", "5,20,35,50 * * * *",
         "--pvc", "standby", "--archive-pvc", "backups", "--archive-mount", str(archive.parent)])
     assert result.exit_code == 0, result.output
-    import_spec = yaml.safe_load(result.output)["spec"]["jobTemplate"]["spec"]
+    import_spec = yaml.safe_load(result.stdout)["spec"]["jobTemplate"]["spec"]
     rng = random.Random(3)
     for n in (1, 2, 3):
         if n > 1:  # the application appends between two scheduled runs

@@ -124,7 +124,7 @@ def test_every_combination(canary_env, op, mode, pvc, target, source):
         assert len(result.stderr.strip().splitlines()) == 1
         return
     result = run(*args)
-    text = result.output
+    text = result.stdout
     for value in CANARIES.values():
         assert value not in text
     (manifest,) = list(yaml.safe_load_all(text))
@@ -252,7 +252,7 @@ def test_long_names_fit():
         args = ["k8s", kind, "export", f"pravega://{scope}/{stream}", "s3://b/" + "p" * 300, *CTL]
         if kind == "cronjob":
             args += ["--schedule", "@hourly"]
-        manifest = yaml.safe_load(run(*args).output)
+        manifest = yaml.safe_load(run(*args).stdout)
         assert kv.validate(manifest, K8S_VERSION, strict=True)
         assert len(manifest["metadata"]["name"]) <= (52 if kind == "cronjob" else 63)
         for k, v in manifest["metadata"]["labels"].items():
@@ -323,7 +323,7 @@ def test_bad_input_is_one_line_exit_64(args, needle):
 def test_local_environment_is_never_read(canary_env):
     """Even with a full AWS/Pravega environment locally, the manifest says only what the
     command line says: no endpoint, controller or store root sneaks in."""
-    manifest = yaml.safe_load(run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL).output)
+    manifest = yaml.safe_load(run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL).stdout)
     c = container(manifest)
     names = {e["name"] for e in c["env"]}
     assert not any(n.startswith("AWS_") for n in names)
@@ -336,7 +336,7 @@ def test_options_reach_the_manifest():
               "--object-size", "32MiB", "--segments", "0,2", "--to-seq", "100", "--backoff-limit", "3",
               "--grace-period", "120", "--active-deadline", "3600", "--ttl-after-finished", "86400",
               "--suspend", "--service-account", "backup-sa", "--namespace", "backup", "--name", "nightly",
-              "--memory", "1GiB", "--cpu", "2").output
+              "--memory", "1GiB", "--cpu", "2").stdout
     m = yaml.safe_load(out)
     assert kv.validate(m, K8S_VERSION, strict=True)
     c = container(m)
@@ -370,14 +370,14 @@ def test_termination_message_helper(tmp_path):
 def test_indexed_import_parallelism_defaults():
     """One writer per stream in the local store: parallel import pods would only take
     turns, so they run one at a time unless asked; Pravega destinations run all at once."""
-    local = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4").output)
+    local = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4").stdout)
     assert local["spec"]["parallelism"] == 1 and local["spec"]["completions"] == 4
     explicit = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "stream://a/b", "--pvc", "c", "--indexed", "4",
-                                  "--parallelism", "3").output)
+                                  "--parallelism", "3").stdout)
     assert explicit["spec"]["parallelism"] == 3
-    pravega = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "pravega://a/b", "--indexed", "4", *CTL).output)
+    pravega = yaml.safe_load(run("k8s", "job", "import", "s3://b/p", "pravega://a/b", "--indexed", "4", *CTL).stdout)
     assert pravega["spec"]["parallelism"] == 4
-    export = yaml.safe_load(run("k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", "--indexed", "4").output)
+    export = yaml.safe_load(run("k8s", "job", "export", "stream://a/b", "s3://b/p", "--pvc", "c", "--indexed", "4").stdout)
     assert export["spec"]["parallelism"] == 4
 
 
@@ -393,7 +393,7 @@ def test_indexed_import_parallelism_defaults():
 def test_cronjob_options_validate_and_land(extra):
     """The CronJob options the main grid does not vary: each validates against the API
     schema and lands where Kubernetes reads it."""
-    out = run("k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "15 2 * * *", *extra).output
+    out = run("k8s", "cronjob", "export", "pravega://a/b", "s3://b/p", *CTL, "--schedule", "15 2 * * *", *extra).stdout
     m = yaml.safe_load(out)
     assert kv.validate(m, K8S_VERSION, strict=True)
     spec = m["spec"]
@@ -413,8 +413,35 @@ def test_cronjob_options_validate_and_land(extra):
 @pytest.mark.parametrize("mode", [[], ["--indexed", "2"]])
 def test_import_to_time_reaches_the_command(mode):
     out = run("k8s", "job", "import", "s3://b/p", "pravega://a/b", *CTL, "--to-time", "2026-11-30T12:00:00Z",
-              *mode).output
+              *mode).stdout
     m = yaml.safe_load(out)
     assert kv.validate(m, K8S_VERSION, strict=True)
     args = container(m)["args"]
     assert args[args.index("--to-time") + 1] == "2026-11-30T12:00:00Z"
+
+
+def test_image_uid_gid_and_no_fsgroup_unless_asked(monkeypatch):
+    """No default image (one without a registry would not pull); the pod runs as the
+    volume's owner when told (--uid/--gid); fsGroup, which makes the kubelet re-own an
+    application's volume, only with --fs-group; deadlines by default; a warning when
+    nothing gives the pod S3 credentials."""
+    monkeypatch.delenv("STREAM_BACKEND_IMAGE")
+    r = CliRunner().invoke(main, ["k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL])
+    assert r.exit_code == 2 and "--image" in r.output
+    monkeypatch.setenv("STREAM_BACKEND_IMAGE", "registry.example/sb:1")
+    r = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL)
+    assert "no --s3-secret and no --service-account" in r.stderr
+    m = yaml.safe_load(r.stdout)
+    pod = m["spec"]["template"]["spec"]
+    assert "fsGroup" not in pod["securityContext"] and pod["securityContext"]["runAsUser"] == 10001
+    assert m["spec"]["activeDeadlineSeconds"] == 7 * 86400 and m["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
+    r = run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--s3-secret", "c", "--uid", "1500",
+            "--gid", "1600", "--fs-group", "1700", "--active-deadline", "0", "--ttl-after-finished", "-1")
+    assert "warning" not in r.stderr
+    m = yaml.safe_load(r.stdout)
+    pod = m["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (1500, 1600)
+    assert pod["securityContext"]["fsGroup"] == 1700
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == 1500
+    assert "activeDeadlineSeconds" not in m["spec"] and "ttlSecondsAfterFinished" not in m["spec"]
+    run("k8s", "job", "export", "pravega://a/b", "s3://b/p", *CTL, "--uid", "0", expect=64)

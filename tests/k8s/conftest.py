@@ -1,0 +1,13 @@
+"""The manifest tests name an image the way a user must (``--image`` has no default: an
+image without a registry would not pull); STREAM_BACKEND_IMAGE is the option's env."""
+
+from __future__ import annotations
+
+import pytest
+
+TEST_IMAGE = "registry.example/stream-backend:0.1.0"
+
+
+@pytest.fixture(autouse=True)
+def _image(monkeypatch):
+    monkeypatch.setenv("STREAM_BACKEND_IMAGE", TEST_IMAGE)
