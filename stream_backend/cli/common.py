@@ -9,6 +9,7 @@ import traceback
 import click
 
 from ..errors import StreamBackendError
+from ..stores.local import platform_root
 from ..urls import redact
 
 
@@ -85,7 +86,7 @@ def store_options(f):
         "--root",
         envvar="STREAM_BACKEND_ROOT",
         default=None,
-        help="Local store directory for stream:// URLs [env STREAM_BACKEND_ROOT; default: per-user data dir].",
+        help=f"Local store directory for stream:// URLs [env STREAM_BACKEND_ROOT; default {platform_root()}].",
     )(f)
     return f
 

@@ -72,13 +72,15 @@ _HS = records.HEADER_SIZE
 _MAGIC = records.MAGIC
 
 
-def default_root() -> str:
-    env = os.environ.get("STREAM_BACKEND_ROOT")
-    if env:
-        return env
+def platform_root() -> str:
+    """The local store's home when nothing names one: the per-user data directory."""
     import platformdirs
 
     return os.path.join(platformdirs.user_data_dir("stream-backend"), "streams")
+
+
+def default_root() -> str:
+    return os.environ.get("STREAM_BACKEND_ROOT") or platform_root()
 
 
 def seg_name(segment: int) -> str:
