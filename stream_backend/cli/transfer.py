@@ -328,13 +328,20 @@ def status_cmd(archive, as_json, endpoint_url):
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
+    from ..archive import human_size
+
+    def when(ns):
+        return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ns else "-"
+
     src = st["source"]
     click.echo(f"archive {st['archive']}: {src.get('store')}://{src.get('scope')}/{src.get('stream')}, "
-               f"{src.get('segments')} segments, {len(st['runs'])} runs, {st['events']} events, {st['bytes']} bytes")
+               f"{_plural(src.get('segments') or 0, 'segment')}, {_plural(len(st['runs']), 'run')}, "
+               f"{_plural(st['events'], 'event')}, {human_size(st['bytes'])}")
     for r in st["runs"]:
         ranges = " ".join(f"{s}:[{a},{b})" for s, (a, b) in sorted(r["ranges"].items(), key=lambda kv: int(kv[0])))
-        click.echo(f"  run {r['run']}: {r['events']} events, {r['bytes']} bytes, {r['objects']} objects, "
-                   f"segments {ranges}")
+        click.echo(f"  run {r['run']}: {_plural(r['events'], 'event')}, {human_size(r['bytes'])}, "
+                   f"{_plural(r['objects'], 'object')}, events appended {when(r['first_time'])} .. "
+                   f"{when(r['last_time'])}, segments {ranges}")
     ip = st["in_progress"]
     for r in ip["runs"]:
         click.echo(f"  run {r}: in progress")

@@ -6,6 +6,7 @@ a damaged archive (running it again cannot help until the archive is repaired)."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -104,3 +105,12 @@ def test_a_relative_archive_path_that_looks_like_a_bucket_warns(tmp_path, env):
     assert json.loads(p.stdout)["archive"] == f"file://{work}/bucket/x"  # where it went, said plainly
     p = run_cli(["status", "./bucket/x"], env, check=0, cwd=work)  # explicit: no warning
     assert "warning" not in p.stderr
+
+
+def test_status_shows_each_runs_event_times_in_words(tmp_path, env):
+    archive = f"file://{tmp_path}/arch"
+    run_cli(["export", "stream://fh/s", archive, "--progress", "none"], env, check=0)
+    out = run_cli(["status", archive], env, check=0).stdout
+    assert "1 segment, 1 run, 20 events" in out
+    assert re.search(r"run 1: 20 events, [\d.]+ (B|KiB), 1 object, events appended 20\d\d-\d\d-\d\dT[\d:]+Z \.\. "
+                     r"20\d\d-\d\d-\d\dT[\d:]+Z", out), out
