@@ -253,6 +253,7 @@ class Exporter:
                     return dict(summary, run=last, complete=True, events=0, bytes=0, objects=0,
                                 manifest_checksum=prev.checksum if prev else None, note="archive is up to date")
                 run = (last or 0) + 1
+            shape, warning = self._run_shape(run, state, all_cps)
             shares: list[Checkpoint] = []
             for s in mine:
                 cp = cps.get(s)
@@ -267,7 +268,7 @@ class Exporter:
                     delete_checkpoint(target, s)
                 start, end = share_range(s)
                 events, nbytes = _count_events(self.store, self.scope, self.stream, seg_infos[s], start, end)
-                cp = Checkpoint(run, s, start, end, opts.object_size, opts.compression, events, nbytes)
+                cp = Checkpoint(run, s, start, end, shape[0], shape[1], events, nbytes)
                 # saved now, before any data: it fixes the share's end (a share saved only
                 # when its turn came would, after a kill, take a grown stream's new tail as
                 # the run's end) and marks the run open for other shards
@@ -306,6 +307,8 @@ class Exporter:
                     f"segment parts {sorted(set(missing) & set(mine))}: the run is not complete"
                 )
         events, nbytes = sum(c.done_events for c in shares), sum(c.total_bytes for c in shares)
+        if warning:
+            summary["warning"] = warning
         return dict(
             summary, run=run, complete=complete, events=events, bytes=nbytes, objects=self.objects_written,
             reused_parts=self.reused_parts, uploaded_bytes=self.sent_bytes,
@@ -317,6 +320,22 @@ class Exporter:
             run_total={"events": events, "bytes": nbytes, "objects": sum(len(c.objects) for c in shares),
                        "segments": len(shares)},
         )
+
+    def _run_shape(self, run: int, state: "ArchiveState", cps: dict) -> tuple[tuple[int, str], str | None]:
+        """(object size, compression) of ``run``: those of its first attempt when it is
+        already open (a checkpoint or a segment part of it exists), else this export's.
+        Bytes already written fix them; other options given to a resume wait for the next
+        run, and the returned warning says so."""
+        want = (self.opts.object_size, self.opts.compression)
+        have = next(((cp.object_size, cp.compression) for cp in cps.values() if cp is not None and cp.run == run), None)
+        if have is None and state.parts.get(run):
+            pkey = segment_part_key(run, min(state.parts[run]))
+            part = SegmentPart.parse(self.target.read(pkey) or b"", self.target.where(pkey))
+            have = (part.object_size, part.compression)
+        if have is None or have == want:
+            return want, None
+        return have, (f"run {run} was started with --object-size {have[0]} --compression {have[1]}; it keeps them "
+                      f"(its bytes must not change), the options given apply from run {run + 1}")
 
     def _missing(self, run: int, nseg: int) -> list[int]:
         have = ArchiveState(self.target).parts.get(run, set())

@@ -229,3 +229,35 @@ def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, 
     assert {s: run1.segment(s).to_seq for s in before} == before
     done = export_stream(small_store, "demo", "grow", target, opts, PauseRequest(), Progress("export", "none"))
     assert done["run"] == 2 and done["events"] == 20
+
+
+def test_resume_with_other_options_keeps_the_runs_and_warns(small_store, tmp_path):
+    """A run's object size and compression are fixed by its first attempt: a resume
+    given others keeps the run's (the archive equals an uninterrupted one) and warns."""
+    from stream_backend.errors import Paused
+    from stream_backend.transfer.export import ExportOptions, export_stream
+    from stream_backend.transfer.progress import Progress
+    from stream_backend.transfer.signals import PauseRequest
+    from stream_backend.transfer.targets import Target
+
+    fill_stream(small_store, "demo", "opts", segments=2, events=200, seed=8)
+    target = Target(f"file://{tmp_path}/a")
+    pause = PauseRequest()
+
+    class PauseAfterFirstObject(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and nbytes:
+                pause.request()
+
+    first = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
+    with pytest.raises(Paused):
+        export_stream(small_store, "demo", "opts", target, first, pause, PauseAfterFirstObject("export", "none"))
+    other = ExportOptions(object_size=32 * 1024, part_size=8 * 1024 * 1024, compression="zstd")
+    done = export_stream(small_store, "demo", "opts", target, other, PauseRequest(), Progress("export", "none"))
+    assert done["complete"] and "keeps them" in done["warning"] and "--object-size 8192" in done["warning"]
+    straight = Target(f"file://{tmp_path}/b")
+    export_stream(small_store, "demo", "opts", straight, first, PauseRequest(), Progress("export", "none"))
+    data = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*")  # noqa: E731
+                         if p.is_file() and p.parts[len(root.parts)] in ("data", "runs")}
+    assert data(tmp_path / "a") == data(tmp_path / "b")
