@@ -442,46 +442,68 @@ def plot(results: dict, path: str) -> bool:
         return False
     cols = 2
     nrows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(12, 3.2 * nrows), squeeze=False)
-    colors = {"ours": "#1f77b4", "peer": "#ff7f0e", "baseline": "#9e9e9e"}
+    fig, axes = plt.subplots(nrows, cols, figsize=(12, 3.3 * nrows), squeeze=False)
+    colors = {"ours": "#1f77b4", "peer": "#ff7f0e", "baseline": "#d9d9d9"}
     for ax, (case, vals) in zip(axes.flat, panels):
-        names = [v[0] for v in vals]
-        ax.barh(
-            range(len(vals)), [v[1] for v in vals], color=[colors.get(v[2], "#555") for v in vals]
-        )
-        ax.set_yticks(range(len(vals)), names, fontsize=8)
-        ax.invert_yaxis()
-        label = {
-            "MiB/s": "MiB/s (higher is better)",
-            "events/s": "events/s (higher is better)",
-            "MiB": "peak RSS MiB (flat is better)",
-            "s": "seconds (lower is better)",
-        }[case["unit"]]
-        ax.set_xlabel(label, fontsize=8)
-        ax.set_title(f"{case.get('number', '')}. {case['title']}", fontsize=9)
-        for k, v in enumerate(vals):
-            ax.text(
-                v[1],
-                k,
-                " " + UNIT_FMT.get(case["unit"], "{:.3g}").format(v[1]),
-                va="center",
-                fontsize=7,
-            )
-        ax.margins(x=0.25)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
-        ax.tick_params(axis="x", labelsize=8)
+        _panel(ax, case, vals, colors, matplotlib)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     m = results["machine"]
+    from matplotlib.patches import Patch
+
+    fig.legend(
+        handles=[Patch(color=colors["ours"], label="stream-backend"),
+                 Patch(color=colors["peer"], label="peer tool (same data, same run)"),
+                 Patch(facecolor=colors["baseline"], hatch="//", edgecolor="#888",
+                       label="baseline: not a peer (local disk, no S3); off-scale bars are cut")],
+        loc="upper center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()),
+    )
     fig.suptitle(
-        f"stream-backend benchmarks ({results['mode']}) — {m['date']} — {m['nproc']} cores"
-        f" {m['cpu_model']}   blue: stream-backend, orange: peers, grey: baselines",
+        f"stream-backend benchmarks ({results['mode']}) — {m['date']} — {m['nproc']} cores {m['cpu_model']}"
+        "   dashed line: the main peer; label: our ratio to it",
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _panel(ax, case, vals, colors, matplotlib) -> None:
+    """One case: bars per tool, the main peer as a dashed line, our bar labelled with its
+    ratio to that peer, and baselines (not peers) hatched and cut at the panel's scale so
+    a 4 GiB/s local copy does not squash the comparison that matters."""
+    unit = case["unit"]
+    fmt = UNIT_FMT.get(unit, "{:.3g}")
+    compared = [v for v in vals if v[2] != "baseline"] or vals
+    top = max(v[1] for v in compared) * 1.45
+    ref = next((v for v in vals if v[2] == "peer"), None)
+    ours = next((v for v in vals if v[2] == "ours"), None)
+    for k, (name, value, role) in enumerate(vals):
+        shown = min(value, top)
+        ax.barh(k, shown, color=colors.get(role, "#555"), hatch="//" if role == "baseline" else None,
+                edgecolor="#888" if role == "baseline" else None)
+        text = " " + fmt.format(value) + (" (off scale)" if value > top else "")
+        if role == "ours" and ref is not None and unit in ("MiB/s", "events/s", "s") and value and ref[1]:
+            ratio = ref[1] / value if unit == "s" else value / ref[1]
+            text += f"  = {ratio:.2f}x {ref[0]}"
+        ax.text(min(shown, top * 0.62) if value > top else shown, k, text, va="center", fontsize=7,
+                fontweight="bold" if role == "ours" else None)
+    if ref is not None and ours is not None:
+        ax.axvline(ref[1], color=colors["peer"], lw=1, ls="--")
+    ax.set_xlim(0, top * 1.25)
+    ax.set_yticks(range(len(vals)), [v[0] for v in vals], fontsize=8)
+    ax.invert_yaxis()
+    label = {
+        "MiB/s": "MiB/s (higher is better)",
+        "events/s": "events/s (higher is better)",
+        "MiB": "peak RSS MiB (flat is better)",
+        "s": "seconds (lower is better)",
+    }[unit]
+    ax.set_xlabel(label, fontsize=8)
+    ax.set_title(f"{case.get('number', '')}. {case['title']}", fontsize=9)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
+    ax.tick_params(axis="x", labelsize=8)
 
 
 def _profile_hint(row) -> str:
@@ -518,7 +540,7 @@ def plot_latency(results: dict, path: str) -> bool:
 
     readers = list(dict.fromkeys(e["tool"] for e in entries))
     sizes = sorted({e["size"] for e in entries})
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
     width = 0.8 / max(1, len(readers))
     for k, reader in enumerate(readers):
         xs, med, p99 = [], [], []
@@ -528,14 +550,11 @@ def plot_latency(results: dict, path: str) -> bool:
                 xs.append(j + k * width)
                 med.append(e["median_ms"])
                 p99.append(e["p99_ms"])
-        bars = ax.bar(xs, med, width, label=f"{reader} (median; tick = p99)")
-        ax.scatter(
-            xs,
-            p99,
-            marker="_",
-            s=200,
-            color=bars.patches[0].get_facecolor() if bars.patches else None,
-        )
+        bars = ax.bar(xs, med, width, label=f"{reader}: bar = median")
+        color = bars.patches[0].get_facecolor() if bars.patches else None
+        ax.scatter(xs, p99, marker="_", s=300, linewidths=2, color=color, label=f"{reader}: tick = p99")
+        for x, v in zip(xs, p99):
+            ax.annotate(f"p99 {v:.2f}", (x, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=6)
     ax.set_xticks(
         [j + width * (len(readers) - 1) / 2 for j in range(len(sizes))],
         [f"{s / MiB:,.0f} MiB stream" for s in sizes],
@@ -547,7 +566,7 @@ def plot_latency(results: dict, path: str) -> bool:
     ax.set_title(
         f"random 4 KiB reads ({results['mode']}, {results['machine']['date']})", fontsize=9
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
