@@ -42,7 +42,7 @@ def _open_parts(bucket, prefix):
 
 @pytest.mark.s3
 @pytest.mark.slow
-def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket):
+def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket, fault_proxy):
     store = LocalStore(root=str(store_root))
     store.create_stream("demo", "big", segments=1)
     rnd = __import__("random").Random(5)
@@ -53,7 +53,10 @@ def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket):
     common = ["--object-size", "12MiB", "--part-size", "5MiB", "--parallel", "1"]
     run_cli(["export", "stream://demo/big", f"{s3_bucket.url}/ref", *common], env, check=0)
     args = ["export", "stream://demo/big", f"{s3_bucket.url}/mp", *common]
-    proc = Proc(args, env)
+    # uploads through a proxy that holds each PUT 0.5 s: the kill lands while parts are
+    # stored and the upload is open, however fast or busy the machine is
+    slow = fault_proxy(s3_bucket.server, latency=1.0, latency_s=0.5, only_methods=("PUT",))
+    proc = Proc(args, cli_env(store_root, slow.server))
     deadline = time.monotonic() + 60
     while _open_parts(s3_bucket, "mp/") < 1 and proc.p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -143,21 +146,19 @@ def test_shards_write_one_run_manifest_by_the_last(local_store, store_root, tmp_
 
 
 def _peak_rss(args, env):
-    import psutil
+    """The export's true peak RSS (the kernel's ru_maxrss, in bytes), not a sample: polling
+    missed or caught peaks depending on the machine's load."""
+    import sys
 
     from .helpers import CLI
 
-    p = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ps = psutil.Process(p.pid)
-    peak = 0
-    while p.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.Error:
-            break
-        time.sleep(0.01)
-    out, err = p.communicate()
-    assert p.returncode == 0, err[-2000:]
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+             "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n"
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n")
+    p = subprocess.run([sys.executable, "-c", probe, CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    rc, peak = map(int, p.stdout.split())
+    assert rc == 0, p.stderr
     return peak
 
 
