@@ -35,12 +35,16 @@ def _archive_operations(url: str, endpoint_url: str | None):
     """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
     from ..fs.archivefs import ArchiveFileSystem
     from ..fs.fuse import FsspecOperations
-    from ..urls import check_archive_url, redact
+    from ..urls import redact
 
     target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
     if target.startswith("sbarchive://"):
         raise UsageError(f"give the archive's own URL: sbarchive::s3://BUCKET/PREFIX, not {url!r}")
-    check_archive_url(target, redact(target))
+    from ..transfer.targets import Target, translate_error
+
+    # the archive's URL, endpoint and credentials checked the way export checks them:
+    # one-line errors with their codes (69 unreachable, 77 denied, 66 missing), never 70
+    Target(target, endpoint_url if target.startswith(("s3://", "s3a://")) else None).check_access()
     options = {}
     if endpoint_url and target.startswith(("s3://", "s3a://")):
         options["endpoint_url"] = endpoint_url
@@ -51,7 +55,9 @@ def _archive_operations(url: str, endpoint_url: str | None):
     except FileNotFoundError as exc:
         raise NotFoundError(f"archive not found: {target} ({exc})") from None
     except (ImportError, ValueError) as exc:
-        raise UsageError(f"cannot open archive {target!r}: {exc}") from None
+        raise UsageError(f"cannot open archive {redact(target)!r}: {exc}") from None
+    except Exception as exc:  # s3fs/botocore: the one error table
+        raise translate_error(exc, redact(target)) from None
     return FsspecOperations(fs, "")
 
 

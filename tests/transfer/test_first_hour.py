@@ -31,9 +31,13 @@ def env(local_store):
     (["info", "stream://fh/s", "--root", ""], 64),
     (["--debug", "info", "stream://fh/nope"], 66),
     (["info", "stream://fh/nope", "--debug"], 66),
+    (["mount", "--archive", "s3://b/p", "MNT", "--endpoint-url", "http://127.0.0.1:1"], 69),
+    (["mount", "--archive", "s3://b/p", "MNT", "--endpoint-url", "http://127.0.0.1:99999"], 64),
+    (["mount", "--archive", "ARCH", "MNT"], 66),
 ])
 def test_bad_input_gets_its_documented_code(tmp_path, env, args, code):
-    args = [a.replace("ARCH", f"file://{tmp_path}/arch") for a in args]
+    (tmp_path / "mnt").mkdir()
+    args = [a.replace("ARCH", f"file://{tmp_path}/arch").replace("MNT", str(tmp_path / "mnt")) for a in args]
     p = run_cli(args, env, check=code)
     assert "internal error" not in p.stderr
     if "--debug" not in args:
