@@ -444,12 +444,13 @@ class Exporter:
                 events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
             packer = pack_segment(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
                                   chunk_size=opts.part_size)  # parts come out exact: no re-cut
-            pending: deque = deque()  # (packed object, future) in order
+            pending: deque = deque()  # (packed object, future, upload, bytes credited) in order
+            ratio = 1.0  # payload / stored bytes of the last object: what a part is worth in progress
 
             def drain(block: bool) -> None:
                 nonlocal last_save
                 while pending and (block or pending[0][1].done()):
-                    obj, fut, up = pending.popleft()
+                    obj, fut, up, credited = pending.popleft()
                     fut.result()
                     cp.objects.append(obj.info)
                     with self._count_lock:  # shares may run in threads
@@ -457,7 +458,7 @@ class Exporter:
                         self.reused_parts += up.reused_parts
                         self.sent_bytes += up.sent_bytes
                     self.progress.add_done(
-                        obj.info.records - (1 if obj.info.first_offset > 0 else 0), obj.info.payload_bytes
+                        obj.info.records - (1 if obj.info.first_offset > 0 else 0), obj.info.payload_bytes - credited
                     )
                 if time.monotonic() - last_save >= opts.checkpoint_interval:
                     save_checkpoint(target, cp)
@@ -467,16 +468,23 @@ class Exporter:
                 for obj in packer:
                     self._check_stop(cp, stop)
                     up = target.upload(obj.key, opts.part_size, pool)
+                    credited = 0  # progress moves with every part, not only with whole objects
                     try:
                         for part in obj.parts(opts.part_size):
                             up.write_part(part)
+                            step = int(len(part) * ratio)
+                            credited += step
+                            self.progress.add_done(0, step)
                             if self.pause:  # leave this object's stored parts for reuse
                                 raise _Stop()
                         fut = up.finish()
                     except BaseException:
                         up.abandon()
+                        self.progress.add_done(0, -credited)
                         raise
-                    pending.append((obj, fut, up))
+                    if obj.info.size:
+                        ratio = min(1.0, obj.info.payload_bytes / obj.info.size)
+                    pending.append((obj, fut, up, credited))
                     drain(block=False)
                 drain(block=True)
             except _Stop:
@@ -498,7 +506,7 @@ class Exporter:
     def _salvage(self, cp: Checkpoint, pending: deque) -> None:
         """After a failure: keep what is durable in the checkpoint (in order), then stop."""
         while pending:
-            obj, fut, _up = pending[0]
+            obj, fut, _up, _credited = pending[0]
             try:
                 fut.result()
             except BaseException:

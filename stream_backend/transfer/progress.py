@@ -125,7 +125,7 @@ class Progress:
                 TextColumn(f"{self.op}" + " [progress.description]{task.description}"),
                 BarColumn(),
                 TextColumn("{task.fields[percent]:>5.1f}%"),
-                DownloadColumn(),
+                DownloadColumn(binary_units=True),  # MiB, as in info and the summaries
                 TextColumn("{task.fields[rate]}"),
                 TextColumn("{task.fields[eta]}"),
                 console=Console(file=self.stream),
@@ -156,13 +156,14 @@ class Progress:
             seg = "" if snap["segment"] is None else f"segment {snap['segment']} "
             events = f"{snap['done_events']}/{snap['total_events']}" if snap["total_events"] else f"{snap['done_events']}"
             eta = snap["eta_s"]
+            desc = f"{seg}{events} events"
             if snap["stalled_s"]:
-                seg = f"no progress for {snap['stalled_s']:.0f} s, retrying; " + seg
+                desc = f"no progress for {snap['stalled_s']:.0f} s, retrying"
             self._bar.update(
                 self._task,
                 total=snap["total_bytes"] or None,
                 completed=snap["done_bytes"],
-                description=f"{seg}{events} events",
+                description=desc,
                 percent=snap["percent"],
                 rate=f"{human_size(snap['rate_bytes_per_s'])}/s",
                 eta="eta --:--:--" if eta is None else f"eta {_clock(eta)}",

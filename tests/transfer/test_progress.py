@@ -117,3 +117,55 @@ def test_a_stall_is_reported():
     assert snap["stalled_s"] == 30.0 and snap["elapsed_s"] == 30.0
     p.add_done(1, 100)
     assert p.snapshot()["stalled_s"] is None
+
+
+def test_bar_fits_80_columns_in_binary_units(monkeypatch):
+    import re
+
+    monkeypatch.setenv("COLUMNS", "80")
+    clock = _Clock()
+    buf = io.StringIO()
+    p = Progress("import", "bar", stream=buf, clock=clock)
+    p.add_total(12_345_678, 5 * 1024**4)  # 5 TiB, 12 million events
+    p.start()
+    p.set_segment(1234)
+    clock.t += 10
+    p.add_done(6_000_000, 2 * 1024**4)
+    p.emit()
+    clock.t += 40  # then nothing moves: the bar says so
+    p.emit()
+    p.stop()
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in re.split(r"[\r\n]", buf.getvalue())]
+    lines = [line for line in lines if line.strip()]
+    assert lines and all(len(line) <= 80 for line in lines), [len(line) for line in lines]
+    text = "\n".join(lines)
+    assert "TiB" in text and "MB" not in text and " GB" not in text
+    assert "no progress for 40 s, retrying" in text
+
+
+def test_export_progress_moves_with_every_part(tmp_path):
+    """One 16 MiB object sent in 1 MiB parts: progress moves 16 times, not once at the
+    object's end (with 64 MiB objects the ETA moved in 64 MiB steps)."""
+    from stream_backend.stores.local import LocalStore
+    from stream_backend.transfer.export import ExportOptions, export_stream
+    from stream_backend.transfer.targets import Target
+
+    store = LocalStore(root=str(tmp_path / "store"))
+    store.create_stream("p", "s")
+    with store.writer("p", "s") as w:
+        for i in range(16):
+            w.append(bytes([i]) * (1 << 20), None, segment=0)
+    seen = []
+
+    class Recording(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            seen.append(self.done_bytes)
+
+    opts = ExportOptions(object_size=32 << 20, part_size=1 << 20)
+    prog = Recording("export", "none")
+    export_stream(store, "p", "s", Target(f"file://{tmp_path}/a"), opts, None, prog)
+    store.close()
+    steps = [b for b in seen if 0 < b < 16 << 20]
+    assert len(set(steps)) >= 15, seen
+    assert seen[-1] == 16 << 20 and all(a <= b + 1024 for a, b in zip(seen, seen[1:]))
