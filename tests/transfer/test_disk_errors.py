@@ -25,14 +25,19 @@ def _one_line(p):
     return lines[0]
 
 
-def test_archive_directory_without_room_is_refused_before_the_run(tmp_path, local_store):
-    fill_stream(local_store, "dk", "s", segments=1, events=200, max_size=8000, seed=2)
-    env = cli_env(local_store.root)
+def _export_onto_tmpfs(tmp_path, local_store, size: str, *extra):
     disk = tmp_path / "disk"
     disk.mkdir()
-    p = _in_namespace(f"mount -t tmpfs -o size=256k none {disk}",
-                      ["export", "stream://dk/s", f"file://{disk}/arch", "--progress", "none"], env)
+    p = _in_namespace(f"mount -t tmpfs -o size={size} none {disk}",
+                      ["export", "stream://dk/s", f"file://{disk}/arch", "--progress", "none", *extra],
+                      cli_env(local_store.root))
     assert p.returncode == 74, p.stderr
+    return p, disk
+
+
+def test_archive_directory_without_room_is_refused_before_the_run(tmp_path, local_store):
+    fill_stream(local_store, "dk", "s", segments=1, events=200, max_size=8000, seed=2)
+    p, disk = _export_onto_tmpfs(tmp_path, local_store, "256k")
     line = _one_line(p)
     assert f"{disk}/arch" in line and "free" in line and "needs about" in line
 
@@ -43,13 +48,7 @@ def test_archive_disk_filling_up_mid_run(tmp_path, local_store):
     with local_store.writer("dk", "s") as w:  # 1-byte events: framing is most of the archive
         for i in range(4000):
             w.append(b"x", None, segment=0)
-    env = cli_env(local_store.root)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    p = _in_namespace(f"mount -t tmpfs -o size=64k none {disk}",
-                      ["export", "stream://dk/s", f"file://{disk}/arch", "--progress", "none",
-                       "--object-size", "16KiB"], env)
-    assert p.returncode == 74, p.stderr
+    p, disk = _export_onto_tmpfs(tmp_path, local_store, "64k", "--object-size", "16KiB")
     assert "no space left on device" in _one_line(p) and str(disk) in p.stderr
 
 

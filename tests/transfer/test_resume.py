@@ -200,7 +200,6 @@ def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, 
     """A run's end is fixed when it starts, for every segment: paused in segment 0 and
     resumed after the stream grew, run 1 still ends at the old tails (segment 1 too) and
     the appended events go to run 2."""
-    from stream_backend.errors import Paused
     from stream_backend.transfer.export import ArchiveState, ExportOptions, export_stream
     from stream_backend.transfer.progress import Progress
     from stream_backend.transfer.signals import PauseRequest
@@ -210,16 +209,7 @@ def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, 
     before = {s.segment: s.tail_seq for s in small_store.stream_info("demo", "grow").segments}
     target = Target(f"file://{tmp_path}/a")
     opts = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
-    pause = PauseRequest()
-
-    class PauseAfterFirstObject(Progress):
-        def add_done(self, events, nbytes, resumed=False):
-            super().add_done(events, nbytes, resumed)
-            if not resumed and nbytes:
-                pause.request()
-
-    with pytest.raises(Paused):
-        export_stream(small_store, "demo", "grow", target, opts, pause, PauseAfterFirstObject("export", "none"))
+    _export_paused_early(small_store, "grow", target, opts)
     with small_store.writer("demo", "grow") as w:  # the stream grows in every segment
         for i in range(20):
             w.append(b"late-%d" % i, segment=i % 2)
@@ -234,7 +224,6 @@ def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, 
 def test_resume_with_other_options_keeps_the_runs_and_warns(small_store, tmp_path):
     """A run's object size and compression are fixed by its first attempt: a resume
     given others keeps the run's (the archive equals an uninterrupted one) and warns."""
-    from stream_backend.errors import Paused
     from stream_backend.transfer.export import ExportOptions, export_stream
     from stream_backend.transfer.progress import Progress
     from stream_backend.transfer.signals import PauseRequest
@@ -242,17 +231,8 @@ def test_resume_with_other_options_keeps_the_runs_and_warns(small_store, tmp_pat
 
     fill_stream(small_store, "demo", "opts", segments=2, events=200, seed=8)
     target = Target(f"file://{tmp_path}/a")
-    pause = PauseRequest()
-
-    class PauseAfterFirstObject(Progress):
-        def add_done(self, events, nbytes, resumed=False):
-            super().add_done(events, nbytes, resumed)
-            if not resumed and nbytes:
-                pause.request()
-
     first = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
-    with pytest.raises(Paused):
-        export_stream(small_store, "demo", "opts", target, first, pause, PauseAfterFirstObject("export", "none"))
+    _export_paused_early(small_store, "opts", target, first)
     other = ExportOptions(object_size=32 * 1024, part_size=8 * 1024 * 1024, compression="zstd")
     done = export_stream(small_store, "demo", "opts", target, other, PauseRequest(), Progress("export", "none"))
     assert done["complete"] and "keeps them" in done["warning"] and "--object-size 8192" in done["warning"]
@@ -261,3 +241,22 @@ def test_resume_with_other_options_keeps_the_runs_and_warns(small_store, tmp_pat
     data = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*")  # noqa: E731
                          if p.is_file() and p.parts[len(root.parts)] in ("data", "runs")}
     assert data(tmp_path / "a") == data(tmp_path / "b")
+
+
+def _export_paused_early(store, stream, target, opts):
+    """Export demo/STREAM, paused (as by SIGTERM) as soon as its first bytes moved."""
+    from stream_backend.errors import Paused
+    from stream_backend.transfer.export import export_stream
+    from stream_backend.transfer.progress import Progress
+    from stream_backend.transfer.signals import PauseRequest
+
+    pause = PauseRequest()
+
+    class PauseOnFirstBytes(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and nbytes:
+                pause.request()
+
+    with pytest.raises(Paused):
+        export_stream(store, "demo", stream, target, opts, pause, PauseOnFirstBytes("export", "none"))
