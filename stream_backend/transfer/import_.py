@@ -27,7 +27,16 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..errors import CorruptionError, EventTooLargeError, NotEmptyError, NotFoundError, Paused, UsageError, WriterBusyError
+from ..errors import (
+    CorruptionError,
+    EventTooLargeError,
+    NotEmptyError,
+    NotFoundError,
+    Paused,
+    StreamBackendError,
+    UsageError,
+    WriterBusyError,
+)
 from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
@@ -214,7 +223,10 @@ class Importer:
         except CorruptionError as exc:
             # next to the destination, for `info`: running the import again cannot help
             # until the archive is repaired
-            _write_marker(self.store, self.scope, self.stream, dict(ident, damaged=str(exc)))
+            try:
+                _write_marker(self.store, self.scope, self.stream, dict(ident, damaged=str(exc)))
+            except StreamBackendError:
+                pass  # the damage is what the user must hear about, not the note's failure
             raise
         finally:
             writer.close()
