@@ -390,3 +390,13 @@ def test_write_refuses_to_wait_on_a_terminal(cli):
 def test_unreachable_pravega_controller_exit_69(cli, args):
     cli(*args, "--controller", "tcp://127.0.0.1:9", "--timeout", "2", input=b"x",
         code=E.UnavailableError.exit_code)
+
+
+def test_help_says_what_defaults_and_choices_mean(cli):
+    from stream_backend.stores.local import platform_root
+
+    squeeze = lambda text: "".join(text.split())  # noqa: E731 - help text wraps at any space or hyphen
+    assert platform_root() in squeeze(cli("ls", "--help").output)  # the real default root
+    assert squeeze("zstd: archives of text-like streams") in squeeze(cli("export", "--help").output)
+    main = cli("--help").output
+    assert "Exit codes" in main and "75 paused or busy" in main
