@@ -200,6 +200,7 @@ class Exporter:
         self.opts = opts
         self.pause = pause if pause is not None else PauseRequest()
         self.progress = progress or Progress("export", "none")
+        self.progress.watch_retries(lambda: target.retries)
         self.objects_written = 0
         self.reused_parts = 0
         self.sent_bytes = 0
@@ -316,7 +317,8 @@ class Exporter:
             waiting_for=missing,
             # the two things a resumed run's numbers can mean, named apart
             this_attempt={"objects": self.objects_written, "uploaded_bytes": self.sent_bytes,
-                          "reused_parts": self.reused_parts, "elapsed_s": round(time.monotonic() - self._t0, 2)},
+                          "reused_parts": self.reused_parts, "retries": target.retries,
+                          "elapsed_s": round(time.monotonic() - self._t0, 2)},
             run_total={"events": events, "bytes": nbytes, "objects": sum(len(c.objects) for c in shares),
                        "segments": len(shares)},
         )

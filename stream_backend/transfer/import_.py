@@ -187,6 +187,7 @@ class Importer:
         self.opts = opts
         self.pause = pause if pause is not None else PauseRequest()
         self.progress = progress or Progress("import", "none")
+        self.progress.watch_retries(lambda: target.retries)
 
     def run(self) -> dict:
         chain = self._chain = load_chain(self.target)

@@ -52,6 +52,7 @@ class Progress:
         self._t0 = clock()
         self._samples: deque = deque([(self._t0, 0)])  # (time, bytes moved by this process)
         self._last_move = self._t0
+        self._retries = lambda: 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,6 +82,11 @@ class Progress:
     def set_segment(self, segment: int | None) -> None:
         self.segment = segment
 
+    def watch_retries(self, count) -> None:
+        """``count()``: transient faults retried so far (the archive target's), shown with
+        the progress so a struggling endpoint is visible before anything fails."""
+        self._retries = count
+
     def snapshot(self) -> dict:
         with self._lock:
             now = self._clock()
@@ -108,6 +114,7 @@ class Progress:
                 "rate_bytes_per_s": round(rate, 1),
                 "eta_s": round(eta, 1) if eta is not None else None,
                 "stalled_s": round(stalled, 1) if stalled >= self.STALL_AFTER else None,
+                "retries": self._retries(),
                 "elapsed_s": round(now - self._t0, 1),
             }
 
@@ -159,6 +166,8 @@ class Progress:
             desc = f"{seg}{events} events"
             if snap["stalled_s"]:
                 desc = f"no progress for {snap['stalled_s']:.0f} s, retrying"
+                if snap["retries"]:
+                    desc += f" ({snap['retries']} retries so far)"
             self._bar.update(
                 self._task,
                 total=snap["total_bytes"] or None,

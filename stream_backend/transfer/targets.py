@@ -121,6 +121,7 @@ class Target:
         from fsspec.core import url_to_fs
 
         self.url = url
+        self.retries = 0  # transient faults met so far (botocore's retries and ours): shown by progress
         self.display = redact(url)
         check_archive_url(url, self.display)
         if "://" not in url:  # a plain path: shown as the directory it is
@@ -146,6 +147,11 @@ class Target:
             }
             if endpoint:
                 options["endpoint_url"] = endpoint
+            from aiobotocore.session import AioSession
+
+            session = AioSession()
+            session.register("needs-retry.s3", self._count_retry)
+            options["session"] = session
             if endpoint:
                 try:
                     ep = urlsplit(endpoint)
@@ -179,6 +185,13 @@ class Target:
                 raise UsageError(f"archive URL {self.display} names no bucket")
             self.bucket, _, self.key_prefix = self.root.partition("/")
             self.key_prefix = self.key_prefix.strip("/")
+
+    def _count_retry(self, response=None, caught_exception=None, **_kw) -> None:
+        """botocore's needs-retry event, once per attempt: count the failed ones (a 5xx,
+        a throttle, a reset). Returns None: the decision stays botocore's."""
+        status = response[0].status_code if response is not None else None
+        if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
+            self.retries += 1
 
     # -- paths ---------------------------------------------------------------
     def path(self, key: str) -> str:
@@ -271,6 +284,7 @@ class Target:
             except UnavailableError:
                 if attempt + 1 == self.SMALL_ATTEMPTS:
                     raise
+                self.retries += 1
                 time.sleep(delay)
                 delay *= 2
 

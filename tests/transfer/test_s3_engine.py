@@ -239,3 +239,19 @@ def test_truncated_downloads_of_small_documents_are_retried(local_store, store_r
     assert proxy.stats["truncate"] >= 5, proxy.stats
     direct = cli_env(store_root, s3_bucket.server)
     run_cli(["verify", archive, "--against", "stream://demo/copy"], direct, check=0)
+
+
+@pytest.mark.s3
+def test_progress_counts_the_retries(local_store, store_root, s3_bucket, fault_proxy):
+    """Every fault the endpoint answers with (here 503 SlowDown on uploads) is counted in
+    the progress lines and the summary, so a struggling endpoint shows before it fails."""
+    fill_stream(local_store, "demo", "src", segments=1, events=300, seed=2, max_size=6000)
+    proxy = fault_proxy(s3_bucket.server, seed=3, slowdown=0.3, only_methods=("PUT",), max_consecutive=2)
+    env = cli_env(store_root, proxy.server)
+    p = run_cli(["export", "stream://demo/src", f"{s3_bucket.url}/r", "--object-size", "8KiB", "--progress", "json"],
+                env, check=0)
+    injected = proxy.stats["slowdown"]
+    assert injected >= 5, proxy.stats
+    assert done_line(p.stdout)["this_attempt"]["retries"] == injected
+    lines = [json.loads(x) for x in p.stderr.splitlines() if x.startswith('{"event":"progress"')]
+    assert lines and lines[-1]["retries"] == injected
