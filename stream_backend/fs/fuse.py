@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..errors import StreamBackendError, UsageError
+from ..errors import StreamBackendError, UsageError, WriterBusyError
 from ..urls import check_name
 
 log = logging.getLogger("stream_backend.fuse")
@@ -440,9 +440,28 @@ class StoreOperations(Operations):
         if not self.read_write:
             raise FuseOSError(errno.EROFS)
 
+    #: how long an open for writing waits for this mount's previous handle on the stream
+    RELEASE_WAIT = 2.0
+
     def _attach_writer(self, h: _Handle, flags: int) -> None:
-        """Take the stream's writer, then read where it ends (nobody can append meanwhile)."""
-        h.writer = self.store.writer(h.scope, h.stream)
+        """Take the stream's writer, then read where it ends (nobody can append meanwhile).
+
+        close() returns once FLUSH is done; the kernel sends RELEASE, which frees the
+        writer, afterwards. So `a >> f; b >> f` in a shell can open f again while this
+        mount still holds the first handle's writer: that case waits for the release
+        (briefly), instead of failing the second append with EBUSY."""
+        deadline = time.monotonic() + self.RELEASE_WAIT
+        while True:
+            try:
+                h.writer = self.store.writer(h.scope, h.stream)
+                break
+            except WriterBusyError:
+                with self._fh_lock:
+                    ours = any(o.writer is not None and (o.scope, o.stream) == (h.scope, h.stream)
+                               for o in self._handles.values())
+                if not ours or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
         try:
             length = self._info(h.scope, h.stream, fresh=True).segments[0].length
             if flags & os.O_TRUNC and length > 0:

@@ -297,6 +297,22 @@ def test_read_write_store_mount_scopes(mountdir, local_store, store_root):
     assert local_store.list_scopes() == ["seed"]
 
 
+def test_appends_one_after_another_from_a_shell(mountdir, local_store, store_root):
+    """`echo a >> f; echo b >> f`: close() returns before the kernel releases the first
+    handle, so the second open found the writer still held and failed with EBUSY now and
+    then (the admin guide's read-write block failed in CI). 60 appends in a row all land."""
+    import subprocess
+
+    local_store.create_scope("sh")
+    mp = mountdir()
+    with mounted("stream://", mp, "--read-write", root=store_root):
+        script = f'for i in $(seq 60); do echo "line $i" >> {mp}/sh/log; done'
+        p = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+    got = b"".join(e.payload for e in local_store.read_events("sh", "log", 0)).decode()
+    assert got == "".join(f"line {i}\n" for i in range(1, 61))
+
+
 def test_allow_other_lets_another_user_read(mountdir, store_root, populated):
     mp = mountdir()
     os.chmod(mp.parent, 0o755)

