@@ -426,13 +426,17 @@ class StoreOperations(Operations):
     @fuse_errors
     def release(self, path, fh):
         with self._fh_lock:
-            h = self._handles.pop(fh, None)
-        if h is not None and h.writer is not None:
-            try:
-                self._drain(h, final=True)
-            finally:
-                h.writer.close()
-                self._forget(h.scope, h.stream)
+            h = self._handles.get(fh)
+        try:
+            if h is not None and h.writer is not None:
+                try:
+                    self._drain(h, final=True)
+                finally:
+                    h.writer.close()
+                    self._forget(h.scope, h.stream)
+        finally:  # listed until its writer is closed: an open waiting for it sees it
+            with self._fh_lock:
+                self._handles.pop(fh, None)
         return 0
 
     # ----------------------------------------------------------------- writing
