@@ -997,13 +997,13 @@ class PravegaStore:
             if not isinstance(k, int) or not 0 <= k < len(ids):
                 raise NotFoundError(f"no segment {k} in {scope}/{stream} ({len(ids)} segments)")
             want[ids[k]] = (k, lo, hi)
-        return self._scan_segments(scope, stream, tail, want)
+        return self._scan_segments(scope, stream, tail, want, set(ids))
 
-    def _scan_segments(self, scope, stream, stop, want) -> Iterator[Event]:
+    def _scan_segments(self, scope, stream, stop, want, known: set[int]) -> Iterator[Event]:
         """One scan up to the cut ``stop``; ``want`` maps segment id -> (segment number,
-        from_seq, to_seq or None). Offsets count every event from the segment's head."""
+        from_seq, to_seq or None); ``known``: every segment id the stream is read as (a
+        slice from any other means it scaled). Offsets count every event from the head."""
         foff = dict.fromkeys(want, 0)
-        known = set(self._segment_ids(scope, stream, for_write=False))
         for sid, events in self._mscan(scope, stream, stop):
             if sid not in want:
                 if sid not in known:
@@ -1021,8 +1021,9 @@ class PravegaStore:
         skips what an earlier round yielded."""
         done_to = head.get(seg_id, 0)  # events below this seq were handled
         stop = tail
+        known = set(tail if tail is not None else head)
         while True:
-            for ev in self._scan_segments(scope, stream, stop, {seg_id: (segment, done_to, None)}):
+            for ev in self._scan_segments(scope, stream, stop, {seg_id: (segment, done_to, None)}, known):
                 done_to = ev.seq + HEADER + len(ev.payload)
                 if ev.seq >= from_seq and (to_seq is None or ev.seq < to_seq):
                     yield ev
