@@ -11,7 +11,7 @@ import fsspec
 import pytest
 from hypothesis import given, settings
 
-from .test_roundtrip_property import PROPERTY_SETTINGS, ROUND_TRIP_ARGS, check_writes_read_back
+from .roundtrip import PROPERTY_SETTINGS, ROUND_TRIP_ARGS, check_writes_read_back
 
 from stream_backend import errors as E
 

@@ -8,6 +8,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 CLI = str(Path(sys.executable).parent / "stream-backend")
@@ -96,3 +98,47 @@ def snapshot_dir(path):
         if p.is_file():
             out[str(p.relative_to(base))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+class Proc:
+    """A CLI subprocess whose stderr progress lines are collected as they come."""
+
+    def __init__(self, args, env):
+        self.p = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.started = threading.Event()
+        self.fraction = 0.0  # done_bytes / total_bytes of the latest progress line
+        self.moved = threading.Condition()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            self.lines.append(line)
+            if line.startswith("{") and '"done_bytes"' in line:
+                d = json.loads(line)
+                if d.get("total_bytes"):
+                    with self.moved:
+                        self.fraction = d["done_bytes"] / d["total_bytes"]
+                        self.moved.notify_all()
+                    if not self.started.is_set():
+                        self.t_started = time.monotonic()
+                        self.started.set()
+        self.started.set()  # ended (a no-op run never reports totals)
+        with self.moved:
+            self.fraction = 2.0
+            self.moved.notify_all()
+
+    def wait_fraction(self, f, timeout=60):
+        with self.moved:
+            return self.moved.wait_for(lambda: self.fraction >= f, timeout=timeout)
+
+    def work_time(self):
+        """Seconds from the first progress line with totals to the end of the process."""
+        return time.monotonic() - getattr(self, "t_started", time.monotonic())
+
+    def finish(self, timeout=120):
+        out = self.p.stdout.read()
+        rc = self.p.wait(timeout=timeout)
+        self.t.join(timeout=5)
+        return rc, out, "".join(self.lines)

@@ -12,8 +12,7 @@ import pytest
 
 from stream_backend.stores.local import LocalStore
 
-from .helpers import cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
-from .test_resume import Proc
+from .helpers import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
 
 
 @pytest.mark.s3

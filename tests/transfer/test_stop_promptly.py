@@ -11,8 +11,7 @@ import socket
 import threading
 import time
 
-from .helpers import cli_env, fill_stream, run_cli, snapshot_s3
-from .test_resume import Proc
+from .helpers import Proc, cli_env, fill_stream, run_cli, snapshot_s3
 
 
 def _silent_server():
