@@ -173,3 +173,27 @@ def test_compression_benchmark_runs_and_reports_both_modes(tmp_path):
     for r in res.values():
         assert r["none"]["export_mib_s"] > 0 and r["zstd"]["import_mib_s"] > 0
         assert ("zstd_cli" in r) == bool(__import__("shutil").which("zstd"))
+
+
+def test_plot_panel_shows_our_ratio_to_the_main_peer_and_cuts_baselines():
+    """What a reader sees at a glance: our bar labelled with its ratio to the main peer
+    (the first peer), that peer as a dashed line, and a baseline far off scale cut at
+    the panel's edge instead of squashing the comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchlib import report
+
+    case = {"unit": "MiB/s", "title": "export", "number": 1}
+    vals = [("stream-backend", 114.3, "ours"), ("s5cmd", 112.4, "peer"), ("cp (local disk)", 4155.7, "baseline")]
+    fig, ax = plt.subplots()
+    report._panel(ax, case, vals, {"ours": "b", "peer": "orange", "baseline": "grey"}, matplotlib)
+    texts = [t.get_text() for t in ax.texts]
+    assert any("114.3" in t and "1.02x s5cmd" in t for t in texts), texts
+    assert any("4,155.7 (off scale)" in t for t in texts), texts
+    assert ax.get_xlim()[1] < 1000  # the scale is the comparison's, not the baseline's
+    assert any(line.get_linestyle() == "--" and line.get_xdata()[0] == 112.4 for line in ax.lines)
+    plt.close(fig)
