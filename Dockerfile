@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# stream-backend: the CLI with every extra ([all]: Pravega client, FUSE, duplicity),
+# stream-backend: the CLI with every extra ([all]: FUSE, duplicity) and our Pravega
+# client extension (native/, built from source with Rust in the build stage),
 # made for Kubernetes Jobs (see docs/kubernetes.md and `stream-backend k8s --help`).
 #
 #   docker build -t stream-backend:0.1.0 .
@@ -12,18 +13,28 @@
 ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=trixie
 
-# Build stage: the full image has a compiler for the few dependencies that ship no wheel.
+# Build stage: the full image has a compiler for the few dependencies that ship no wheel;
+# Debian's cargo builds the Pravega client extension (Cargo.lock pins every crate).
 FROM python:${PYTHON_VERSION}-${DEBIAN_RELEASE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cargo \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY stream_backend ./stream_backend
+COPY native ./native
 # constraints.txt: the versions the test suite passed with, in one resolution (duplicity
 # and s3fs pin botocore differently; an unpinned resolve can pick another pair)
 RUN python -m venv /opt/stream-backend \
-    && /opt/stream-backend/bin/pip install --no-cache-dir -c constraints.txt ".[all]" \
+    && /opt/stream-backend/bin/pip install --no-cache-dir -c constraints.txt ".[all]" 'maturin>=1.5,<2' \
+    && /opt/stream-backend/bin/maturin build --release --locked -m native/Cargo.toml -o /tmp/wheels \
+        -i /opt/stream-backend/bin/python \
+    && /opt/stream-backend/bin/pip install --no-cache-dir /tmp/wheels/sb_pravega-*.whl \
+    && /opt/stream-backend/bin/pip uninstall -y maturin \
     && /opt/stream-backend/bin/python -m compileall -q /opt/stream-backend/lib \
     && /opt/stream-backend/bin/stream-backend --version
 

@@ -26,7 +26,14 @@ import zstandard
 from ..errors import CorruptionError, FormatVersionError
 from .layout import object_key, parse_object_key
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this code reads; see version_for()
+SHAPE_VERSION = 2  # documents that record a Pravega stream's segment graph
+
+
+def version_for(has_shape: bool) -> int:
+    """The version a document is written with: 1 unless it records a segment graph, so
+    archives of fixed streams stay readable by readers of version 1 (docs/format.md)."""
+    return SHAPE_VERSION if has_shape else 1
 
 MAGIC = b"SBR1"
 # magic, segment, seq, event size, chunk offset, chunk length, key length, flags,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CorruptionError, FormatVersionError, NotFoundError, UsageError
 from . import layout
-from .format import COMPRESSIONS, FORMAT_VERSION, ObjectInfo, crc32c
+from .format import COMPRESSIONS, FORMAT_VERSION, ObjectInfo, crc32c, version_for
 
 FORMAT_NAME = "stream-backend-archive"
 
@@ -79,7 +79,8 @@ def _field(doc: dict, name: str, key: str, types=int) -> Any:
 
 def identity(source: dict) -> dict:
     """The ``archive.json`` document: what this archive holds."""
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": "archive", "source": dict(source)}
+    return {"format": FORMAT_NAME, "version": version_for(bool(source.get("scalable"))), "kind": "archive",
+            "source": dict(source)}
 
 
 def serialize_identity(source: dict) -> bytes:
@@ -109,6 +110,11 @@ class SegmentPart:
     last_time: int | None = None
     objects: list[ObjectInfo] = field(default_factory=list)
     checksum: str | None = None  # set when parsed or serialized
+    #: the segment's place in a Pravega stream's graph when the run was planned (key
+    #: range, epoch, predecessors, successors, sealed); None for a fixed stream
+    shape: dict | None = None
+    #: the stream's configuration then (scaling, retention, tags); None where none
+    config: dict | None = None
 
     @property
     def key(self) -> str:
@@ -126,10 +132,13 @@ class SegmentPart:
             "first_time": self.first_time,
             "last_time": self.last_time,
             "objects": [o.to_json() for o in self.objects],
+            **({"shape": self.shape} if self.shape is not None else {}),
+            **({"stream_config": self.config} if self.config is not None else {}),
         }
 
     def to_doc(self) -> dict:
-        doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": "segment", "run": self.run}
+        doc = {"format": FORMAT_NAME, "version": version_for(self.shape is not None), "kind": "segment",
+               "run": self.run}
         doc.update(self.body())
         return doc
 
@@ -154,6 +163,8 @@ class SegmentPart:
                 last_time=_field(d, "last_time", key, (int, type(None))),
                 objects=[ObjectInfo.from_json(o) for o in _field(d, "objects", key, list)],
                 checksum=checksum,
+                shape=_shape(d.get("shape"), key),
+                config=d.get("stream_config") if isinstance(d.get("stream_config"), dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise CorruptionError(f"corrupt archive manifest {key}: bad object entry") from None
@@ -189,6 +200,8 @@ def build_segment_part(
     compression: str = "none",
     object_size: int = 0,
     events: int | None = None,
+    shape: dict | None = None,
+    config: dict | None = None,
 ) -> SegmentPart:
     """A segment part from the objects of the segment's share of a run, in order.
 
@@ -205,8 +218,26 @@ def build_segment_part(
         first_time=next((o.first_time for o in objs if o.first_time is not None), None),
         last_time=next((o.last_time for o in reversed(objs) if o.last_time is not None), None),
         objects=objs,
+        shape=shape,
+        config=config,
     )
     return part
+
+
+def _shape(d, key: str) -> dict | None:
+    """A segment part's ``shape``, checked: key range within [0, 1], integer epoch and
+    segment numbers."""
+    if d is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in d["key_range"])
+        ok = (0.0 <= lo < hi <= 1.0 and isinstance(d["epoch"], int) and isinstance(d["sealed"], bool)
+              and all(isinstance(n, int) for n in list(d["predecessors"]) + list(d["successors"])))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CorruptionError(f"corrupt archive manifest {key}: bad segment shape {d!r}")
+    return dict(d)
 
 
 # --------------------------------------------------------------------------- run manifests
@@ -240,10 +271,15 @@ class RunManifest:
                 return p
         return None
 
+    @property
+    def stream_config(self) -> dict | None:
+        """The stream's configuration when the run was planned (None: fixed stream)."""
+        return next((p.config for p in self.segments if p.config is not None), None)
+
     def to_doc(self) -> dict:
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": version_for(any(p.shape is not None for p in self.segments)),
             "kind": "run",
             "run": self.run,
             "previous": self.previous,

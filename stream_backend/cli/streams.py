@@ -278,7 +278,7 @@ def info_cmd(url, as_json, root, controller, timeout):
             d["segments"] = [s for s in d["segments"] if s["segment"] == u.segment]
         from ..transfer.import_ import import_state
 
-        state = import_state(store, u.scope, u.stream, info.segment_count)
+        state = import_state(store, u.scope, u.stream)
         if state is not None:
             d["import"] = state
         try:

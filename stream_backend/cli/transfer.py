@@ -243,7 +243,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         info = store.stream_info(url.scope, url.stream)
-        opts.segments = select_segments(info.segment_count, sel, sh)
+        opts.segments = select_segments(info.numbers, sel, sh)
         _check_not_paused(pause)
         with Progress("export", progress) as prog:
             try:
@@ -297,7 +297,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         if sel is not None or sh is not None:
-            opts.segments = select_segments(load_chain(target).segments, sel, sh)
+            opts.segments = select_segments(load_chain(target).numbers, sel, sh)
         _check_not_paused(pause)
         with Progress("import", progress) as prog:
             try:

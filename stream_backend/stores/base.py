@@ -4,6 +4,12 @@ The transfer engine, the fsspec filesystems, FUSE and the duplicity backend are 
 against this protocol only, and ``tests/store/test_contract.py`` checks it against every
 implementation. A store knows nothing about archives or S3.
 
+Shape. A stream is a set of segments, each numbered (``SegmentInfo.segment``). The local
+store's are 0..n-1 for good; a Pravega stream's segments form a graph over epochs (a scale
+seals segments and creates successors), and the store lists every segment from the
+stream's head on, sealed predecessors included, by Pravega's segment number. Order holds
+within a segment, and for a routing key from a segment to its successors.
+
 Positions. Every event has a *sequence number* (seq) inside its segment. The protocol
 only promises that seqs are monotonic and deterministic (the same event always has the
 same seq); the local store uses dense 0, 1, 2, ..., Pravega uses the event's byte offset
@@ -50,6 +56,16 @@ class SegmentInfo:
     length: int
     #: time of the last append, seconds since the epoch; None if never appended
     last_append: float | None
+    #: no event can follow (its stream was sealed, or Pravega scaled it into successors)
+    sealed: bool = False
+    #: Pravega's shape: the key range [low, high) the segment owns, the epoch that created
+    #: it, and the segments it continues (predecessors) and that continue it (successors).
+    #: A stream that never scaled has no predecessors or successors; the local store's
+    #: segments have no key range (None).
+    key_range: tuple[float, float] | None = None
+    epoch: int = 0
+    predecessors: tuple[int, ...] = ()
+    successors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,10 +79,22 @@ class StreamInfo:
     #: changes when a stream is deleted and re-created under the same name (None where
     #: the store cannot tell): an archive of the old stream must not continue with the new
     identity: str | None = None
+    #: the store's own configuration of the stream (Pravega: scaling and retention
+    #: policies, tags), what a restore recreates; None where there is none
+    config: dict | None = None
 
     @property
     def segment_count(self) -> int:
         return len(self.segments)
+
+    @property
+    def numbers(self) -> list[int]:
+        """The segments' numbers, ascending: 0..n-1 for a stream that never scaled; a
+        Pravega stream that scaled or was truncated has others (its segment numbers)."""
+        return [s.segment for s in self.segments]
+
+    def segment(self, number: int) -> SegmentInfo | None:
+        return next((s for s in self.segments if s.segment == number), None)
 
     @property
     def events(self) -> int:
@@ -161,8 +189,8 @@ class StreamStore(Protocol):
     def stream_info(self, scope: str, stream: str) -> StreamInfo: ...
     def check_whole(self, scope: str, stream: str) -> None:
         """Raise UnsupportedError if this store cannot read every event of the stream
-        through its segments 0..n-1 (Pravega: a stream that scaled). An export calls it
-        before anything else: a backup may be slow, never silently short."""
+        through the segments ``stream_info`` lists. An export calls it before anything
+        else: a backup may be slow, never silently short."""
 
     def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo: ...
 

@@ -1,23 +1,22 @@
-"""PravegaStore: the StreamStore protocol on a Pravega cluster (protocol "pravega").
+"""PravegaStore: the StreamStore protocol on a Pravega cluster (protocol "pravega"), over
+``sb_pravega``, our binding of the pravega-client Rust crate (``native/``).
 
-Every client call runs in a worker process (``pravega_worker.py``): the ``pravega``
-client never releases the GIL and retries an unreachable controller forever, so only a
-process we can wait on with a deadline and kill keeps ``timeout`` and Ctrl-C working.
-A call that does not answer within ``timeout`` kills the worker and raises
-UnavailableError (exit 69); the next call starts a fresh worker.
+Shape. A Pravega stream's segments form a graph over epochs: a scale (auto-scaling or
+through the controller) seals segments and creates successors over their key ranges. The
+store lists every segment from the stream's head stream cut on, sealed predecessors
+included, by Pravega's segment number (the low 32 bits of the segment id, unique within a
+stream; 0..n-1 for a stream that never scaled), each with its key range, creating epoch,
+predecessors and successors. A segment is read alone, from any offset, straight from the
+segment store: nothing scans the stream to find one segment's events.
 
-Positions. seq = the event's byte offset in its segment (``EventData.offset()``: the
-start of its 8-byte header); ``tail_seq`` = the segment's write offset (tail stream cut).
+Positions. seq = the event's byte offset in its segment (the start of its 8-byte header,
+``int32 type = 0, int32 length``); ``tail_seq`` = the segment's write offset when the
+info was taken; ``head_seq`` = its first readable byte (the head stream cut, or a
+truncation through the segment, whichever is later).
 
-Reading. Single-segment streams are read as raw segment bytes (the client's ByteStream)
-and the 8-byte event headers are parsed here: exact, seekable, zero-length events
-included. Multi-segment streams are read through a reader group; the worker tells which
-segment each slice came from by the reader group's positions (see ``_MultiScan``).
-docs/pravega.md says precisely what is exact for which stream shape.
-
-The offset index (file view <-> seq) is built by scanning a segment once and kept in
-memory in this store object, extended incrementally as the segment grows (single
-segment) or rebuilt when the tail moved (multi-segment).
+The offset index (file view <-> seq) is built from the event headers (the native client
+walks them, jumping over large payloads) and kept in memory, extended as a segment grows.
+docs/pravega.md says what is exact for which stream shape (all of them).
 """
 
 from __future__ import annotations
@@ -25,20 +24,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import pickle
-import queue
 import re
-import select
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from array import array
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -59,14 +54,13 @@ from .base import DEFAULT_MAX_EVENT_SIZE, Event, SegmentInfo, StreamInfo
 
 HEADER = 8
 _HEAD = struct.Struct(">ii")
-_LEN = struct.Struct(">I")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 OUR_TAG = "stream-backend"
 LAST_APPEND_TAG = "sb.last-append."
-SCALING_TAG = "sb.scaling."
 ID_TAG = "sb.id."  # a stream's identity: differs when a stream is deleted and re-created
 CHUNK = 4 << 20  # raw bytes per read call: several 1 MiB events per round trip
 DEFAULT_CONTROLLER = "tcp://127.0.0.1:9090"
+FOLLOW_POLL = 0.2  # seconds between looks at a followed segment's tail
 
 
 # --- routing keys ---------------------------------------------------------------------
@@ -128,25 +122,24 @@ def routing_key_position(key: str) -> float:
     return struct.unpack("<d", struct.pack("<Q", 0x3FF0000000000000 + shifted))[0] - 1.0
 
 
-_PIN_CACHE: dict[tuple[int, int], str] = {}
+_KEY_CACHE: dict[tuple[float, float], str] = {}
 
 
-def pin_key(segment: int, segments: int) -> str:
-    """A routing key that lands in segment number ``segment`` of a fixed stream of
-    ``segments`` segments (key range [segment/segments, (segment+1)/segments))."""
-    got = _PIN_CACHE.get((segment, segments))
+def key_in_range(low: float, high: float) -> str:
+    """A routing key the client routes into key range ``[low, high)``: how a writer
+    addresses one segment (the client routes by key only)."""
+    got = _KEY_CACHE.get((low, high))
     if got is None:
-        lo, hi = segment / segments, (segment + 1) / segments
-        for i in range(1_000_000):
-            k = f"sb-pin-{segment}-{i}"
+        tag = f"{low:.6f}-{high:.6f}"
+        for i in range(10_000_000):
+            k = f"sb-pin-{tag}-{i}"
             # stay clear of the range ends: float rounding in the key map is not ours
-            p = routing_key_position(k)
-            if lo + 1e-9 < p < hi - 1e-9:
+            if low + 1e-9 < routing_key_position(k) < high - 1e-9:
                 got = k
                 break
-        else:  # pragma: no cover - 1e6 tries cover any sane segment count
-            raise UsageError(f"cannot find a routing key for segment {segment} of {segments}")
-        _PIN_CACHE[(segment, segments)] = got
+        else:  # pragma: no cover - a range narrower than 1e-7 of the key space
+            raise UnsupportedError(f"cannot find a routing key in the key range [{low}, {high})")
+        _KEY_CACHE[(low, high)] = got
     return got
 
 
@@ -156,6 +149,7 @@ class PravegaOffsetIndex:
     every event, plus payload lengths. O(log n) both ways."""
 
     def __init__(self, head: int = 0) -> None:
+        self.head = head  # file-view offset 0 is the event at this seq
         self.seqs = array("q")
         self.foffs = array("q")
         self.lens = array("q")
@@ -187,6 +181,10 @@ class PravegaOffsetIndex:
     @property
     def events(self) -> int:
         return len(self.seqs)
+
+    def events_from(self, seq: int) -> int:
+        """Events at or after ``seq``."""
+        return len(self.seqs) - bisect_left(self.seqs, seq)
 
     def locate(self, offset: int) -> tuple[int, int]:
         if offset < 0 or offset > self._length:
@@ -227,24 +225,6 @@ def _parse(raw: bytes, base: int):
     return base + pos
 
 
-def _cuts_scaled(head: dict, tail: dict | None) -> bool:
-    """Do a stream's head and tail cuts show a scale? Segment ids are epoch << 32 |
-    number; a stream that never scaled has only epoch-0 segments, the same at both ends."""
-    if any(s >> 32 for s in head) or (tail is not None and any(s >> 32 for s in tail)):
-        return True
-    return tail is not None and set(head) != set(tail)
-
-
-def _scaled_error(scope: str, stream: str, seg_id: int | None = None) -> UnsupportedError:
-    met = "" if seg_id is None else f" (a read met segment {seg_id >> 32}.{seg_id & 0xFFFFFFFF}, epoch.number)"
-    return UnsupportedError(
-        f"pravega://{scope}/{stream} has scaled since it was created{met}: this Pravega client reads only the "
-        "segments of one epoch and would leave events out, so it refuses; export fixed streams that never "
-        "scaled (docs/pravega.md)"
-    )
-
-
-# --- the worker process ---------------------------------------------------------------
 def parse_controller(uri: str) -> tuple[str, str, int, bool]:
     """-> (client URI, host, port, tls). Accepts tcp://h:p, tls://h:p, h:p (tcp)."""
     raw = (uri or "").strip()
@@ -264,153 +244,31 @@ def parse_controller(uri: str) -> tuple[str, str, int, bool]:
     return f"{parts.scheme}://{shown}:{port}", host, port, parts.scheme == "tls"
 
 
-_SPAWN_Q: "queue.Queue" = None  # type: ignore[assignment]
-_SPAWN_LOCK = threading.Lock()
+def segment_name(seg_id: int) -> str:
+    """How people read a segment id: ``number.#epoch.epoch`` as Pravega prints it."""
+    return f"{seg_id & 0xFFFFFFFF}.#epoch.{seg_id >> 32}"
 
 
-def _spawn(args, **kw) -> subprocess.Popen:
-    """Popen from one long-lived thread. The worker asks the kernel to kill it when its
-    parent dies (PR_SET_PDEATHSIG), and "parent" means the *thread* that forked it: a
-    worker started from a short-lived thread (a FUSE handler, a follow reader) would be
-    killed when that thread ends."""
-    global _SPAWN_Q
-    with _SPAWN_LOCK:
-        if _SPAWN_Q is None:
-            _SPAWN_Q = queue.Queue()
+@dataclass(frozen=True)
+class _Segment:
+    """One node of a stream's segment graph, as read at one moment."""
 
-            def loop():
-                while True:
-                    a, k, box, done = _SPAWN_Q.get()
-                    try:
-                        box.append(subprocess.Popen(a, **k))
-                    except BaseException as e:  # noqa: BLE001 - handed to the caller
-                        box.append(e)
-                    done.set()
+    id: int
+    low: float
+    high: float
+    start: int  # first readable offset
+    end: int  # write offset
+    sealed: bool
+    predecessors: tuple[int, ...]  # ids
+    successors: tuple[int, ...]  # ids
 
-            threading.Thread(target=loop, name="pravega-worker-spawner", daemon=True).start()
-    box: list = []
-    done = threading.Event()
-    _SPAWN_Q.put((args, kw, box, done))
-    done.wait()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    @property
+    def number(self) -> int:
+        return self.id & 0xFFFFFFFF
 
-
-class _Worker:
-    """One child process running ``pravega_worker``; calls with a deadline."""
-
-    def __init__(self, uri: str, host: str, port: int, tls: bool, timeout: float, auth: bool | None, tls_verify: bool):
-        self.uri, self.host, self.port, self.tls = uri, host, port, tls
-        self.timeout = timeout
-        self.auth = auth if auth is not None else any(k.startswith("pravega_client_auth_") for k in os.environ)
-        self.tls_verify = tls_verify
-        self.proc: subprocess.Popen | None = None
-        self.lock = threading.RLock()
-
-    def _start(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        try:  # fast, clear failure for the common case: nothing listening / no route
-            socket.create_connection((self.host, self.port), timeout=max(0.1, min(self.timeout, 10))).close()
-        except OSError as e:
-            raise UnavailableError(
-                f"cannot reach Pravega controller {self.uri}: {e.strerror or e}"
-            ) from None
-        debug = os.environ.get("STREAM_BACKEND_PRAVEGA_DEBUG")
-        self.proc = _spawn(
-            [sys.executable, "-m", "stream_backend.stores.pravega_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if debug else subprocess.DEVNULL,
-            env=dict(os.environ, RUST_BACKTRACE="0"),
-            start_new_session=True,  # Ctrl-C goes to us; we stop the worker
-        )
-        try:  # 1 MiB pipe instead of 64 KiB: a read reply crosses in a few wake-ups
-            fcntl.fcntl(self.proc.stdout.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
-        except OSError:
-            pass
-        self._send(dict(controller=self.uri, auth=self.auth, tls=self.tls, tls_verify=self.tls_verify))
-        self._reply(deadline, "connect")
-        self._send(("ping", {}))
-        self._reply(deadline, "ping")
-
-    def kill(self) -> None:
-        p, self.proc = self.proc, None
-        if p is not None:
-            try:
-                p.kill()
-            except OSError:
-                pass
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
-            for f in (p.stdin, p.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
-
-    def _send(self, obj) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            self.proc.stdin.write(_LEN.pack(len(data)) + data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self.kill()
-            raise UnavailableError(f"Pravega client worker for {self.uri} died") from None
-
-    def _read_exact(self, n: int, deadline: float, what: str) -> bytes:
-        fd = self.proc.stdout.fileno()
-        out = bytearray(n)
-        view = memoryview(out)
-        got = 0
-        while got < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise UnavailableError(
-                    f"Pravega controller {self.uri} did not answer within {self.timeout:g}s ({what})"
-                )
-            r, _, _ = select.select([fd], [], [], min(left, 0.5))
-            if not r:
-                continue
-            k = os.readv(fd, [view[got:]])
-            if not k:
-                self.kill()
-                raise UnavailableError(f"Pravega client worker for {self.uri} exited ({what})")
-            got += k
-        return out
-
-    def _reply(self, deadline: float, what: str):
-        (n,) = _LEN.unpack(self._read_exact(4, deadline, what))
-        msg = pickle.loads(self._read_exact(n, deadline, what))
-        if msg[0] == "ok":
-            return msg[1]
-        _, kind, text = msg
-        raise _WorkerError(kind, text)
-
-    def call(self, op: str, timeout: float | None = None, **kwargs):
-        with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self.kill()
-                self._start()
-            deadline = time.monotonic() + (timeout or self.timeout)
-            try:
-                self._send((op, kwargs))
-                return self._reply(deadline, op)
-            except _WorkerError:
-                raise
-            except BaseException:
-                # timeout, Ctrl-C, broken pipe: the worker's state is unknown; drop it
-                self.kill()
-                raise
-
-
-class _WorkerError(Exception):
-    def __init__(self, kind: str, text: str):
-        super().__init__(text)
-        self.kind = kind
+    @property
+    def epoch(self) -> int:
+        return self.id >> 32
 
 
 # --- writer -------------------------------------------------------------------------------
@@ -420,8 +278,8 @@ _OPEN_LOCK = threading.Lock()
 
 class PravegaWriter:
     """The stream's single writer (per machine: an flock in the temp dir; Pravega itself
-    has no writer lock). Appends are shipped to the worker in batches; ``flush`` returns
-    when Pravega acknowledged every event."""
+    has no writer lock), over the crate's event writer. Appends go to it in batches;
+    ``flush`` returns when Pravega acknowledged every event."""
 
     BATCH_BYTES = 1 << 20
     BATCH_EVENTS = 1000
@@ -434,6 +292,7 @@ class PravegaWriter:
                 raise WriterBusyError(f"another writer holds pravega stream {scope}/{stream}")
             _OPEN_WRITERS.add(self.key)
         self._lockf = None
+        self._native = None
         try:
             digest = hashlib.sha256("\0".join(self.key).encode()).hexdigest()[:32]
             lockdir = os.path.join(tempfile.gettempdir(), "stream-backend-pravega-writers")
@@ -443,10 +302,8 @@ class PravegaWriter:
                 fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise WriterBusyError(f"another writer holds pravega stream {scope}/{stream}") from None
-            self.segments = store._segment_ids(scope, stream)  # raises SealedError
-            # segment= pins by key range, valid while the segments are the initial even split
-            self.pinnable = self.segments == list(range(len(self.segments)))
-            self.wid = store._call("writer_open", scope=scope, stream=stream)
+            self.refresh()
+            self._native = store._client().writer(scope, stream)
         except BaseException:
             self._release()
             raise
@@ -455,7 +312,17 @@ class PravegaWriter:
         self.appended = 0
         self.closed = False
 
+    def refresh(self) -> None:
+        """Learn the stream's open segments again (after a scale): ``append(segment=k)``
+        addresses them by key range."""
+        current = self.store._call("current_segments", self.scope, self.stream)
+        if not current:
+            raise SealedError(f"pravega stream {self.scope}/{self.stream} is sealed")
+        self.ranges = {sid & 0xFFFFFFFF: (lo, hi) for sid, lo, hi in current}
+
     def _release(self) -> None:
+        if self._native is not None:
+            self._native.close()
         if self._lockf is not None:
             try:
                 fcntl.flock(self._lockf, fcntl.LOCK_UN)
@@ -474,23 +341,14 @@ class PravegaWriter:
             raise EventTooLargeError(
                 f"event of {len(payload)} bytes exceeds Pravega's max event size {self.store.max_event_size}"
             )
-        if not payload and len(self.segments) > 1:
-            # readable only through a reader group there, and the client's reader stops
-            # for good at an empty event (docs/pravega.md)
-            raise UnsupportedError(
-                f"zero-length events cannot be read back from multi-segment Pravega streams "
-                f"({self.scope}/{self.stream} has {len(self.segments)} segments)"
-            )
         if segment is not None:
-            if not 0 <= segment < len(self.segments):
-                raise NotFoundError(f"segment {segment} not in {self.scope}/{self.stream}")
-            if not self.pinnable:
-                raise UnsupportedError(
-                    f"{self.scope}/{self.stream} was scaled: its key ranges are no longer an even split, "
-                    "so events cannot be pinned to a segment (import into a fixed stream)"
+            rng = self.ranges.get(segment)
+            if rng is None:
+                raise NotFoundError(
+                    f"segment {segment} is not an open segment of {self.scope}/{self.stream} "
+                    f"(open: {', '.join(map(str, sorted(self.ranges)))})"
                 )
-            # a fixed stream's segment i owns key range [i/n, (i+1)/n): pick a key in it
-            routing_key = pin_key(segment, len(self.segments))
+            routing_key = key_in_range(*rng)
         self.batch.append((payload, routing_key))
         self.batch_bytes += len(payload)
         self.appended += 1
@@ -501,18 +359,17 @@ class PravegaWriter:
         if not self.batch:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
-        self.store._call("writer_write", wid=self.wid, events=batch, _sealed_check=(self.scope, self.stream))
+        self.store._call_on(self._native, "write", batch, sealed_check=(self.scope, self.stream))
 
     def flush(self) -> None:
         self._ship()
-        self.store._call("writer_flush", wid=self.wid, _sealed_check=(self.scope, self.stream))
+        self.store._call_on(self._native, "flush", sealed_check=(self.scope, self.stream))
 
     def close(self) -> None:
         if self.closed:
             return
         try:
             self.flush()
-            self.store._call("writer_close", wid=self.wid)
             if self.appended:
                 self.store._note_append(self.scope, self.stream)
         finally:
@@ -533,6 +390,9 @@ class PravegaWriter:
 
 
 # --- the store ------------------------------------------------------------------------------
+_SCALING_KINDS = ("fixed", "events", "kbytes")
+
+
 class PravegaStore:
     """StreamStore on Pravega. ``controller``: tcp://host:port or tls://host:port (default
     env PRAVEGA_CONTROLLER_URI, else tcp://127.0.0.1:9090). ``timeout``: seconds any one
@@ -552,41 +412,68 @@ class PravegaStore:
         **_ignored,
     ) -> None:
         controller = controller or os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_CONTROLLER
-        self.uri, host, port, tls = parse_controller(controller)
+        self.uri, self._host, self._port, self._tls = parse_controller(controller)
         try:
             self.timeout = float(timeout)
         except (TypeError, ValueError):
             raise UsageError(f"bad timeout {timeout!r}") from None
         if not self.timeout > 0:
             raise UsageError(f"timeout must be > 0 (got {timeout!r})")
-        self._w = _Worker(self.uri, host, port, tls, self.timeout, auth, tls_verify)
+        self._auth = auth if auth is not None else any(k.startswith("pravega_client_auth_") for k in os.environ)
+        self._tls_verify = tls_verify
+        self._native = None
+        self._native_pid = None
+        self._nlock = threading.Lock()
         self._indexes: dict[tuple[str, str, int], PravegaOffsetIndex] = {}
         self._ilock = threading.RLock()
-        self._sealed_shapes: dict[tuple[str, str], set[int]] = {}  # every segment a sealed stream had
+        self._ids: dict[tuple[str, str], dict[int, int]] = {}  # segment number -> id
 
     # --- plumbing ---------------------------------------------------------------------
-    def _call(self, op: str, _sealed_check=None, timeout: float | None = None, **kw):
-        try:
-            return self._w.call(op, timeout=timeout, **kw)
-        except _WorkerError as e:
-            if _sealed_check is not None and self._is_sealed(*_sealed_check):
-                raise SealedError(f"pravega stream {'/'.join(_sealed_check)} is sealed") from None
-            raise self._translate(e) from None
+    def _client(self):
+        """This process's native client (its runtime's threads do not survive fork)."""
+        with self._nlock:
+            if self._native is None or self._native_pid != os.getpid():
+                try:
+                    import sb_pravega
+                except ImportError:
+                    raise UnavailableError(
+                        "the Pravega client extension sb_pravega is not installed: run 'bash scripts/native-build' "
+                        "(or install stream-backend's image), see docs/pravega.md"
+                    ) from None
+                try:  # fast, clear failure for the common case: nothing listening / no route
+                    socket.create_connection((self._host, self._port), timeout=max(0.1, min(self.timeout, 10))).close()
+                except OSError as e:
+                    raise UnavailableError(f"cannot reach Pravega controller {self.uri}: {e.strerror or e}") from None
+                self._native = sb_pravega.Client(self.uri, auth=self._auth, tls_verify=self._tls_verify)
+                self._native_pid = os.getpid()
+            return self._native
 
-    @staticmethod
-    def _translate(e: _WorkerError) -> StreamBackendError:
-        text = str(e)
-        if e.kind == "notfound":
-            return NotFoundError(f"pravega: {text}")
-        if e.kind == "exists":
-            return AlreadyExistsError(f"pravega: {text}")
-        if e.kind == "usage":
-            return UsageError(f"pravega: {text}")
-        if e.kind == "sealed":
-            return SealedError(f"pravega: {text}")
-        if e.kind == "corrupt":
-            return CorruptionError(f"pravega: {text}")
-        return StreamBackendError(f"pravega: {text}")
+    def _call(self, op: str, *args, **kw):
+        return self._call_on(self._client(), op, *args, **kw)
+
+    def _call_on(self, target, op: str, *args, sealed_check=None, timeout: float | None = None, **kw):
+        import sb_pravega
+
+        wait = timeout or self.timeout
+        try:
+            return getattr(target, op)(*args, timeout=wait, **kw)
+        except TimeoutError:
+            if sealed_check is not None and self._is_sealed(*sealed_check):
+                raise SealedError(f"pravega stream {'/'.join(sealed_check)} is sealed") from None
+            raise UnavailableError(f"Pravega controller {self.uri} did not answer within {wait:g}s ({op})") from None
+        except sb_pravega.NotFound as e:
+            raise NotFoundError(f"pravega: {_first_line(e)}") from None
+        except sb_pravega.Truncated as e:
+            raise NotFoundError(f"pravega: {_first_line(e)}") from None
+        except sb_pravega.PravegaError as e:
+            if sealed_check is not None and self._is_sealed(*sealed_check):
+                raise SealedError(f"pravega stream {'/'.join(sealed_check)} is sealed") from None
+            text = _first_line(e)
+            if text.startswith("corrupt: "):
+                raise CorruptionError(f"pravega: {text[len('corrupt: '):]}") from None
+            if "connect" in text.lower():
+                raise UnavailableError(f"pravega {self.uri}: {text}") from None
+            raise StreamBackendError(f"pravega: {text}") from None
 
     @staticmethod
     def _check(kind: str, name: str) -> None:
@@ -601,32 +488,30 @@ class PravegaStore:
     def _require_stream(self, scope: str, stream: str) -> None:
         self._check("stream", stream)
         self._require_scope(scope)
-        if stream not in self._call("list_streams", scope=scope):
+        if stream.startswith("_") or not self._call("stream_exists", scope, stream):
             raise NotFoundError(f"no stream {scope}/{stream} in pravega {self.uri}")
 
     def _forget(self, scope: str, stream: str) -> None:
         with self._ilock:
             for k in [k for k in self._indexes if k[:2] == (scope, stream)]:
                 del self._indexes[k]
+            self._ids.pop((scope, stream), None)
 
     # --- scopes -------------------------------------------------------------------------
     def create_scope(self, scope: str, exist_ok: bool = False) -> None:
         self._check("scope", scope)
-        if scope in self._call("list_scopes"):
-            if exist_ok:
-                return
+        if not self._call("create_scope", scope) and not exist_ok:
             raise AlreadyExistsError(f"scope {scope!r} already exists")
-        self._call("create_scope", scope=scope)
 
     def list_scopes(self) -> list[str]:
-        return sorted(self._call("list_scopes"))
+        return sorted(s for s in self._call("list_scopes") if not s.startswith("_"))
 
     def delete_scope(self, scope: str) -> None:
         self._require_scope(scope)
         if self.list_streams(scope):
             raise NotEmptyError(f"scope {scope!r} still holds streams (rm --recursive deletes them too)")
         try:
-            self._call("delete_scope", scope=scope)
+            self._call("delete_scope", scope)
         except StreamBackendError as e:
             if "not empty" in str(e).lower():
                 raise NotEmptyError(f"scope {scope!r} still holds streams (or reader groups)") from None
@@ -641,10 +526,13 @@ class PravegaStore:
         exist_ok: bool = False,
         scaling: tuple[str, int, int] | None = None,
         max_event_size: int | None = None,
+        retention: tuple[str, int] | None = None,
+        tags: list[str] | None = None,
     ) -> None:
         """``scaling``: None = fixed ``segments`` (what the protocol promises); or
         ("events", events/s, factor) / ("kbytes", KiB/s, factor) for Pravega auto-scaling,
-        starting at ``segments`` (see docs/pravega.md for what auto-scaling costs).
+        starting at ``segments``. ``retention``: None, ("time", milliseconds) or ("size",
+        bytes). ``tags``: Pravega stream tags, besides our own.
         ``max_event_size``: Pravega's limit is the server's (8 MiB); a larger one is refused."""
         if max_event_size is not None and max_event_size > self.max_event_size:
             raise EventTooLargeError(
@@ -655,95 +543,167 @@ class PravegaStore:
         self._check("stream", stream)
         if not isinstance(segments, int) or segments < 1:
             raise UsageError(f"segments must be a positive integer (got {segments!r})")
-        if scaling is not None and (len(scaling) != 3 or scaling[0] not in ("events", "kbytes")):
+        if scaling is not None and (len(scaling) != 3 or scaling[0] not in _SCALING_KINDS[1:]):
             raise UsageError(f"bad scaling {scaling!r} (expected ('events'|'kbytes', rate, factor))")
+        if retention is not None and (len(retention) != 2 or retention[0] not in ("none", "time", "size")):
+            raise UsageError(f"bad retention {retention!r} (expected ('time', ms) or ('size', bytes))")
         self.create_scope(scope, exist_ok=True)
-        if stream in self._call("list_streams", scope=scope):
-            if exist_ok:
-                return
-            raise AlreadyExistsError(f"stream {scope}/{stream} already exists")
         kind, rate, factor = scaling or ("fixed", 0, 0)
-        tags = [OUR_TAG, f"{SCALING_TAG}{kind}.{rate}.{factor}.{segments}", ID_TAG + uuid.uuid4().hex]
+        mine = [t for t in (tags or []) if t != OUR_TAG and not t.startswith((ID_TAG, LAST_APPEND_TAG))]
+        all_tags = [OUR_TAG, ID_TAG + uuid.uuid4().hex] + mine
         self._forget(scope, stream)
-        self._call("create_stream", scope=scope, stream=stream, segments=segments, scaling=scaling, tags=tags)
+        created = self._call("create_stream", scope, stream, (kind, int(rate), int(factor), segments),
+                             tuple(retention or ("none", 0)), all_tags)
+        if not created and not exist_ok:
+            raise AlreadyExistsError(f"stream {scope}/{stream} already exists")
 
     def list_streams(self, scope: str) -> list[str]:
         self._require_scope(scope)
-        return sorted(s for s in self._call("list_streams", scope=scope) if not s.startswith("_"))
+        return sorted(s for s in self._call("list_streams", scope) if not s.startswith("_"))
 
     def delete_stream(self, scope: str, stream: str) -> None:
         self._require_stream(scope, stream)
-        try:
-            self._call("seal_stream", scope=scope, stream=stream)
-        except StreamBackendError:
-            pass  # already sealed
-        self._call("delete_stream", scope=scope, stream=stream)
+        if not self._is_sealed(scope, stream):
+            self._call("seal_stream", scope, stream)
+        self._call("delete_stream", scope, stream)
         self._forget(scope, stream)
 
     def seal_stream(self, scope: str, stream: str) -> None:
         self._require_stream(scope, stream)
         if not self._is_sealed(scope, stream):
-            self._call("seal_stream", scope=scope, stream=stream)
+            self._call("seal_stream", scope, stream)
 
-    # --- segments -------------------------------------------------------------------------
-    def _cuts(self, scope: str, stream: str) -> tuple[dict, dict | None]:
-        """(head cut, tail cut); tail None when the stream is sealed (Pravega has no
-        current segments then: that is how a seal is recognised, for any writer's seal)."""
+    def scale_stream(self, scope: str, stream: str, sealed: list[int], ranges: list[tuple[float, float]]) -> list[int]:
+        """Seal the open segments numbered ``sealed`` and create segments over ``ranges``
+        (which must cover their key space exactly); -> the new segments' numbers."""
+        self._require_stream(scope, stream)
+        current = {sid & 0xFFFFFFFF: sid for sid, _lo, _hi in self._call("current_segments", scope, stream)}
+        missing = [n for n in sealed if n not in current]
+        if missing:
+            raise NotFoundError(f"segments {missing} are not open segments of {scope}/{stream}")
+        before = set(current.values())
+        self._call("scale_stream", scope, stream, [current[n] for n in sealed], [tuple(r) for r in ranges])
+        self._ids.pop((scope, stream), None)
+        after = self._call("current_segments", scope, stream)
+        return sorted(sid & 0xFFFFFFFF for sid, _lo, _hi in after if sid not in before)
+
+    def set_scaling(self, scope: str, stream: str, scaling: tuple[str, int, int], min_segments: int) -> None:
+        """Switch the stream to auto-scaling ``scaling`` = ("events"|"kbytes", rate, factor)."""
+        kind, rate, factor = scaling
+        if kind not in _SCALING_KINDS[1:]:
+            raise UsageError(f"bad scaling {scaling!r} (expected ('events'|'kbytes', rate, factor))")
+        _k, _r, _f, _m, rkind, rparam, tags = self._call("stream_config", scope, stream)
+        self._call("update_stream", scope, stream, (kind, int(rate), int(factor), int(min_segments)),
+                   (rkind, rparam), tags)
+
+    def truncate_stream(self, scope: str, stream: str, cut: dict[int, int]) -> None:
+        """Truncate at the stream cut ``cut`` (segment number -> offset)."""
+        ids = self._segment_ids(scope, stream)
         try:
-            head, tail = self._call("cuts", scope=scope, stream=stream)
-            return head, tail
-        except StreamBackendError as e:
-            if "StreamSealed" in str(e) or "Zero current segments" in str(e):
-                head = self._call("cuts_head", scope=scope, stream=stream)
-                return head, None
-            raise
+            self._call("truncate_stream", scope, stream, {ids[n]: off for n, off in cut.items()})
+        except KeyError as e:
+            raise NotFoundError(f"no segment {e.args[0]} in {scope}/{stream}") from None
+        self._forget(scope, stream)
 
+    # --- the segment graph -------------------------------------------------------------------
     def _is_sealed(self, scope: str, stream: str) -> bool:
         try:
-            return self._cuts(scope, stream)[1] is None
+            return not self._call("current_segments", scope, stream)
         except StreamBackendError:
             return False
 
-    def _segment_ids(self, scope: str, stream: str, for_write: bool = True) -> list[int]:
-        self._require_stream(scope, stream)
-        head, tail = self._cuts(scope, stream)
-        if tail is None:
-            if for_write:
-                raise SealedError(f"pravega stream {scope}/{stream} is sealed")
-            return sorted(head)
-        return sorted(tail)
+    def _graph(self, scope: str, stream: str) -> tuple[list[_Segment], bool]:
+        """Every segment from the head stream cut on (a walk over successors), each with
+        its offsets as read now; and whether the stream is sealed."""
+        sealed = not self._call("current_segments", scope, stream)
+        head = self._call("head_segments", scope, stream)
+        ranges: dict[int, tuple[float, float]] = {}
+        for epoch in sorted({sid >> 32 for sid in head}):
+            for sid, lo, hi in self._call("epoch_segments", scope, stream, epoch):
+                ranges[sid] = (lo, hi)
+        preds: dict[int, set[int]] = {}
+        succs: dict[int, tuple[int, ...]] = {}
+        order = sorted(head)
+        seen = set(order)
+        i = 0
+        while i < len(order):
+            sid = order[i]
+            i += 1
+            nxt = self._call("successors", scope, stream, sid)
+            succs[sid] = tuple(n[0] for n in nxt)
+            for nid, lo, hi, ps in nxt:
+                ranges[nid] = (lo, hi)
+                preds.setdefault(nid, set()).update(ps)
+                if nid not in seen:
+                    seen.add(nid)
+                    order.append(nid)
+        out = []
+        for sid in sorted(seen, key=lambda s: (s & 0xFFFFFFFF, s)):
+            start, end, seg_sealed = self._call("segment_info", scope, stream, sid)
+            lo, hi = ranges.get(sid, (0.0, 1.0))
+            # the segment store's start offset already includes a truncation by the controller
+            out.append(_Segment(id=sid, low=lo, high=hi, start=start, end=end,
+                                sealed=seg_sealed or bool(succs.get(sid)),
+                                predecessors=tuple(sorted(preds.get(sid, ()))), successors=succs.get(sid, ())))
+        numbers = [s.number for s in out]
+        if len(set(numbers)) != len(numbers):
+            dup = sorted({n for n in numbers if numbers.count(n) > 1})
+            raise UnsupportedError(
+                f"pravega://{scope}/{stream} has several segments numbered {dup} (rolling transactions duplicate "
+                "segments): stream-backend cannot number its segments, so it refuses rather than read part of it"
+            )
+        with self._ilock:
+            self._ids[(scope, stream)] = {s.number: s.id for s in out}
+        return out, sealed
 
-    def _tags(self, scope: str, stream: str) -> list[str]:
+    def _segment_ids(self, scope: str, stream: str) -> dict[int, int]:
+        self._require_stream(scope, stream)
+        got = self._ids.get((scope, stream))
+        if got is None:
+            self._graph(scope, stream)
+            got = self._ids[(scope, stream)]
+        return got
+
+    def _seg_id(self, scope: str, stream: str, segment: int) -> int:
+        ids = self._segment_ids(scope, stream)
+        if not isinstance(segment, int) or segment not in ids:
+            self._graph(scope, stream)  # a segment born since the numbers were read
+            ids = self._ids[(scope, stream)]
+        if not isinstance(segment, int) or segment not in ids:
+            raise NotFoundError(
+                f"no segment {segment} in {scope}/{stream} (segments: {', '.join(map(str, sorted(ids)))})"
+            )
+        return ids[segment]
+
+    def _config(self, scope: str, stream: str) -> tuple[dict | None, list[str]]:
         try:
-            return self._call("get_tags", scope=scope, stream=stream)
+            kind, rate, factor, minimum, rkind, rparam, tags = self._call("stream_config", scope, stream)
         except StreamBackendError:
-            return []
+            return None, []
+        config = {
+            "scaling": {"type": kind, "target_rate": rate, "scale_factor": factor, "min_segments": minimum},
+            "retention": {"type": rkind, "value": rparam},
+            "tags": [t for t in tags if t != OUR_TAG and not t.startswith((ID_TAG, LAST_APPEND_TAG))],
+        }
+        return config, list(tags)
 
     def _note_append(self, scope: str, stream: str) -> None:
         """Record the time of the last append in a stream tag (Pravega keeps none we can
-        read). Only on streams stream-backend created: updating a stream's policy needs
-        its scaling policy, which only our own tag records."""
-        tags = self._tags(scope, stream)
-        if OUR_TAG not in tags:
-            return
-        scaling = next((t for t in tags if t.startswith(SCALING_TAG)), None)
-        if scaling is None:
-            return
-        kind, rate, factor, n = scaling[len(SCALING_TAG) :].split(".")
-        new = [t for t in tags if not t.startswith(LAST_APPEND_TAG)] + [f"{LAST_APPEND_TAG}{time.time():.3f}"]
+        read). Only on streams stream-backend created (other tools' tags are theirs) that
+        never scaled: the controller answers a configuration update by scaling the stream
+        back to its policy's segment count, which must never happen behind a user's back."""
         try:
-            self._call(
-                "set_tags",
-                scope=scope,
-                stream=stream,
-                segments=int(n),
-                scaling=None if kind == "fixed" else (kind, int(rate), int(factor)),
-                tags=new,
-            )
+            current = self._call("current_segments", scope, stream)
+            kind, rate, factor, minimum, rkind, rparam, tags = self._call("stream_config", scope, stream)
+            if OUR_TAG not in tags or any(sid >> 32 for sid, _lo, _hi in current) or len(current) != minimum:
+                return
+            new = [t for t in tags if not t.startswith(LAST_APPEND_TAG)] + [f"{LAST_APPEND_TAG}{time.time():.3f}"]
+            self._call("update_stream", scope, stream, (kind, rate, factor, minimum), (rkind, rparam), new)
         except StreamBackendError:
             pass  # sealed meanwhile: the time is a convenience, not a guarantee
 
-    def _last_append(self, tags: list[str]) -> float | None:
+    @staticmethod
+    def _last_append(tags: list[str]) -> float | None:
         for t in tags:
             if t.startswith(LAST_APPEND_TAG):
                 try:
@@ -752,45 +712,85 @@ class PravegaStore:
                     return None
         return None
 
-    def _index(self, scope: str, stream: str, seg_id: int, nsegs: int, head: int, tail: int | None) -> PravegaOffsetIndex:
-        """The segment's offset index, scanned up to ``tail`` (None: to the end)."""
+    # --- offset index -----------------------------------------------------------------------
+    def _index(self, scope: str, stream: str, seg_id: int, head: int, tail: int) -> PravegaOffsetIndex:
+        """The segment's offset index, extended from the event headers up to ``tail``."""
         key = (scope, stream, seg_id)
         with self._ilock:
             idx = self._indexes.get(key)
-            if idx is None or idx.scanned_to < head:
+            if idx is None or idx.head != head:  # the file view starts at the segment's head
                 idx = PravegaOffsetIndex(head)
-            if (tail is not None and idx.scanned_to >= tail) or (tail is None and idx.final):
-                return idx
-            if nsegs == 1:
-                self._scan_raw(scope, stream, idx, tail)
-                self._indexes[key] = idx
-                return idx
-        # multi-segment: one reader-group scan fills every segment's index
-        ids, fresh = self._scan_multi(scope, stream)
-        with self._ilock:
-            self._indexes.update({(scope, stream, s): i for s, i in fresh.items()})
-            return fresh.get(seg_id) or PravegaOffsetIndex(head)
+            pos = idx.scanned_to
+            while pos < tail:
+                nxt, seqs, lens = self._call("scan_segment", scope, stream, seg_id, pos, tail,
+                                             max_size=DEFAULT_MAX_EVENT_SIZE)
+                if nxt == pos:
+                    break
+                for seq, size in zip(seqs, lens):
+                    idx.add(seq, size)
+                pos = nxt
+            self._indexes[key] = idx
+            return idx
 
-    def _scan_raw(self, scope, stream, idx: PravegaOffsetIndex, tail: int | None) -> None:
-        """Index a single-segment stream from its event headers; the worker walks them
-        and only (seq, length) pairs cross the pipe, never payloads."""
-        if tail is None:
-            _, tail = self._call("raw_bounds", scope=scope, stream=stream)
-        pos = idx.scanned_to
-        while pos < tail:
-            nxt, seqs, lens = self._call("raw_scan", scope=scope, stream=stream, offset=pos, end=tail,
-                                         max_size=DEFAULT_MAX_EVENT_SIZE)
-            if nxt == pos:
-                break
-            for seq, size in zip(array("q", seqs), array("q", lens)):
-                idx.add(seq, size)
-            pos = nxt
+    def _seg_info(self, number: int, seg: _Segment, idx: PravegaOffsetIndex, last: float | None) -> SegmentInfo:
+        return SegmentInfo(
+            segment=number,
+            head_seq=seg.start,
+            tail_seq=seg.end,
+            events=idx.events_from(seg.start),
+            length=idx.length - idx.offset_of(seg.start),
+            last_append=last if idx.events else None,
+            sealed=seg.sealed,
+            key_range=(seg.low, seg.high),
+            epoch=seg.epoch,
+            predecessors=tuple(p & 0xFFFFFFFF for p in seg.predecessors),
+            successors=tuple(s & 0xFFFFFFFF for s in seg.successors),
+        )
 
-    def _raw_events(self, scope, stream, pos: int, stop: int) -> Iterator[tuple[int, bytes]]:
-        """(seq, payload) of the single-segment stream's events in [pos, stop), read in
-        CHUNK pieces; an event larger than a piece is completed by reading only its rest."""
+    # --- segments ---------------------------------------------------------------------------
+    def stream_info(self, scope: str, stream: str) -> StreamInfo:
+        self._require_stream(scope, stream)
+        graph, sealed = self._graph(scope, stream)
+        config, tags = self._config(scope, stream)
+        last = self._last_append(tags)
+        segs = [self._seg_info(s.number, s, self._index(scope, stream, s.id, s.start, s.end), last) for s in graph]
+        ident = next((t[len(ID_TAG) :] for t in tags if t.startswith(ID_TAG)), None)
+        return StreamInfo(scope=scope, stream=stream, segments=segs, sealed=sealed,
+                          max_event_size=self.max_event_size, identity=ident, config=config)
+
+    def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo:
+        self._seg_id(scope, stream, segment)
+        graph, _sealed = self._graph(scope, stream)
+        seg = next(s for s in graph if s.number == segment)
+        _config, tags = self._config(scope, stream)
+        idx = self._index(scope, stream, seg.id, seg.start, seg.end)
+        return self._seg_info(segment, seg, idx, self._last_append(tags))
+
+    def check_whole(self, scope: str, stream: str) -> None:
+        """Every segment is read whole, whatever the stream's shape; only a graph whose
+        segments cannot be numbered apart is refused (``_graph`` raises)."""
+        self._require_stream(scope, stream)
+        self._graph(scope, stream)
+
+    # --- data ---------------------------------------------------------------------------
+    def writer(self, scope: str, stream: str) -> PravegaWriter:
+        self._require_stream(scope, stream)
+        return PravegaWriter(self, scope, stream)
+
+    def _bounds(self, scope: str, stream: str, seg_id: int) -> tuple[int, int, bool]:
+        """(first readable offset, write offset, sealed) of a segment, read now."""
+        return tuple(self._call("segment_info", scope, stream, seg_id))
+
+    def offset_index(self, scope: str, stream: str, segment: int) -> PravegaOffsetIndex:
+        sid = self._seg_id(scope, stream, segment)
+        start, end, _sealed = self._bounds(scope, stream, sid)
+        return self._index(scope, stream, sid, start, end)
+
+    def _raw_events(self, scope, stream, seg_id, pos: int, stop: int) -> Iterator[tuple[int, bytes]]:
+        """(seq, payload) of the segment's events in [pos, stop), read in CHUNK pieces; an
+        event larger than a piece is completed by reading only its rest."""
         while pos < stop:
-            raw = self._call("raw_read", scope=scope, stream=stream, offset=pos, length=min(CHUNK, stop - pos))
+            raw = self._call("read_segment", scope, stream, seg_id, pos, min(CHUNK, stop - pos), end=stop)
             if not raw:
                 return
             gen = _parse(raw, pos)
@@ -804,137 +804,14 @@ class PravegaStore:
                 if len(raw) < HEADER:
                     return
                 (size,) = struct.unpack_from(">i", raw, 4)
-                rest = self._call("raw_read", scope=scope, stream=stream, offset=pos + len(raw),
-                                  length=HEADER + size - len(raw))
+                rest = self._call("read_segment", scope, stream, seg_id, pos + len(raw),
+                                  HEADER + size - len(raw), end=stop)
                 whole = raw + rest
                 if len(whole) < HEADER + size:
                     return
                 yield pos, whole[HEADER:]
                 nxt = pos + HEADER + size
             pos = nxt
-
-    def _scan_multi(self, scope: str, stream: str):
-        head, tail = self._cuts(scope, stream)
-        if _cuts_scaled(head, tail):
-            raise _scaled_error(scope, stream)
-        ids = sorted(tail if tail is not None else head)
-        fresh = {s: PravegaOffsetIndex(head.get(s, 0)) for s in ids}
-        for seg_id, events in self._mscan(scope, stream, tail):
-            ix = fresh.get(seg_id)
-            if ix is None:
-                raise _scaled_error(scope, stream, seg_id)
-            for off, payload in events:
-                ix.add(off, len(payload))
-        if tail is None:  # sealed: a complete scan stays complete (no rescan per call)
-            for ix in fresh.values():
-                ix.final = True
-        return ids, fresh
-
-    def _mscan(self, scope, stream, stop: dict | None) -> Iterator[tuple[int, list]]:
-        sid = self._call("mscan_open", scope=scope, stream=stream, stop=stop)
-        try:
-            while True:
-                got = self._call("mscan_next", sid=sid)
-                if got is None:
-                    return
-                yield got
-        finally:
-            try:
-                self._call("mscan_close", sid=sid)
-            except StreamBackendError:
-                pass
-
-    def _segment(self, scope: str, stream: str, segment: int):
-        """-> (segment id, number of segments, head cut, tail cut or None if sealed)."""
-        self._require_stream(scope, stream)
-        head, tail = self._cuts(scope, stream)
-        ids = sorted(tail if tail is not None else head)
-        if not isinstance(segment, int) or not 0 <= segment < len(ids):
-            raise NotFoundError(f"no segment {segment} in {scope}/{stream} ({len(ids)} segments)")
-        return ids[segment], len(ids), head, tail
-
-    def _tail_of(self, scope, stream, seg_id, nsegs, tail: dict | None) -> int | None:
-        if tail is not None:
-            return tail[seg_id]
-        if nsegs == 1:
-            return self._call("raw_bounds", scope=scope, stream=stream)[1]
-        return None  # sealed multi-segment: scan to the end
-
-    def segment_info(self, scope: str, stream: str, segment: int) -> SegmentInfo:
-        seg_id, n, head, tail = self._segment(scope, stream, segment)
-        t = self._tail_of(scope, stream, seg_id, n, tail)
-        idx = self._index(scope, stream, seg_id, n, head.get(seg_id, 0), t)
-        last = self._last_append(self._tags(scope, stream)) if idx.events else None
-        h = head.get(seg_id, 0)
-        return SegmentInfo(
-            segment=segment,
-            head_seq=h,
-            tail_seq=t if t is not None else idx.tail_seq,
-            events=sum(1 for s in idx.seqs if s >= h) if h else idx.events,
-            length=idx.length - (idx.offset_of(h) if h else 0),
-            last_append=last,
-        )
-
-    def stream_info(self, scope: str, stream: str) -> StreamInfo:
-        self._require_stream(scope, stream)
-        head, tail = self._cuts(scope, stream)
-        ids = sorted(tail if tail is not None else head)
-        tags = self._tags(scope, stream)
-        last = self._last_append(tags)
-        segs = []
-        for i, seg_id in enumerate(ids):
-            t = self._tail_of(scope, stream, seg_id, len(ids), tail)
-            idx = self._index(scope, stream, seg_id, len(ids), head.get(seg_id, 0), t)
-            segs.append(
-                SegmentInfo(
-                    segment=i,
-                    head_seq=head.get(seg_id, 0),
-                    tail_seq=t if t is not None else idx.tail_seq,
-                    events=idx.events,
-                    length=idx.length,
-                    last_append=last if idx.events else None,
-                )
-            )
-        ident = next((t[len(ID_TAG):] for t in tags if t.startswith(ID_TAG)), None)
-        return StreamInfo(scope=scope, stream=stream, segments=segs, sealed=tail is None,
-                          max_event_size=self.max_event_size, identity=ident)
-
-    def check_whole(self, scope: str, stream: str) -> None:
-        """This client reads a stream as the segments of one epoch; a stream that scaled
-        has events in segments it cannot number (sealed predecessors, successors), which
-        an export would silently leave out. Open stream: its head and tail cuts must name
-        the same first-epoch segments. Sealed stream: one reader-group scan (kept: a
-        sealed stream cannot change) must meet no segment beyond its head's."""
-        self._require_stream(scope, stream)
-        head, tail = self._cuts(scope, stream)
-        where = f"pravega://{scope}/{stream}"
-        scaled = _cuts_scaled(head, tail)
-        if not scaled and tail is None:
-            key = (scope, stream)
-            if key not in self._sealed_shapes:
-                seen = set(head)
-                try:
-                    for sid, _events in self._mscan(scope, stream, None):
-                        seen.add(sid)
-                except StreamBackendError as e:
-                    raise UnsupportedError(
-                        f"cannot tell whether sealed stream {where} ever scaled (a reader-group scan failed: {e}); "
-                        "refusing to export what may be part of it"
-                    ) from None
-                self._sealed_shapes[key] = seen
-            scaled = self._sealed_shapes[key] != set(head)
-        if scaled:
-            raise _scaled_error(scope, stream)
-
-    # --- data ---------------------------------------------------------------------------
-    def writer(self, scope: str, stream: str) -> PravegaWriter:
-        self._require_stream(scope, stream)
-        return PravegaWriter(self, scope, stream)
-
-    def offset_index(self, scope: str, stream: str, segment: int) -> PravegaOffsetIndex:
-        seg_id, n, head, tail = self._segment(scope, stream, segment)
-        t = self._tail_of(scope, stream, seg_id, n, tail)
-        return self._index(scope, stream, seg_id, n, head.get(seg_id, 0), t)
 
     def read_events(
         self,
@@ -945,96 +822,32 @@ class PravegaStore:
         to_seq: int | None = None,
         follow: bool = False,
     ) -> Iterator[Event]:
-        seg_id, n, head, tail = self._segment(scope, stream, segment)
-        if n == 1:
-            return self._read_single(scope, stream, segment, seg_id, head.get(seg_id, 0), tail, from_seq, to_seq, follow)
-        return self._read_multi(scope, stream, segment, seg_id, head, tail, from_seq, to_seq, follow)
+        sid = self._seg_id(scope, stream, segment)
+        return self._read(scope, stream, segment, sid, from_seq, to_seq, follow)
 
-    def _read_single(self, scope, stream, segment, seg_id, head, tail, from_seq, to_seq, follow):
-        end = self._tail_of(scope, stream, seg_id, 1, tail)
-        idx = self._index(scope, stream, seg_id, 1, head, end)
-        pos = max(from_seq, head)
+    def _read(self, scope, stream, segment, sid, from_seq, to_seq, follow):
+        start, end, sealed = self._bounds(scope, stream, sid)
+        idx = self._index(scope, stream, sid, start, end)
+        pos = max(from_seq, start)
         if pos > idx.scanned_to:
             return
-        foff = idx.offset_of(pos)
         if pos < idx.scanned_to:
             i = bisect_left(idx.seqs, pos)  # from_seq between events: start at the next one
             pos = idx.seqs[i] if i < len(idx.seqs) else idx.scanned_to
-        sealed = tail is None
+        foff = idx.offset_of(pos)
         while True:
             stop = end if to_seq is None else min(to_seq, end)
-            for seq, payload in self._raw_events(scope, stream, pos, stop):
+            for seq, payload in self._raw_events(scope, stream, sid, pos, stop):
                 yield Event(segment=segment, seq=seq, payload=payload, offset=foff)
                 foff += len(payload)
                 pos = seq + HEADER + len(payload)
             if not follow or sealed or (to_seq is not None and pos >= to_seq):
                 return
-            # follow: wait for more data or the seal
-            while True:
-                _, new_end = self._call("raw_bounds", scope=scope, stream=stream)
-                if new_end > pos:
-                    end = new_end
+            while True:  # follow: wait for more data, or the seal
+                _start, end, sealed = self._bounds(scope, stream, sid)
+                if end > pos or sealed:
                     break
-                if self._is_sealed(scope, stream):
-                    _, end = self._call("raw_bounds", scope=scope, stream=stream)
-                    sealed = True
-                    break
-                time.sleep(0.2)
-
-    def read_segments(self, scope: str, stream: str, ranges: dict[int, tuple[int, int]]) -> Iterator[Event] | None:
-        """Events of several segments from ONE reader-group scan, in scan order (each
-        segment's own events in order): ``ranges`` maps segment -> [from_seq, to_seq).
-        For a multi-segment stream this replaces one full scan per segment (the client
-        cannot read one segment alone); None for a single-segment stream, whose
-        per-segment reads are already direct."""
-        self._require_stream(scope, stream)
-        head, tail = self._cuts(scope, stream)
-        ids = sorted(tail if tail is not None else head)
-        if len(ids) < 2:
-            return None
-        want = {}
-        for k, (lo, hi) in ranges.items():
-            if not isinstance(k, int) or not 0 <= k < len(ids):
-                raise NotFoundError(f"no segment {k} in {scope}/{stream} ({len(ids)} segments)")
-            want[ids[k]] = (k, lo, hi)
-        return self._scan_segments(scope, stream, tail, want, set(ids))
-
-    def _scan_segments(self, scope, stream, stop, want, known: set[int]) -> Iterator[Event]:
-        """One scan up to the cut ``stop``; ``want`` maps segment id -> (segment number,
-        from_seq, to_seq or None); ``known``: every segment id the stream is read as (a
-        slice from any other means it scaled). Offsets count every event from the head."""
-        foff = dict.fromkeys(want, 0)
-        for sid, events in self._mscan(scope, stream, stop):
-            if sid not in want:
-                if sid not in known:
-                    raise _scaled_error(scope, stream, sid)
-                continue
-            k, lo, hi = want[sid]
-            for off, payload in events:
-                if off >= lo and (hi is None or off < hi):
-                    yield Event(segment=k, seq=off, payload=payload, offset=foff[sid])
-                foff[sid] += len(payload)
-
-    def _read_multi(self, scope, stream, segment, seg_id, head, tail, from_seq, to_seq, follow):
-        """Every round scans all segments from their heads (the binding cannot start a
-        reader at one segment's offset) and keeps this segment's events; a follow round
-        skips what an earlier round yielded."""
-        done_to = head.get(seg_id, 0)  # events below this seq were handled
-        stop = tail
-        known = set(tail if tail is not None else head)
-        while True:
-            for ev in self._scan_segments(scope, stream, stop, {seg_id: (segment, done_to, None)}, known):
-                done_to = ev.seq + HEADER + len(ev.payload)
-                if ev.seq >= from_seq and (to_seq is None or ev.seq < to_seq):
-                    yield ev
-            if not follow or stop is None or (to_seq is not None and done_to >= to_seq):
-                return
-            while True:
-                time.sleep(0.3)
-                _, new = self._cuts(scope, stream)
-                if new is None or new.get(seg_id, 0) > done_to:
-                    break
-            stop = new
+                time.sleep(FOLLOW_POLL)
 
     def read_range(self, scope: str, stream: str, segment: int, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
@@ -1051,7 +864,7 @@ class PravegaStore:
         return bytes(out[:length])
 
     def close(self) -> None:
-        self._w.kill()
+        self._native = None
 
     def __enter__(self):
         return self
@@ -1059,3 +872,8 @@ class PravegaStore:
     def __exit__(self, *exc):
         self.close()
 
+
+def _first_line(e: BaseException) -> str:
+    """A native error's text, without the gRPC metadata the crate appends."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text.split(", details: ")[0]

@@ -55,6 +55,10 @@ class Checkpoint:
     total_events: int
     total_bytes: int
     objects: list[ObjectInfo] = field(default_factory=list)
+    #: the segment's shape and the stream's configuration at planning: a resumed run
+    #: writes the segment part an uninterrupted one would, whatever happened since
+    shape: dict | None = None
+    config: dict | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -92,6 +96,8 @@ class Checkpoint:
             "done_events": self.done_events,
             "done_bytes": self.done_bytes,
             "objects": [o.to_json() for o in self.objects],
+            **({"shape": self.shape} if self.shape is not None else {}),
+            **({"config": self.config} if self.config is not None else {}),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -115,6 +121,8 @@ class Checkpoint:
                 total_events=int(d["total_events"]),
                 total_bytes=int(d["total_bytes"]),
                 objects=[ObjectInfo.from_json(o) for o in d["objects"]],
+                shape=d.get("shape"),
+                config=d.get("config"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(f"corrupt checkpoint {where}: {exc}") from None

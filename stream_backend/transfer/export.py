@@ -19,7 +19,6 @@ removed; the run manifest is written by whichever exporter sees all parts presen
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -76,12 +75,14 @@ class ExportOptions:
             )
 
 
-def select_segments(count: int, segments: list[int] | None = None, shard: tuple[int, int] | None = None) -> list[int]:
-    """The segments one worker handles: ``--segments`` and/or ``--shard I/N`` (s % N == I)."""
-    chosen = list(range(count)) if segments is None else sorted(set(segments))
+def select_segments(numbers: list[int], segments: list[int] | None = None,
+                    shard: tuple[int, int] | None = None) -> list[int]:
+    """The segments one worker handles, of the stream's segment ``numbers``: ``--segments``
+    and/or ``--shard I/N`` (s % N == I)."""
+    chosen = sorted(numbers) if segments is None else sorted(set(segments))
     for s in chosen:
-        if s < 0 or s >= count:
-            raise UsageError(f"segment {s} does not exist (the stream has {count} segments: 0..{count - 1})")
+        if s not in numbers:
+            raise UsageError(f"segment {s} does not exist (the stream's segments: {_ranges(numbers)})")
     if shard is not None:
         i, n = shard
         if n < 1 or not 0 <= i < n:
@@ -90,12 +91,38 @@ def select_segments(count: int, segments: list[int] | None = None, shard: tuple[
     return chosen
 
 
+def _ranges(numbers: list[int]) -> str:
+    """0..3, 7, 9..10"""
+    out, run = [], []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out) or "none"
+
+
+def shape_of(seg) -> dict | None:
+    """What an archive records of a segment's place in a Pravega stream's graph (None for
+    a store without key ranges): docs/format.md, "Segment shape"."""
+    if seg.key_range is None:
+        return None
+    return {"key_range": [seg.key_range[0], seg.key_range[1]], "epoch": seg.epoch,
+            "predecessors": list(seg.predecessors), "successors": list(seg.successors), "sealed": seg.sealed}
+
+
 def source_of(store, scope: str, stream: str, info) -> dict:
     """What an archive records of its stream: name, shape, largest event, identity."""
     src = {"store": store.protocol, "scope": scope, "stream": stream, "segments": info.segment_count,
            "max_event_size": info.max_event_size}
     if info.identity is not None:
         src["stream_id"] = info.identity
+    if any(seg.key_range is not None for seg in info.segments):
+        src["scalable"] = True  # its segments change as it scales: the count is no identity
     return src
 
 
@@ -171,7 +198,7 @@ def ensure_identity(target: Target, source: dict, create: bool) -> dict:
             f"name now is another one (id {source['stream_id']}), deleted and re-created since: "
             "export it into a new prefix"
         )
-    if create and have.get("segments") != source["segments"]:
+    if create and have.get("segments") != source["segments"] and not source.get("scalable"):
         raise AlreadyExistsError(
             f"{target.display} holds an archive of a stream with {have.get('segments')} segments; "
             f"the stream now has {source['segments']}"
@@ -214,10 +241,10 @@ class Exporter:
         self.store.check_whole(self.scope, self.stream)  # a shape the store cannot read whole: refuse
         opts.check(target)
         target.check_access(create=True)
-        nseg = info.segment_count
+        numbers = info.numbers
         source = source_of(self.store, self.scope, self.stream, info)
         ensure_identity(target, source, create=True)
-        mine = select_segments(nseg, opts.segments)
+        mine = select_segments(numbers, opts.segments)
         summary = {"op": "export", "archive": target.display, "source": f"{self.store.protocol}://{self.scope}/{self.stream}",
                    "segments": mine}
         if not mine:
@@ -227,7 +254,7 @@ class Exporter:
             self.leases = leases
             state = ArchiveState(target)
             # every shard's checkpoints tell which run is open, even before any part exists
-            all_cps = {s: load_checkpoint(target, s) for s in state.checkpoints if s < nseg}
+            all_cps = {s: load_checkpoint(target, s) for s in state.checkpoints if s in numbers}
             cps = {s: all_cps.get(s) for s in mine if all_cps.get(s) is not None}
             last = state.last_complete
             run = state.open_run([cp.run for cp in all_cps.values() if cp is not None])
@@ -248,7 +275,7 @@ class Exporter:
                 return start, max(end, start)
 
             if run is None:
-                new = [s for s in range(nseg) if share_range(s)[1] > share_range(s)[0]]
+                new = [s for s in numbers if share_range(s)[1] > share_range(s)[0]]
                 if not new:
                     self._finish_leftovers(state, cps)
                     return dict(summary, run=last, complete=True, events=0, bytes=0, objects=0,
@@ -269,7 +296,8 @@ class Exporter:
                     delete_checkpoint(target, s)
                 start, end = share_range(s)
                 events, nbytes = _count_events(self.store, self.scope, self.stream, seg_infos[s], start, end)
-                cp = Checkpoint(run, s, start, end, shape[0], shape[1], events, nbytes)
+                cp = Checkpoint(run, s, start, end, shape[0], shape[1], events, nbytes,
+                                shape=shape_of(seg_infos[s]), config=info.config)
                 # saved now, before any data: it fixes the share's end (a share saved only
                 # when its turn came would, after a kill, take a grown stream's new tail as
                 # the run's end) and marks the run open for other shards
@@ -284,22 +312,13 @@ class Exporter:
                 for cp in shares:
                     if cp.complete:  # data all written: only its segment part is missing
                         self._export_share(cp, pool)
-                todo = [cp for cp in shares if not cp.complete]
-                # a store that reads one segment only by scanning them all (Pravega) gets
-                # one scan per --parallel segments, packed at once; others: one at a time
-                width = max(1, opts.parallel) if hasattr(self.store, "read_segments") else 1
-                for i in range(0, len(todo), width):
-                    group = todo[i:i + width]
-                    scan = self._one_scan(group) if len(group) > 1 else None
-                    if scan is None:
-                        for cp in group:
-                            self._export_share(cp, pool)
-                    else:
-                        self._export_shares_together(group, scan, pool)
+                for cp in shares:
+                    if not cp.complete:
+                        self._export_share(cp, pool)
             finally:
                 pool.close(wait=True)
-            complete, manifest = self._finalize(run, nseg, source, prev)
-            missing = [] if complete else self._missing(run, nseg)
+            complete, manifest = self._finalize(run, numbers, source, prev)
+            missing = [] if complete else self._missing(run, numbers)
             if set(missing) & set(mine):
                 # every share of ours was written, yet the archive does not show it: the
                 # target does not read back what it was given; never report that as done
@@ -339,101 +358,14 @@ class Exporter:
         return have, (f"run {run} was started with --object-size {have[0]} --compression {have[1]}; it keeps them "
                       f"(its bytes must not change), the options given apply from run {run + 1}")
 
-    def _missing(self, run: int, nseg: int) -> list[int]:
+    def _missing(self, run: int, numbers: list[int]) -> list[int]:
         have = ArchiveState(self.target).parts.get(run, set())
-        return [s for s in range(nseg) if s not in have]
+        return [s for s in numbers if s not in have]
 
     def _finish_leftovers(self, state: ArchiveState, cps: dict) -> None:
         for s, cp in cps.items():
             if cp is not None and state.last_complete is not None and cp.run <= state.last_complete:
                 delete_checkpoint(self.target, s)
-
-    # ----------------------------------------------------------------- all segments at once
-    def _one_scan(self, shares: list[Checkpoint]):
-        """One read of every share's segment (Pravega: per-segment reads would scan the
-        stream once per segment); None where the store reads a segment directly."""
-        ranges = {cp.segment: (cp.position[0], cp.to_seq) for cp in shares}
-        return self.store.read_segments(self.scope, self.stream, ranges)
-
-    def _export_shares_together(self, shares, scan, pool: PartPool) -> None:
-        """Export up to --parallel shares at once, each in its own thread fed from the one
-        scan through a queue of at most QUEUE_BYTES (or one event). Memory: per share the
-        queue, the event being packed and a part being filled, i.e. about twice part size
-        x parallel plus the events in flight. A failure or a pause in any share stops the
-        others at their next object; each saves its checkpoint, so the same command
-        resumes every one of them."""
-        queues = {cp.segment: _ByteQueue(QUEUE_BYTES) for cp in shares}
-        closed: set[int] = set()
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def feed() -> None:
-            end: object = _END
-            try:
-                for ev in scan:
-                    q = queues[ev.segment]
-                    while ev.segment not in closed and not stop.is_set():
-                        try:
-                            q.put(ev, len(ev.payload), timeout=0.2)
-                            break
-                        except queue.Full:
-                            pass
-                    if stop.is_set():
-                        return  # the shares stop on their own (they watch ``stop`` too)
-            except BaseException as e:  # handed to every share: their export fails with it
-                end = _ScanFailed(e)
-            finally:
-                scan.close()  # ends the scan (Pravega: its reader group is deleted)
-            for seg, q in queues.items():
-                while seg not in closed and not stop.is_set():
-                    try:
-                        q.put(end, 0, timeout=0.2)
-                        break
-                    except queue.Full:
-                        pass
-
-        def events_of(seg: int):
-            q = queues[seg]
-            while True:
-                try:
-                    ev = q.get(timeout=0.2)
-                except queue.Empty:
-                    if stop.is_set() or self.pause:
-                        raise _Stop() from None  # paused, or another share failed or paused
-                    continue
-                if ev is _END:
-                    return
-                if isinstance(ev, _ScanFailed):
-                    raise ev.error
-                yield ev
-
-        def share(cp: Checkpoint) -> None:
-            try:
-                try:
-                    self._export_share(cp, pool, events_of(cp.segment), stop)
-                except _Stop:  # stopped before its first object: nothing to salvage
-                    self._pause_out(cp, deque())
-            except BaseException as e:  # noqa: BLE001 - collected, re-raised below
-                errors.append(e)
-                stop.set()
-            finally:
-                closed.add(cp.segment)
-
-        feeder = threading.Thread(target=feed, name="export-scan", daemon=True)
-        workers = [threading.Thread(target=share, args=(cp,), name=f"export-seg{cp.segment}", daemon=True)
-                   for cp in shares]
-        feeder.start()
-        for t in workers:
-            t.start()
-        for t in workers:
-            while t.is_alive():
-                t.join(0.2)  # short waits: the main thread keeps taking signals
-        stop.set()
-        feeder.join(5)
-        if errors:
-            paused = [e for e in errors if isinstance(e, Paused)]
-            others = [e for e in errors if not isinstance(e, Paused)]
-            raise others[0] if others else paused[0]
 
     # ----------------------------------------------------------------- one segment
     def _export_share(self, cp: Checkpoint, pool: PartPool, events=None, stop: threading.Event | None = None) -> None:
@@ -532,7 +464,8 @@ class Exporter:
     def _complete_share(self, cp: Checkpoint) -> None:
         target = self.target
         part = build_segment_part(cp.run, cp.segment, cp.from_seq, cp.to_seq, cp.objects,
-                                  compression=cp.compression, object_size=cp.object_size)
+                                  compression=cp.compression, object_size=cp.object_size,
+                                  shape=cp.shape, config=cp.config)
         part.check()
         target.write(segment_part_key(cp.run, cp.segment), part.serialize())
         delete_checkpoint(target, cp.segment)
@@ -540,7 +473,7 @@ class Exporter:
         target.abort_stray_uploads(f"{layout.DATA_DIR}/{cp.segment:06d}/")
 
     # ----------------------------------------------------------------- the manifest
-    def _finalize(self, run: int, nseg: int, source: dict, prev: RunManifest | None):
+    def _finalize(self, run: int, numbers: list[int], source: dict, prev: RunManifest | None):
         """Write the run manifest if every segment part exists (deterministic bytes)."""
         target = self.target
         key = run_manifest_key(run)
@@ -548,10 +481,10 @@ class Exporter:
         if run in state.manifests:
             return True, state.manifest(run)
         have = state.parts.get(run, set())
-        if len(have) < nseg or any(s not in have for s in range(nseg)):
+        if any(s not in have for s in numbers):
             return False, None
         parts = []
-        for s in range(nseg):
+        for s in sorted(have):
             pkey = segment_part_key(run, s)
             data = target.read(pkey)
             parts.append(SegmentPart.parse(data, target.where(pkey)))
@@ -562,46 +495,6 @@ class Exporter:
 
 class _Stop(Exception):
     """Internal: a pause was requested (or another share failed)."""
-
-
-_END = object()  # end of the one scan, to every share's queue
-QUEUE_BYTES = 1 << 20  # payload bytes buffered per share between the scan and its packer
-
-
-class _ByteQueue:
-    """A FIFO bounded by payload bytes, not items (events range from 0 B to 8 MiB); one
-    item always fits, so an event larger than the bound still passes."""
-
-    def __init__(self, limit: int):
-        self.limit, self.size = limit, 0
-        self.items: deque = deque()
-        self.cv = threading.Condition()
-
-    def put(self, item, nbytes: int, timeout: float) -> None:
-        with self.cv:
-            if self.items and self.size + nbytes > self.limit:
-                self.cv.wait(timeout)
-                if self.items and self.size + nbytes > self.limit:
-                    raise queue.Full
-            self.items.append((item, nbytes))
-            self.size += nbytes
-            self.cv.notify_all()
-
-    def get(self, timeout: float):
-        with self.cv:
-            if not self.items:
-                self.cv.wait(timeout)
-                if not self.items:
-                    raise queue.Empty
-            item, nbytes = self.items.popleft()
-            self.size -= nbytes
-            self.cv.notify_all()
-            return item
-
-
-class _ScanFailed:
-    def __init__(self, error: BaseException):
-        self.error = error
 
 
 def export_stream(store, scope, stream, target: Target, opts: ExportOptions, pause=None, progress=None) -> dict:

@@ -41,6 +41,7 @@ from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
 from .reader import Chain, load_chain, segment_events
+from .shape import ShapeReplay, config_options, restore_scaling
 from .signals import PauseRequest
 from .targets import Target
 
@@ -71,6 +72,7 @@ def _identity(chain: Chain) -> dict:
         "archive": chain.identity_checksum,
         "source": chain.source,
         "root": chain.runs[0].checksum if chain.runs else None,
+        "numbers": chain.numbers,
         "latest": {"run": chain.runs[-1].run, "checksum": chain.runs[-1].checksum} if chain.runs else None,
     }
 
@@ -100,11 +102,11 @@ def _read_marker(store, scope: str, stream: str) -> dict | None:
     return records[-1] if records else None
 
 
-def import_state(store, scope: str, stream: str, segments: int) -> dict | None:
+def import_state(store, scope: str, stream: str) -> dict | None:
     """What the import marker says about a destination stream, for ``info``: None if no
     import ever wrote to it; else the archive and run it restores, and whether every
     segment's import finished (a failed or paused import leaves ``complete`` false, so a
-    partial restore is never mistaken for a whole one). ``segments``: the stream's count."""
+    partial restore is never mistaken for a whole one)."""
     records = _marker_records(store, scope, stream)
     if not records:
         return None
@@ -123,7 +125,8 @@ def import_state(store, scope: str, stream: str, segments: int) -> dict | None:
         "archive_identity": last.get("archive"),
         "source": last.get("source"),
         "run": (last.get("latest") or {}).get("run"),
-        "complete": segments > 0 and done >= set(range(segments)),
+        "complete": bool(done) and done >= set(
+            last.get("numbers") or range(int((last.get("source") or {}).get("segments", 0)))),
         "segments_done": sorted(done),
         "restore_point": point,
         "damaged": damaged,
@@ -191,17 +194,27 @@ class Importer:
 
     def run(self) -> dict:
         chain = self._chain = load_chain(self.target)
-        nseg = chain.segments
         if not chain.runs:
             raise NotFoundError(f"archive {self.target.display} has no complete run yet")
-        mine = select_segments(nseg, self.opts.segments)
+        mine = select_segments(chain.numbers, self.opts.segments)
         dest = f"{self.store.protocol}://{self.scope}/{self.stream}"
+        # a stream that scaled is restored scale by scale where the store can scale
+        self.replay = ShapeReplay(chain) if chain.scaled and hasattr(self.store, "scale_stream") else None
+        if self.replay is not None and mine != chain.numbers:
+            raise UsageError(
+                f"{self.target.display} holds a stream that scaled: its shape is restored scale by scale, "
+                "which takes every segment in one import (no --segments or --shard)"
+            )
         ident = _identity(chain)
         largest = chain.source.get("max_event_size")  # absent in archives made before it was recorded
         try:
             info = self.store.stream_info(self.scope, self.stream)
         except NotFoundError:
-            self.store.create_stream(self.scope, self.stream, segments=nseg, exist_ok=True, max_event_size=largest)
+            if self.replay is not None:
+                self.replay.create(self.store, self.scope, self.stream, largest)
+            else:
+                self.store.create_stream(self.scope, self.stream, segments=len(chain.numbers), exist_ok=True,
+                                         max_event_size=largest, **config_options(self.store, chain.runs[-1].stream_config))
             info = self.store.stream_info(self.scope, self.stream)
         if largest is not None and info.max_event_size < largest:
             raise EventTooLargeError(
@@ -233,12 +246,22 @@ class Importer:
             writer.close()
 
     def _run_holding(self, writer, chain: Chain, mine: list[int], dest: str, ident: dict) -> dict:
-        nseg = chain.segments
         info = self.store.stream_info(self.scope, self.stream)
-        if info.segment_count != nseg:
+        if self.replay is not None:
+            dest_of = self.replay.match(info)
+            if dest_of is None:
+                raise NotEmptyError(
+                    f"destination {dest} does not have the shape of the stream {self.target.display} holds "
+                    "(it scaled): import into a new stream, which is created and scaled to match"
+                )
+        elif info.segment_count != len(chain.numbers):
             raise NotEmptyError(
-                f"destination {dest} has {info.segment_count} segments, the archive {nseg}: import into a new stream"
+                f"destination {dest} has {info.segment_count} segments, the archive {len(chain.numbers)}: "
+                "import into a new stream"
             )
+        else:
+            dest_of = chain.dense(info.numbers)
+        self.dest_of = dest_of
         marker = _read_marker(self.store, self.scope, self.stream)
         if info.events > 0:
             if not marker or marker.get("archive") != ident["archive"] or marker.get("root") != ident["root"]:
@@ -249,14 +272,14 @@ class Importer:
         if marker != ident:
             _write_marker(self.store, self.scope, self.stream, ident)
 
-        have = {s.segment: s.events for s in info.segments}
+        have = {s: (info.segment(d).events if info.segment(d) is not None else 0) for s, d in dest_of.items()}
         plan = {s: _planned(chain, s, self.opts) for s in mine}
         for s in mine:
             ev, by = plan[s]
-            if have[s] > ev:
+            if have.get(s, 0) > ev:
                 raise NotEmptyError(
-                    f"destination {dest} segment {s} holds {have[s]} events, more than the {ev} this import "
-                    "restores: import into a new stream"
+                    f"destination {dest} segment {dest_of[s]} holds {have[s]} events, more than the {ev} this "
+                    "import restores: import into a new stream"
                 )
             self.progress.add_total(ev, by)
         warning = None
@@ -264,57 +287,85 @@ class Importer:
             first = min((p.first_time for s in mine for p in chain.parts(s) if p.first_time is not None), default=None)
             warning = "nothing to restore: no event of the archive is before the restore point" + (
                 f" (its first event was appended at {_iso(first)})" if first is not None else "")
-        appended = skipped = appended_bytes = 0
+        self.appended = self.appended_bytes = skipped = 0
         t0 = time.monotonic()
-        for s in mine:
-            self.progress.set_segment(s)
-            done = have[s]
-            skipped += done
-            if done:
-                self._check_tail(s, done)
-                ev, by = plan[s]
-                self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
-            pending = pbytes = counted = 0
-            for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
-                if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
-                    break
-                if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
-                    break
-                writer.append(ev.payload, ev.routing_key, segment=s)
-                appended += 1
-                appended_bytes += len(ev.payload)
-                pending += 1
-                pbytes += len(ev.payload)
-                if pending % 64 == 0:
-                    self.progress.add_done(64, pbytes - counted)
-                    counted = pbytes
-                if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
-                    writer.flush()
-                    self.progress.add_done(pending % 64, pbytes - counted)
-                    pending = pbytes = counted = 0
-                    if self.pause:
-                        raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
-            writer.flush()
-            self.progress.add_done(pending % 64, pbytes - counted)
-            if self.pause and s != mine[-1]:
+        steps = self.replay.steps(mine) if self.replay is not None else [("write", s) for s in mine]
+        for i, (kind, what) in enumerate(steps):
+            if kind == "scale":
+                self._scale(writer, what, dest)
+                continue
+            s = what
+            skipped += have.get(s, 0)  # segments a scale of this attempt made are empty
+            self._write_segment(writer, chain, s, have.get(s, 0), plan[s], dest)
+            if self.pause and i != len(steps) - 1:
                 raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
         # every planned event of these segments is in: say so next to the destination
         point = {"to_seq": self.opts.to_seq, "to_time_ns": self.opts.to_time_ns}
         _write_marker(self.store, self.scope, self.stream, dict(
             ident, finished=True, segments=mine,
             restore_point=point if any(v is not None for v in point.values()) else None))
+        if len(mine) == len(chain.numbers):
+            restore_scaling(self.store, self.scope, self.stream, chain.runs[-1].stream_config)
         return {
             "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
-            "runs": len(chain.runs), "events": appended, "skipped": skipped,
+            "runs": len(chain.runs), "events": self.appended, "skipped": skipped,
             "bytes": sum(b for _e, b in plan.values()), "manifest_checksum": chain.runs[-1].checksum,
-            "this_attempt": {"events": appended, "bytes": appended_bytes, "elapsed_s": round(time.monotonic() - t0, 2)},
+            "this_attempt": {"events": self.appended, "bytes": self.appended_bytes,
+                             "elapsed_s": round(time.monotonic() - t0, 2)},
             "run_total": {"events": sum(ev for ev, _b in plan.values()), "bytes": sum(b for _e, b in plan.values()),
                           "segments": len(mine)},
             **({"warning": warning} if warning else {}),
         }
 
-    def _check_tail(self, segment: int, done: int) -> None:
+    def _scale(self, writer, step: dict, dest: str) -> None:
+        """One scale of the source, replayed on the destination (unless a previous attempt
+        did it): every segment it seals is complete by now."""
+        info = self.store.stream_info(self.scope, self.stream)
+        if not self.replay.scaled(info, step):
+            self.store.scale_stream(self.scope, self.stream, [self.dest_of[s] for s in step["sealed"]],
+                                    [tuple(r) for r in step["ranges"]])
+            info = self.store.stream_info(self.scope, self.stream)
+        got = self.replay.match(info)
+        if got is None:
+            raise StreamBackendError(f"destination {dest} did not take the shape of its source's scale "
+                                     f"{step['sealed']} -> {step['ranges']}: someone else scaled it")
+        self.dest_of = got
+        writer.refresh()
+
+    def _write_segment(self, writer, chain: Chain, s: int, done: int, planned: tuple[int, int], dest: str) -> None:
+        """Append archive segment ``s``'s events after the ``done`` already there."""
+        d = self.dest_of[s]
+        self.progress.set_segment(s)
+        if done:
+            self._check_tail(s, done)
+            ev, by = planned
+            self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
+        pending = pbytes = counted = 0
+        for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
+            if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
+                break
+            if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
+                break
+            writer.append(ev.payload, ev.routing_key, segment=d)
+            self.appended += 1
+            self.appended_bytes += len(ev.payload)
+            pending += 1
+            pbytes += len(ev.payload)
+            if pending % 64 == 0:
+                self.progress.add_done(64, pbytes - counted)
+                counted = pbytes
+            if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
+                writer.flush()
+                self.progress.add_done(pending % 64, pbytes - counted)
+                pending = pbytes = counted = 0
+                if self.pause:
+                    raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
+        writer.flush()
+        self.progress.add_done(pending % 64, pbytes - counted)
+
+    def _check_tail(self, source_segment: int, done: int) -> None:
         """The destination's last event must be the archive's event number ``done - 1``."""
+        segment = self.dest_of[source_segment]
         info = self.store.segment_info(self.scope, self.stream, segment)
         # seqs are only monotonic (Pravega: byte offsets), so tail_seq - 1 need not be an
         # event: start at the event holding the last file-view byte (zero-length events
@@ -324,7 +375,8 @@ class Importer:
         last = None
         for ev in self.store.read_events(self.scope, self.stream, segment, from_seq=start, to_seq=info.tail_seq):
             last = ev
-        mine = next(iter(segment_events(self.target, self._chain, segment, skip=done - 1, piece=self.opts.part_size)), None)
+        mine = next(iter(segment_events(self.target, self._chain, source_segment, skip=done - 1,
+                                        piece=self.opts.part_size)), None)
         # a store may not keep routing keys (Pravega): None matches any key
         if last is None or mine is None or last.payload != mine.payload or (
             last.routing_key is not None and last.routing_key != mine.routing_key

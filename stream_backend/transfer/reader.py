@@ -101,8 +101,30 @@ class Chain:
     runs: list[RunManifest]
 
     @property
-    def segments(self) -> int:
-        return int(self.identity["source"]["segments"])
+    def numbers(self) -> list[int]:
+        """Every segment any run holds, ascending (a Pravega stream's graph: sealed
+        predecessors and successors; a fixed stream: 0..n-1)."""
+        got = {p.segment for m in self.runs for p in m.segments}
+        return sorted(got) if got else list(range(int(self.identity["source"]["segments"])))
+
+    def shape(self, segment: int) -> dict | None:
+        """The segment's latest recorded place in the stream's graph (None: fixed stream)."""
+        return next((p.shape for m in reversed(self.runs) if (p := m.segment(segment)) is not None
+                     and p.shape is not None), None)
+
+    @property
+    def scaled(self) -> bool:
+        """Did the stream ever scale (its segments are not one fixed set)?"""
+        return any((sh := self.shape(n)) is not None and (sh["predecessors"] or sh["successors"])
+                   for n in self.numbers)
+
+    def dense(self, numbers: list[int]) -> dict[int, int]:
+        """Archive segment -> destination segment for a stream whose segments are
+        ``numbers``: the same numbers if it has them all, else in order onto 0..n-1."""
+        mine = self.numbers
+        if set(mine) <= set(numbers):
+            return {n: n for n in mine}
+        return {n: i for i, n in enumerate(mine)}
 
     @property
     def source(self) -> dict:

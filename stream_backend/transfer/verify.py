@@ -12,6 +12,7 @@ from ..archive import human_size
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
 from .checkpoint import read_leases
 from .reader import RangeFile, check_segment_part, checkpoints_of, complete_runs, load_chain, segment_events
+from .shape import segment_map
 from .targets import Target
 
 
@@ -87,22 +88,33 @@ def _compare(target: Target, chain, against, piece: int) -> dict:
     store, scope, stream = against
     info = store.stream_info(scope, stream)
     store.check_whole(scope, stream)
-    if info.segment_count != chain.segments:
-        raise CorruptionError(f"archive has {chain.segments} segments, {scope}/{stream} has {info.segment_count}")
-    seg_infos = {s.segment: s for s in info.segments}
+    where = segment_map(chain, store, info)
+    if where is None:
+        raise CorruptionError(
+            f"archive has segments {chain.numbers}, {scope}/{stream} has {info.numbers}: not the same stream shape"
+        )
+    # against the archive's own source, positions must agree too; a restore has its own
+    src_doc = chain.source
+    source = (src_doc.get("store"), src_doc.get("scope"), src_doc.get("stream")) == (store.protocol, scope, stream)
     out = {"compared_events": 0, "stream_extra_events": 0, "stream_extra_bytes": 0,
            "archive_extra_events": 0, "archive_extra_bytes": 0}
-    for s in range(chain.segments):
+    for extra in sorted(set(info.numbers) - set(where.values())):  # segments born after the archive's last run
+        seg = info.segment(extra)
+        out["stream_extra_events"] += seg.events
+        out["stream_extra_bytes"] += seg.length
+    for s in chain.numbers:
+        d = where[s]
         parts = list(chain.parts(s))
-        start = parts[0].from_seq if parts else seg_infos[s].head_seq
-        src = store.read_events(scope, stream, s, from_seq=start, to_seq=seg_infos[s].tail_seq)
+        seg = info.segment(d)
+        start = parts[0].from_seq if source and parts else seg.head_seq
+        src = store.read_events(scope, stream, d, from_seq=start, to_seq=seg.tail_seq)
         for a in segment_events(target, chain, s, piece=piece, check_parts=False):
             b = next(src, None)
             if b is None:
                 out["archive_extra_events"] += 1
                 out["archive_extra_bytes"] += len(a.payload)
                 continue
-            if (a.seq, a.payload, a.routing_key) != (b.seq, b.payload, b.routing_key):
+            if (source and a.seq != b.seq) or a.payload != b.payload or (b.routing_key is not None and a.routing_key != b.routing_key):
                 raise CorruptionError(
                     f"archive {target.display} differs from {store.protocol}://{scope}/{stream} "
                     f"in segment {s} at seq {a.seq}"

@@ -8,8 +8,24 @@
 //   scale SCOPE STREAM K                seal every current segment, K new equal key ranges
 //   seal SCOPE STREAM
 //   segments SCOPE STREAM               print the current segment ids, one per line
+//   truncate-head SCOPE STREAM          truncate (controller) at the current segments' starts:
+//                                       every sealed predecessor goes
+//   bytetruncate SCOPE STREAM OFFSET    truncate a single-segment stream's segment before OFFSET
+//                                       (ByteStreamWriter.truncateDataBefore)
+//   read SCOPE STREAM                   read a sealed stream with a reader group, from its head
+//                                       to its end: one payload per line, in the order read
+import io.pravega.client.ByteStreamClientFactory;
 import io.pravega.client.ClientConfig;
 import io.pravega.client.EventStreamClientFactory;
+import io.pravega.client.admin.ReaderGroupManager;
+import io.pravega.client.byteStream.ByteStreamWriter;
+import io.pravega.client.stream.EventRead;
+import io.pravega.client.stream.EventStreamReader;
+import io.pravega.client.stream.ReaderConfig;
+import io.pravega.client.stream.ReaderGroup;
+import io.pravega.client.stream.ReaderGroupConfig;
+import io.pravega.client.stream.Stream;
+import io.pravega.client.stream.impl.StreamCutImpl;
 import io.pravega.client.admin.StreamManager;
 import io.pravega.client.control.impl.ControllerImpl;
 import io.pravega.client.control.impl.ControllerImplConfig;
@@ -91,6 +107,45 @@ public class PravegaTool {
             case "seal":
                 sm.sealStream(scope, stream);
                 break;
+            case "truncate-head": {
+                Map<Segment, Long> cut = new HashMap<>();
+                for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
+                    cut.put(s, 0L);
+                }
+                if (!sm.truncateStream(scope, stream, new StreamCutImpl(Stream.of(scope, stream), cut))) {
+                    throw new IllegalStateException("truncate refused");
+                }
+                break;
+            }
+            case "bytetruncate": {
+                try (ByteStreamClientFactory f = ByteStreamClientFactory.withScope(scope, cc);
+                     ByteStreamWriter w = f.createByteStreamWriter(stream)) {
+                    w.truncateDataBefore(Long.parseLong(a.get(3)));
+                }
+                break;
+            }
+            case "read": {
+                String group = "rg" + System.nanoTime();
+                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
+                    rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream)).build());
+                    try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                         EventStreamReader<byte[]> r = f.createReader("r", group, new ByteArraySerializer(),
+                                 ReaderConfig.builder().build())) {
+                        ReaderGroup rg = rgm.getReaderGroup(group);
+                        long deadline = System.currentTimeMillis() + 120_000;
+                        while (System.currentTimeMillis() < deadline) {
+                            EventRead<byte[]> e = r.readNextEvent(1000);
+                            if (e.getEvent() != null) {
+                                System.out.println(new String(e.getEvent(), StandardCharsets.UTF_8));
+                            } else if (!e.isCheckpoint() && rg.getMetrics().unreadBytes() == 0) {
+                                break;  // read to the end (the tool reads sealed streams)
+                            }
+                        }
+                    }
+                    rgm.deleteReaderGroup(group);
+                }
+                break;
+            }
             case "segments":
                 for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
                     System.out.println(s.getSegmentId());

@@ -1,8 +1,9 @@
-"""Streams shaped by the official Java client. One that scaled (open or sealed, 1 -> 2,
-1 -> 2 -> 3, or between two incremental runs) is refused by export and verify with one
-line (exit 64) and no run is recorded: the client we read Pravega with sees the segments
-of one epoch only, and a backup that says "complete" must hold every event. A fixed
-stream the Java client wrote with routing keys still exports and restores whole."""
+"""Streams shaped by the official Java client: scaled (1 -> 2, 1 -> 2 -> 3, a merge, a
+scale between two incremental runs), truncated (through the controller, through the
+segment), open or sealed. Each exports whole: every event once, sealed predecessors and
+successors included; `verify --against` agrees; an import into the local store holds every
+event once, and an import into a new Pravega stream restores the shape, so the official
+client's reader group reads each routing key's events in the order they were written."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from collections import Counter
 
 import pytest
 
+from stream_backend.errors import Paused
 from stream_backend.stores.local import LocalStore
+from stream_backend.transfer.export import ExportOptions, export_stream
+from stream_backend.transfer.progress import Progress
+from stream_backend.transfer.signals import PauseRequest
+from stream_backend.transfer.targets import Target
 
 from pravega.javatool import java_tool
-from transfer.helpers import cli_env, run_cli
+from transfer.helpers import cli_env, done_line, run_cli
 
 
 @pytest.fixture
@@ -37,63 +43,146 @@ def _runs(env, archive):
     return json.loads(p.stdout)["runs"] if p.returncode == 0 else []
 
 
-@pytest.mark.parametrize("sealed", [False, True])
-def test_scaled_stream_is_refused(pravega_server, tmp_path, sc, sealed):
-    cmds = [["create", sc, "s", 1], ["write", sc, "s", 300, 8, "a"], ["scale", sc, "s", 2],
-            ["write", sc, "s", 300, 8, "b"]]
-    java_tool(pravega_server, *cmds, *([["seal", sc, "s"]] if sealed else []))
+def _written(*batches: tuple[str, int, int]) -> dict[str, list[str]]:
+    """What PravegaTool's `write` commands wrote, per routing key, in order."""
+    keys: dict[str, list[str]] = {}
+    for tag, n, nkeys in batches:
+        for i in range(n):
+            keys.setdefault(f"k{i % nkeys}", []).append(f"{tag}-{i}")
+    return keys
+
+
+def _per_key(payloads: list[str], nkeys_of: dict[str, int]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in payloads:
+        tag, i = p.split("-")
+        out.setdefault(f"k{int(i) % nkeys_of[tag]}", []).append(p)
+    return out
+
+
+def _round_trip(pravega_server, pravega_store, tmp_path, sc, batches, sealed=True, exported=False):
+    """Export the stream `s` (unless `exported`), verify it, import it into the local store
+    and into a new Pravega stream; check every event is there once and each key's order
+    on the restore."""
+    want = _written(*batches)
+    total = sum(n for _t, n, _k in batches)
     env = _env(pravega_server, tmp_path / "root")
     archive = f"file://{tmp_path}/arch"
-    p = run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "none"], env, check=64)
-    assert "has scaled" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    assert _runs(env, archive) == []
-    info = run_cli(["info", f"pravega://{sc}/s"], env)
-    if sealed:  # what it can count, and that the counts are short
-        assert info.returncode == 0 and "WARNING" in info.stdout and "miss events" in info.stdout
-    else:  # it cannot count the open stream's segments at all
-        assert info.returncode == 64 and "has scaled" in info.stderr
-    ls = run_cli(["ls", f"pravega://{sc}"], env, check=0)  # one scaled stream does not break a listing
-    assert ls.stdout.split() == ["s"] and ("has scaled" in ls.stderr or sealed)
+    if not exported:
+        out = run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "json"], env, check=0).stdout
+        done = done_line(out)
+        assert done["complete"] and done["events"] == total, done
+    run_cli(["verify", archive, "--against", f"pravega://{sc}/s"], env, check=0)
+
+    run_cli(["import", archive, "stream://back/s", "--progress", "none"], env, check=0)
+    local = LocalStore(root=str(tmp_path / "root"))
+    try:
+        info = local.stream_info("back", "s")
+        got = Counter(ev.payload.decode() for seg in info.numbers for ev in local.read_events("back", "s", seg))
+    finally:
+        local.close()
+    assert sum(got.values()) == total and set(got.values()) == {1}  # every event, exactly once
+    assert sorted(got) == sorted(p for v in want.values() for p in v)
+    run_cli(["verify", archive, "--against", "stream://back/s"], env, check=0)
+
+    run_cli(["import", archive, f"pravega://{sc}/back", "--progress", "none"], env, check=0)
+    run_cli(["verify", archive, "--against", f"pravega://{sc}/back"], env, check=0)
+    if sealed:
+        pravega_store.seal_stream(sc, "back")
+    read = java_tool(pravega_server, ["read", sc, "back"]).split()
+    assert Counter(read) == Counter(p for v in want.values() for p in v)
+    assert _per_key(read, {t: k for t, _n, k in batches}) == want  # the reader group keeps each key's order
+    src, dst = pravega_store.stream_info(sc, "s"), pravega_store.stream_info(sc, "back")
+    assert [(x.key_range, x.events) for x in src.segments if x.events] == [
+        (x.key_range, x.events) for x in dst.segments if x.events]
+    return archive, env
 
 
-def test_two_scales_then_sealed_is_refused(pravega_server, tmp_path, sc):
+@pytest.mark.parametrize("sealed", [False, True])
+def test_scaled_stream_exports_every_segment(pravega_server, pravega_store, tmp_path, sc, sealed):
+    java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 300, 8, "a"], ["scale", sc, "s", 2],
+              ["write", sc, "s", 300, 8, "b"], *([["seal", sc, "s"]] if sealed else []))
+    info = pravega_store.stream_info(sc, "s")
+    assert info.numbers == [0, 1, 2] and info.segments[0].successors == (1, 2)
+    assert [s.events for s in info.segments][0] == 300 and info.events == 600
+    _round_trip(pravega_server, pravega_store, tmp_path, sc, [("a", 300, 8), ("b", 300, 8)], sealed=True)
+    env = _env(pravega_server, tmp_path / "root")
+    shown = run_cli(["info", f"pravega://{sc}/s", "--json"], env, check=0)
+    assert json.loads(shown.stdout)["events"] == 600
+
+
+def test_two_scales_and_a_merge(pravega_server, pravega_store, tmp_path, sc):
     java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 100, 4, "a"], ["scale", sc, "s", 2],
               ["write", sc, "s", 100, 4, "b"], ["scale", sc, "s", 3], ["write", sc, "s", 100, 4, "c"],
-              ["seal", sc, "s"])
-    env = _env(pravega_server, tmp_path / "root")
-    p = run_cli(["export", f"pravega://{sc}/s", f"file://{tmp_path}/arch", "--progress", "none"], env, check=64)
-    assert "has scaled" in p.stderr
+              ["scale", sc, "s", 1], ["write", sc, "s", 100, 4, "d"], ["seal", sc, "s"])
+    assert len(pravega_store.stream_info(sc, "s").segments) == 7
+    _round_trip(pravega_server, pravega_store, tmp_path, sc, [("a", 100, 4), ("b", 100, 4), ("c", 100, 4),
+                                                              ("d", 100, 4)])
 
 
-def test_scale_between_incremental_runs_adds_no_run(pravega_server, tmp_path, sc):
+def test_scale_between_incremental_runs(pravega_server, pravega_store, tmp_path, sc):
     java_tool(pravega_server, ["create", sc, "s", 2], ["write", sc, "s", 400, 8, "a"])
     env = _env(pravega_server, tmp_path / "root")
     archive = f"file://{tmp_path}/arch"
     run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "none"], env, check=0)
-    java_tool(pravega_server, ["scale", sc, "s", 2], ["write", sc, "s", 400, 8, "b"])
-    p = run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "none"], env, check=64)
-    assert "has scaled" in p.stderr
-    assert [r["run"] for r in _runs(env, archive)] == [1]
-    run_cli(["verify", archive, "--against", f"pravega://{sc}/s"], env, check=64)
+    java_tool(pravega_server, ["scale", sc, "s", 2], ["write", sc, "s", 400, 8, "b"], ["seal", sc, "s"])
+    done = done_line(run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "json"], env, check=0).stdout)
+    assert done["complete"] and done["run"] == 2 and done["events"] == 400  # sealed predecessors' rest + successors
+    assert [r["run"] for r in _runs(env, archive)] == [1, 2]
+    _round_trip(pravega_server, pravega_store, tmp_path, sc, [("a", 400, 8), ("b", 400, 8)], exported=True)
 
 
-def test_fixed_stream_from_the_java_client_round_trips(pravega_server, tmp_path, sc):
-    java_tool(pravega_server, ["create", sc, "s", 3], ["write", sc, "s", 900, 12, "e"], ["seal", sc, "s"])
+def test_truncated_through_the_controller(pravega_server, pravega_store, tmp_path, sc):
+    java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 200, 4, "a"], ["scale", sc, "s", 2],
+              ["write", sc, "s", 200, 4, "b"], ["truncate-head", sc, "s"], ["seal", sc, "s"])
+    info = pravega_store.stream_info(sc, "s")
+    assert info.numbers == [1, 2] and info.events == 200  # the sealed predecessor went with the truncation
+    _round_trip(pravega_server, pravega_store, tmp_path, sc, [("b", 200, 4)])
+
+
+def test_truncated_through_the_segment(pravega_server, pravega_store, tmp_path, sc):
+    java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 1000, 1, "a"])
+    cut = [ev.seq for ev in pravega_store.read_events(sc, "s", 0)][300]
+    java_tool(pravega_server, ["bytetruncate", sc, "s", cut], ["seal", sc, "s"])
+    info = pravega_store.stream_info(sc, "s")
+    assert info.segments[0].head_seq == cut and info.events == 700
     env = _env(pravega_server, tmp_path / "root")
     archive = f"file://{tmp_path}/arch"
-    run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "none"], env, check=0)
-    run_cli(["verify", archive, "--against", f"pravega://{sc}/s"], env, check=0)
+    done = done_line(run_cli(["export", f"pravega://{sc}/s", archive, "--progress", "json"], env, check=0).stdout)
+    assert done["events"] == 700
     run_cli(["import", archive, "stream://back/s", "--progress", "none"], env, check=0)
     local = LocalStore(root=str(tmp_path / "root"))
     try:
-        got = Counter()
-        order: dict[int, list[int]] = {}
-        for seg in range(3):
-            for ev in local.read_events("back", "s", seg):
-                tag, i = ev.payload.decode().split("-")
-                got[ev.payload] += 1
-                order.setdefault(int(i) % 12, []).append(int(i))  # one routing key's events
-        assert len(got) == 900 and set(got.values()) == {1}  # every event, exactly once
-        assert all(v == sorted(v) for v in order.values())  # per routing key, in order
+        assert [e.payload for e in local.read_events("back", "s", 0)] == [b"a-%d" % i for i in range(300, 1000)]
     finally:
         local.close()
+
+
+def test_pause_on_a_scaled_stream_resumes_to_the_same_archive(pravega_server, pravega_store, tmp_path, sc):
+    java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 300, 6, "a"], ["scale", sc, "s", 3],
+              ["write", sc, "s", 600, 6, "b"])
+    opts = ExportOptions(object_size=2048, part_size=8 * 1024 * 1024)
+    ref = export_stream(pravega_store, sc, "s", Target(f"file://{tmp_path}/ref"), opts, PauseRequest(),
+                        Progress("export", "none"))
+    assert ref["complete"] and ref["events"] == 900
+    pause = PauseRequest()
+
+    class PauseMidWay(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and self.done_events > 400:
+                pause.request()
+
+    target = Target(f"file://{tmp_path}/got")
+    with pytest.raises(Paused):
+        export_stream(pravega_store, sc, "s", target, opts, pause, PauseMidWay("export", "none"))
+    java_tool(pravega_server, ["write", sc, "s", 50, 6, "late"])  # the resumed run keeps its planned end
+    done = export_stream(pravega_store, sc, "s", target, opts, PauseRequest(), Progress("export", "none"))
+    assert done["complete"] and done["run"] == 1
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.relative_to(root).parts[0] in ("data", "runs")}
+
+    ref, got = files(tmp_path / "ref"), files(tmp_path / "got")
+    assert ref and got == ref

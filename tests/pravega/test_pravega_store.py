@@ -1,6 +1,7 @@
-"""PravegaStore against a real Pravega standalone: the traps of the Python client
-(unreachable controller retries forever, GIL held, reader names, segment attribution)
-and what users rely on (one-line errors, exit 69, independent readers, exact offsets)."""
+"""PravegaStore against a real Pravega standalone: the traps of a Pravega client
+(an unreachable controller is retried for a minute, a blocked call must not hold the GIL
+or ignore Ctrl-C) and what users rely on (one-line errors, exit 69, independent readers,
+exact offsets)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from stream_backend.stores.pravega import (
     HEADER,
     PravegaOffsetIndex,
     PravegaStore,
+    key_in_range,
     parse_controller,
-    pin_key,
     routing_key_position,
 )
 
@@ -70,13 +71,7 @@ def test_unreachable_controller_is_unavailable_fast():
     store.close()
 
 
-def _worker_pids() -> set[int]:
-    me = psutil.Process()
-    return {c.pid for c in me.children(recursive=True) if "pravega_worker" in " ".join(c.cmdline())}
-
-
 def test_silent_controller_times_out_within_the_timeout():
-    before = _worker_pids()  # workers of stores other tests keep open are not ours to judge
     with _Blackhole() as bh:
         store = PravegaStore(controller=f"tcp://127.0.0.1:{bh.port}", timeout=3)
         t = time.monotonic()
@@ -85,12 +80,10 @@ def test_silent_controller_times_out_within_the_timeout():
         took = time.monotonic() - t
         store.close()
     assert 2.5 < took < 8, took
-    # the worker was killed, not leaked
-    assert not _worker_pids() - before
 
 
 def test_main_thread_stays_responsive_while_the_client_hangs():
-    """The client never releases the GIL: in-process it would freeze this thread too."""
+    """A call blocked on the network releases the GIL: other threads run on."""
     with _Blackhole() as bh:
         store = PravegaStore(controller=f"tcp://127.0.0.1:{bh.port}", timeout=4)
         ticks = []
@@ -148,17 +141,16 @@ def test_ctrl_c_interrupts_a_hanging_call():
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
         time.sleep(3)
-        kids = psutil.Process(p.pid).children(recursive=True)
         p.send_signal(signal.SIGINT)
+        t = time.monotonic()
         try:
             p.wait(10)
         except subprocess.TimeoutExpired:
             p.kill()
             pytest.fail("Ctrl-C did not stop a call hanging on the Pravega client")
+        assert time.monotonic() - t < 2, "Ctrl-C waited for the call instead of cancelling it"
         assert p.returncode != 0
         assert "Traceback" not in p.stderr.read()
-        time.sleep(0.5)
-        assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "worker left behind"
 
 
 def test_server_listens_on_loopback_only(pravega_server):
@@ -242,11 +234,12 @@ def test_two_independent_readers(pravega_server):
     b.close()
 
 
-def test_pin_keys_cover_each_segment():
+def test_keys_in_range_land_in_it():
     for n in (1, 2, 3, 8):
         for i in range(n):
-            p = routing_key_position(pin_key(i, n))
+            p = routing_key_position(key_in_range(i / n, (i + 1) / n))
             assert i / n < p < (i + 1) / n
+    assert 0.3 < routing_key_position(key_in_range(0.3, 0.30001)) < 0.30001
 
 
 @settings(max_examples=200, deadline=None)
@@ -274,9 +267,8 @@ def test_offset_index_matches_naive(sizes, data):
         idx.locate(total + 1)
 
 
-def test_worker_started_from_a_thread_outlives_it(pravega_server):
-    """The worker dies with its parent (PR_SET_PDEATHSIG), which the kernel tracks per
-    *thread*: a writer opened from a short-lived thread must keep working after it."""
+def test_writer_opened_in_a_thread_outlives_it(pravega_server):
+    """A writer opened from a short-lived thread (a FUSE handler) keeps working after it."""
     store = PravegaStore(controller=pravega_server.controller, timeout=60)
     sc = _name("thr")
     box = {}
