@@ -1,25 +1,30 @@
 #!/usr/bin/env python3
-"""Read throughput from Pravega: the client's own reader loop vs `stream-backend export`
-to a file:// archive, in the same run on the same streams.
+"""Pravega throughput: stream-backend against the official Java client's own loops, in the
+same run on the same streams.
 
-Usage: .venv/bin/python scripts/bench_pravega.py [--mib 64] [--event-size 4096]
-           [--segments 1,2] [--controller tcp://127.0.0.1:9090] [--json out.json]
+Usage: .venv/bin/python scripts/bench_pravega.py [--mib 256] [--event-sizes 4096,1048576]
+           [--segments 1,4] [--controller tcp://127.0.0.1:9090] [--json out.json]
 
 Without --controller (or PRAVEGA_CONTROLLER_URI) it starts Pravega standalone through
-scripts/pravega-server on free loopback ports and stops it at the end. Prints one JSON
-line per case and a table: events/s and MB/s (MB = 10^6 bytes of payload).
+scripts/pravega-server on free loopback ports and stops it at the end. For every event
+size and segment count:
 
-What is measured:
-- ``client``: a reader group from the head, one reader, ``get_segment_slice_async`` until
-  every event is read (the client's fastest path; no per-segment attribution).
-- ``export``: ``stream-backend export pravega://S/T file://DIR`` as a user runs it (process
-  start, worker start, per-segment reads, archive framing, fsync'ed objects).
+- ``writer loop``: the Java client's EventStreamWriter writing the stream (keys k0..k63),
+  timed inside the JVM from the first write to the flush (JVM start not counted);
+- ``reader loop``: the Java client's reader group reading the sealed stream to its end,
+  timed inside the JVM (JVM start and the final idle wait not counted);
+- ``export``: ``stream-backend export pravega://S/T file://DIR`` as a user runs it, the
+  whole process (start-up, reads, archive framing, fsync'ed objects);
+- ``import``: ``stream-backend import`` of that archive into a new Pravega stream, the
+  whole process.
+
+Ratios: export / reader loop and import / writer loop (MB/s of payload; >1 is faster than
+the client). Each stream is deleted after its row (the standalone keeps data in its heap).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -34,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CLI = str(Path(sys.executable).parent / "stream-backend")
+TOOL = ROOT / "scripts" / "pravega" / "PravegaTool.java"
+QUIET = '<configuration><root level="ERROR"/></configuration>'
 
 
 def free_ports(n):
@@ -55,64 +62,48 @@ def start_server(home: Path) -> tuple[str, dict]:
     return f"tcp://127.0.0.1:{c}", env
 
 
-def fill(store, scope, stream, segments, mib, event_size) -> tuple[int, int]:
-    store.create_stream(scope, stream, segments=segments)
-    n = mib * 1024 * 1024 // event_size
-    payload = os.urandom(event_size)
-    with store.writer(scope, stream) as w:
-        for i in range(n):
-            w.append(payload, routing_key=f"k{i % 64}")
-    return n, n * event_size
+def classpath(server_env: dict | None) -> str:
+    home = Path((server_env or {}).get("PRAVEGA_HOME") or
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stream-backend" / "pravega")
+    for cand in (home / "classpath",
+                 Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stream-backend" / "pravega" / "classpath"):
+        if cand.exists():
+            return cand.read_text().strip()
+    raise SystemExit("no Pravega classpath: run bash scripts/pravega-server fetch")
 
 
-def client_loop(controller: str, scope: str, stream: str, events: int) -> float:
-    """The client's reader loop, run in a child process like our worker (same GIL trap)."""
-    code = f"""
-import asyncio, time, uuid, pravega_client as pc
-m = pc.StreamManager({controller!r})
-rg_name = "bench" + uuid.uuid4().hex
-rg = m.create_reader_group(rg_name, {scope!r}, {stream!r})
-r = rg.create_reader("r1")
-async def go():
-    n = 0
+def java(cp: str, controller: str, *words) -> tuple[list[str], float]:
+    """Run one PravegaTool command; -> (its last output line's words, whole-process seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as quiet:
+        quiet.write(QUIET)
+        quiet.flush()
+        t = time.monotonic()
+        p = subprocess.run(["java", f"-Dlogback.configurationFile={quiet.name}", "-cp", cp, str(TOOL), controller,
+                            *map(str, words)], capture_output=True, text=True, timeout=3600)
+        wall = time.monotonic() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"PravegaTool {words[0]} failed: {p.stderr[-1500:]}")
+    return p.stdout.strip().splitlines()[-1].split(), wall
+
+
+def cli(env: dict, *args) -> float:
     t = time.monotonic()
-    while n < {events}:
-        sl = await r.get_segment_slice_async()
-        for e in sl:
-            e.data()
-            n += 1
-        r.release_segment(sl)  # without it the reader never hands out that segment again
-    return time.monotonic() - t
-print(asyncio.run(go()))
-r.reader_offline()
-m.delete_reader_group(rg_name, {scope!r})
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        # seen with pravega 0.3.8 (not every run): a plain reader loop on a multi-segment stream -> SIGSEGV
-        raise RuntimeError(f"client reader loop died (exit {out.returncode})")
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def export(controller: str, scope: str, stream: str, target: Path) -> float:
-    env = dict(os.environ, PRAVEGA_CONTROLLER_URI=controller, STREAM_BACKEND_ROOT=str(target.parent / "root"))
-    t = time.monotonic()
-    subprocess.run([CLI, "export", f"pravega://{scope}/{stream}", f"file://{target}", "--progress", "none"]
-                   if _has_progress_none() else [CLI, "export", f"pravega://{scope}/{stream}", f"file://{target}"],
-                   env=env, check=True, capture_output=True, timeout=3600)
+    p = subprocess.run([CLI, *args, "--progress", "none"], env=env, capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"stream-backend {args[0]} failed: {p.stderr[-1500:]}")
     return time.monotonic() - t
 
 
-def _has_progress_none() -> bool:
-    out = subprocess.run([CLI, "export", "--help"], capture_output=True, text=True)
-    return "--progress" in out.stdout and "none" in out.stdout
+def row(case, size, segs, events, nbytes, secs, **extra) -> dict:
+    return {"case": case, "event_size": size, "segments": segs, "events": events, "bytes": nbytes,
+            "seconds": round(secs, 3), "MB_per_s": round(nbytes / secs / 1e6, 1), **extra}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mib", type=int, default=64)
-    ap.add_argument("--event-size", type=int, default=4096)
-    ap.add_argument("--segments", default="1,2")
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--event-sizes", default="4096,1048576")
+    ap.add_argument("--segments", default="1,4")
     ap.add_argument("--controller", default=os.environ.get("PRAVEGA_CONTROLLER_URI"))
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args()
@@ -124,39 +115,50 @@ def main() -> int:
     controller = a.controller
     if not controller:
         controller, server_env = start_server(tmp / "server")
+    cp = classpath(server_env)
+    env = dict(os.environ, PRAVEGA_CONTROLLER_URI=controller, STREAM_BACKEND_ROOT=str(tmp / "root"),
+               STREAM_BACKEND_TIMEOUT="600")
     results = []
+    store = PravegaStore(controller=controller, timeout=600)
+    scope = f"bench-{uuid.uuid4().hex[:8]}"
     try:
-        store = PravegaStore(controller=controller, timeout=600)
-        scope = f"bench-{uuid.uuid4().hex[:8]}"
-        for segs in [int(x) for x in a.segments.split(",")]:
-            stream = f"s{segs}"
-            events, nbytes = fill(store, scope, stream, segs, a.mib, a.event_size)
-            for case, fn in (
-                ("client", lambda: client_loop(controller, scope, stream, events)),
-                ("export", lambda: export(controller, scope, stream, tmp / f"arch-{stream}")),
-            ):
-                try:
-                    secs = fn()
-                except (RuntimeError, subprocess.CalledProcessError) as e:
-                    r = {"case": case, "segments": segs, "events": events, "bytes": nbytes, "error": str(e)}
+        for size in [int(x) for x in a.event_sizes.split(",")]:
+            for segs in [int(x) for x in a.segments.split(",")]:
+                n = a.mib * 1024 * 1024 // size
+                src, dst, arch = f"src-{size}-{segs}", f"dst-{size}-{segs}", tmp / f"arch-{size}-{segs}"
+                (ev, nb, secs), wall = java(cp, controller, "bench-write", scope, src, segs, n, size)
+                results.append(row("writer loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
+                store.seal_stream(scope, src)
+                (ev, nb, secs), wall = java(cp, controller, "bench-read", scope, src)
+                assert int(ev) == n, f"reader loop read {ev} of {n} events"
+                results.append(row("reader loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
+                secs = cli(env, "export", f"pravega://{scope}/{src}", f"file://{arch}")
+                results.append(row("export", size, segs, n, n * size, secs))
+                secs = cli(env, "import", f"file://{arch}", f"pravega://{scope}/{dst}")
+                got = store.stream_info(scope, dst)
+                assert got.events == n, f"import wrote {got.events} of {n} events"
+                results.append(row("import", size, segs, n, n * size, secs))
+                for r in results[-4:]:
                     print(json.dumps(r), flush=True)
-                    results.append(r)
-                    continue
-                r = {"case": case, "segments": segs, "events": events, "bytes": nbytes, "seconds": round(secs, 3),
-                     "events_per_s": round(events / secs), "MB_per_s": round(nbytes / secs / 1e6, 2)}
-                print(json.dumps(r), flush=True)
-                results.append(r)
-        store.close()
+                for s in (src, dst):
+                    store.delete_stream(scope, s)
+                shutil.rmtree(arch, ignore_errors=True)
+        store.delete_scope(scope)
     finally:
+        store.close()
         if server_env is not None:
             subprocess.run(["bash", str(ROOT / "scripts" / "pravega-server"), "stop"], env=server_env, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{'case':8} {'segs':>4} {'events':>9} {'seconds':>8} {'events/s':>10} {'MB/s':>8}")
-    for r in results:
-        if "error" in r:
-            print(f"{r['case']:8} {r['segments']:>4} {r['events']:>9}  {r['error']}")
-            continue
-        print(f"{r['case']:8} {r['segments']:>4} {r['events']:>9} {r['seconds']:>8} {r['events_per_s']:>10} {r['MB_per_s']:>8}")
+
+    def rate(case, size, segs):
+        return next(r["MB_per_s"] for r in results if (r["case"], r["event_size"], r["segments"]) == (case, size, segs))
+
+    print(f"\n{'event size':>10} {'segs':>4} {'reader loop':>11} {'export':>8} {'ratio':>6} "
+          f"{'writer loop':>11} {'import':>8} {'ratio':>6}   (MB/s of payload)")
+    for size in sorted({r["event_size"] for r in results}):
+        for segs in sorted({r["segments"] for r in results}):
+            rl, ex, wl, im = (rate(c, size, segs) for c in ("reader loop", "export", "writer loop", "import"))
+            print(f"{size:>10} {segs:>4} {rl:>11} {ex:>8} {ex / rl:>6.2f} {wl:>11} {im:>8} {im / wl:>6.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -1109,7 +1109,7 @@ def case_pravega(ctx: Context) -> dict:
     ctx.log(f"  wrote pravega://{SCOPE}/pv: {n_events} events in {time.perf_counter() - t0:.1f}s")
     rows = []
     pids = [server.pid] if server.pid else []
-    lcmd = "pravega_client reader group: get_segment_slice_async loop over every event"
+    lcmd = "the Java client's reader group: readNextEvent loop over every event (PravegaTool bench-read)"
 
     def loop():
         def make(i):

@@ -200,8 +200,8 @@ class Context:
             return cli("mount")
         if what == "pravega":
             try:
+                import sb_pravega  # noqa: F401
                 import stream_backend.stores.pravega  # noqa: F401
-                import pravega_client  # noqa: F401
             except Exception as exc:  # noqa: BLE001
                 return f"Pravega store not importable: {type(exc).__name__}: {exc}"
             if not os.path.exists(os.path.join(self.repo, "scripts", "pravega-server")):

@@ -111,42 +111,26 @@ def readloop(root: str, scope: str, stream: str) -> dict:
 
 
 def pravega_readloop(controller: str, scope: str, stream: str, events: str, timeout: str) -> dict:
-    """The pravega client's own reader loop: a reader group over the stream, every event once."""
-    import asyncio
+    """The official Java client's reader loop (scripts/pravega/PravegaTool.java bench-read):
+    a reader group over the stream, every event once, timed inside the JVM."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
 
-    import pravega_client
-
-    want, deadline = int(events), time.monotonic() + float(timeout)
-    t0 = time.perf_counter()
-    manager = pravega_client.StreamManager(controller)
-    rg_name = f"benchrg{os.getpid()}"
-    rg = manager.create_reader_group(rg_name, scope, stream)
-    reader = rg.create_reader("r0")
-    n = nbytes = 0
-
-    async def loop():
-        nonlocal n, nbytes
-        while n < want and time.monotonic() < deadline:
-            seg_slice = await reader.get_segment_slice_async()
-            for ev in seg_slice:
-                nbytes += len(ev.data())
-                n += 1
-            reader.release_segment(seg_slice)
-
-    try:
-        asyncio.run(loop())
-    finally:
-        try:
-            reader.reader_offline()
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            manager.delete_reader_group(rg_name, scope)
-        except Exception:  # noqa: BLE001
-            pass
-    if n < want:
-        raise SystemExit(f"read {n} of {want} events before the timeout")
-    return {"events": n, "bytes": nbytes, "seconds": time.perf_counter() - t0}
+    repo = Path(__file__).resolve().parents[2]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stream-backend" / "pravega" / "classpath"
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as quiet:
+        quiet.write('<configuration><root level="ERROR"/></configuration>')
+        quiet.flush()
+        p = subprocess.run(["java", f"-Dlogback.configurationFile={quiet.name}", "-cp", cache.read_text().strip(),
+                            str(repo / "scripts" / "pravega" / "PravegaTool.java"), controller, "bench-read", scope,
+                            stream], capture_output=True, text=True, timeout=float(timeout))
+    if p.returncode != 0:
+        raise SystemExit(f"the Java reader loop failed: {p.stderr[-500:]}")
+    n, nbytes, secs = p.stdout.split()[-3:]
+    if int(n) < int(events):
+        raise SystemExit(f"read {n} of {events} events")
+    return {"events": int(n), "bytes": int(nbytes), "seconds": float(secs)}
 
 
 def main(argv):

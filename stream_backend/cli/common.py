@@ -107,3 +107,26 @@ def open_store_for(url, root=None, controller=None, timeout=30.0):
     if controller:
         opts["controller"] = controller
     return open_store("pravega", **opts)
+
+
+def shape_line(segment: int, shape: dict) -> str:
+    """segment 2: keys [0.5, 1), epoch 1, after 0, sealed, then 5, 6"""
+    lo, hi = shape["key_range"]
+    words = [f"segment {segment}: keys [{lo:g}, {hi:g}), epoch {shape['epoch']}"]
+    if shape["predecessors"]:
+        words.append("after " + ", ".join(map(str, shape["predecessors"])))
+    if shape["sealed"]:
+        words.append("sealed" + (", then " + ", ".join(map(str, shape["successors"])) if shape["successors"] else ""))
+    return ", ".join(words)
+
+
+def config_line(cfg: dict) -> str:
+    sc, ret = cfg.get("scaling") or {}, cfg.get("retention") or {}
+    kind = sc.get("type")
+    scaling = (f"fixed, {sc.get('min_segments')} segments" if kind == "fixed" else
+               f"by {'events/s' if kind == 'events' else 'KiB/s'} {sc.get('target_rate')}, factor "
+               f"{sc.get('scale_factor')}, at least {sc.get('min_segments')} segments")
+    retention = "none" if ret.get("type") in (None, "none") else (
+        f"{ret['value'] / 1000:g} s" if ret["type"] == "time" else f"{ret['value']} bytes")
+    tags = ", ".join(cfg.get("tags") or []) or "none"
+    return f"stream config: scaling {scaling}; retention {retention}; tags {tags}"

@@ -21,7 +21,7 @@ from ..errors import NotFoundError, PermissionDeniedError, UnsupportedError, Usa
 from ..stores.base import StreamInfo
 from ..urls import parse_stream_url
 from . import main
-from .common import open_store_for, store_options
+from .common import config_line, open_store_for, shape_line, store_options
 
 CAT_CHUNK = 1 << 20  # bytes per read_range call in `cat`
 WRITE_FLUSH_EVERY = (
@@ -106,6 +106,8 @@ def _segment_dict(seg) -> dict:
         "events": seg.events,
         "length": seg.length,
         "last_append": seg.last_append,
+        **({"key_range": list(seg.key_range), "epoch": seg.epoch, "predecessors": list(seg.predecessors),
+            "successors": list(seg.successors), "sealed": seg.sealed} if seg.key_range is not None else {}),
     }
 
 
@@ -122,6 +124,7 @@ def _stream_dict(url_protocol: str, info) -> dict:
         "created": info.created,
         "last_append": info.last_append,
         "segments": [_segment_dict(s) for s in info.segments],
+        **({"config": info.config} if info.config is not None else {}),
     }
 
 
@@ -317,12 +320,16 @@ def info_cmd(url, as_json, root, controller, timeout):
         else:
             click.echo(f"  import:         INCOMPLETE: {what}; segments finished {imp['segments_done'] or 'none'} "
                        "(run the same import again to finish it)")
+    if d.get("config"):
+        click.echo(f"  {config_line(d['config'])}")
     for s in d["segments"]:
         click.echo(
             f"  segment {s['segment']}: seq [{s['head_seq']}, {s['tail_seq']}), "
             f"{s['events']} events, "
             f"{human_size(s['length'])}, last append {iso_time(s['last_append']) or '-'}"
         )
+        if "key_range" in s:
+            click.echo("    " + shape_line(s["segment"], s).split(": ", 1)[1])
 
 
 # --------------------------------------------------------------------------- create / rm / seal

@@ -19,7 +19,7 @@ import click
 from ..errors import Paused, UsageError
 from ..urls import parse_stream_url, redact
 from . import main
-from .common import open_store_for, store_options
+from .common import config_line, open_store_for, shape_line, store_options
 
 
 def _size(text: str, what: str) -> int:
@@ -342,6 +342,14 @@ def status_cmd(archive, as_json, endpoint_url):
         click.echo(f"  run {r['run']}: {_plural(r['events'], 'event')}, {human_size(r['bytes'])}, "
                    f"{_plural(r['objects'], 'object')}, events appended {when(r['first_time'])} .. "
                    f"{when(r['last_time'])}, segments {ranges}")
+    if st["runs"] and st["runs"][-1].get("shape"):
+        last = st["runs"][-1]
+        click.echo(f"  shape at run {last['run']} (a Pravega stream's segment graph):")
+        for seg, sh in sorted(last["shape"].items(), key=lambda kv: int(kv[0])):
+            click.echo("    " + shape_line(int(seg), sh))
+        cfg = last.get("stream_config")
+        if cfg:
+            click.echo("  " + config_line(cfg))
     ip = st["in_progress"]
     for r in ip["runs"]:
         click.echo(f"  run {r}: in progress")

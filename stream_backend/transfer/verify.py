@@ -157,6 +157,9 @@ def archive_status(target: Target) -> dict:
             "first_time": min((p.first_time for p in m.segments if p.first_time is not None), default=None),
             "last_time": max((p.last_time for p in m.segments if p.last_time is not None), default=None),
             "checksum": m.checksum,
+            **({"shape": {str(p.segment): p.shape for p in m.segments if p.shape is not None}}
+               if any(p.shape is not None for p in m.segments) else {}),
+            **({"stream_config": m.stream_config} if m.stream_config is not None else {}),
         })
     cps = checkpoints_of(target)
     for cp in cps:

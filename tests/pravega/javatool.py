@@ -1,4 +1,4 @@
-"""Run tests/pravega/PravegaTool.java: the official Java client shapes a stream (routing
+"""Run scripts/pravega/PravegaTool.java: the official Java client shapes a stream (routing
 keys, scaling through the controller, seal) so the tests read streams stream-backend did
 not write. Java 17 runs the source file directly, with the standalone's classpath."""
 
@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-TOOL = Path(__file__).with_name("PravegaTool.java")
+TOOL = Path(__file__).resolve().parents[2] / "scripts" / "pravega" / "PravegaTool.java"
 
 
 def _classpath(server) -> str:
@@ -27,7 +27,7 @@ def _classpath(server) -> str:
 QUIET = """<configuration><root level="ERROR"/></configuration>"""
 
 
-def java_tool(server, *commands: list[str]) -> str:
+def java_tool(server, *commands: list[str], timeout: float = 300) -> str:
     """Run the commands (each a list of words) in one JVM; return its stdout."""
     args: list[str] = []
     for c in commands:
@@ -38,7 +38,7 @@ def java_tool(server, *commands: list[str]) -> str:
         p = subprocess.run(
             ["java", f"-Dlogback.configurationFile={quiet.name}", "-cp", _classpath(server), str(TOOL),
              server.controller, *args],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=timeout,
         )
     assert p.returncode == 0, f"PravegaTool {commands} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
     return p.stdout

@@ -19,6 +19,8 @@ import pytest
 from stream_backend.stores.local import LocalStore
 from stream_backend.stores.pravega import PravegaStore
 
+from pravega.javatool import java_tool
+
 CLI = str(Path(sys.executable).parent / "stream-backend")
 KILLS = 5
 
@@ -87,9 +89,14 @@ def _kill_loop(args, env, rnd, done, max_delay, partial=None):
 
 
 @pytest.mark.slow
-def test_export_from_pravega_kill_loop_identical_archive(pravega_server, pravega_store, tmp_path):
+@pytest.mark.parametrize("shape", ["fixed", "scaled"])
+def test_export_from_pravega_kill_loop_identical_archive(pravega_server, pravega_store, tmp_path, shape):
     sc = f"exp-{uuid.uuid4().hex[:8]}"
-    _fill(pravega_store, sc, "src", segments=2, events=2000, seed=3)
+    _fill(pravega_store, sc, "src", segments=2, events=2000 if shape == "fixed" else 1000, seed=3)
+    if shape == "scaled":  # the Java client splits it into 3, then the stream grows on
+        java_tool(pravega_server, ["scale", sc, "src", 3])
+        _fill(pravega_store, sc, "src", segments=2, events=1000, seed=4)
+        assert len(pravega_store.stream_info(sc, "src").segments) == 5
     env = _env(pravega_server, tmp_path / "root")
     common = ["--object-size", "16KiB", "--parallel", "2"]
     t = time.monotonic()
@@ -107,7 +114,7 @@ def test_export_from_pravega_kill_loop_identical_archive(pravega_server, pravega
 
 
 def _signal_tree(pid: int, sig: int) -> list:
-    """Send ``sig`` to a process and all its descendants (the Pravega worker has its own session)."""
+    """Send ``sig`` to a process and all its descendants, as a pod kill would."""
     import psutil
 
     try:

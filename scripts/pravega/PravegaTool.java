@@ -1,6 +1,6 @@
 // Streams shaped by the official Java client, for the Pravega tests: written with routing
 // keys, scaled through the controller, sealed. Run from source by Java 17 with the
-// standalone's classpath (tests/pravega/javatool.py):
+// standalone's classpath (tests/pravega/javatool.py, scripts/bench_pravega.py):
 //   java -cp CP PravegaTool.java CONTROLLER_URI COMMAND ARGS... [; COMMAND ARGS...]
 // Commands:
 //   create SCOPE STREAM SEGMENTS        scope (if missing) and a fixed-size stream
@@ -12,6 +12,17 @@
 //                                       every sealed predecessor goes
 //   bytetruncate SCOPE STREAM OFFSET    truncate a single-segment stream's segment before OFFSET
 //                                       (ByteStreamWriter.truncateDataBefore)
+//   autoscale SCOPE STREAM KEYS TAG MAXSECONDS
+//                                       a stream auto-scaled by event rate (target 1 event/s,
+//                                       factor 2, 1 segment), written "TAG-i" with keys
+//                                       "k<i % KEYS>" until it split (then 200 more); prints
+//                                       the number of events written
+//   bench-write SCOPE STREAM SEGMENTS N SIZE
+//                                       a fixed stream of SEGMENTS, N events of SIZE bytes with
+//                                       keys "k<i % 64>", flushed; prints "events bytes seconds"
+//                                       (the writer loop alone, JVM start not included)
+//   bench-read SCOPE STREAM             a reader group over the sealed stream, read to its end;
+//                                       prints "events bytes seconds" (the reader loop alone)
 //   read SCOPE STREAM                   read a sealed stream with a reader group, from its head
 //                                       to its end: one payload per line, in the order read
 import io.pravega.client.ByteStreamClientFactory;
@@ -107,6 +118,38 @@ public class PravegaTool {
             case "seal":
                 sm.sealStream(scope, stream);
                 break;
+            case "autoscale": {
+                int keys = Integer.parseInt(a.get(3));
+                long deadline = System.currentTimeMillis() + 1000L * Integer.parseInt(a.get(5));
+                sm.createScope(scope);
+                sm.createStream(scope, stream, StreamConfiguration.builder()
+                        .scalingPolicy(ScalingPolicy.byEventRate(1, 2, 1)).build());
+                int i = 0, after = -1;
+                try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                     EventStreamWriter<byte[]> w = f.createEventWriter(stream, new ByteArraySerializer(),
+                             EventWriterConfig.builder().build())) {
+                    long nextLook = 0;
+                    while (after < 0 || i < after) {
+                        w.writeEvent("k" + (i % keys), (a.get(4) + "-" + i).getBytes(StandardCharsets.UTF_8));
+                        i++;
+                        if (i % 50 == 0) {
+                            w.flush();
+                            Thread.sleep(100);  // about 500 events/s: far above the target, light on the server
+                        }
+                        if (after < 0 && System.currentTimeMillis() >= nextLook) {
+                            nextLook = System.currentTimeMillis() + 1000;
+                            if (ctl.getCurrentSegments(scope, stream).join().getSegments().size() > 1) {
+                                after = i + 200;
+                            } else if (System.currentTimeMillis() > deadline) {
+                                throw new IllegalStateException("no auto-scale within " + a.get(5) + " s");
+                            }
+                        }
+                    }
+                    w.flush();
+                }
+                System.out.println(i);
+                break;
+            }
             case "truncate-head": {
                 Map<Segment, Long> cut = new HashMap<>();
                 for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
@@ -121,6 +164,49 @@ public class PravegaTool {
                 try (ByteStreamClientFactory f = ByteStreamClientFactory.withScope(scope, cc);
                      ByteStreamWriter w = f.createByteStreamWriter(stream)) {
                     w.truncateDataBefore(Long.parseLong(a.get(3)));
+                }
+                break;
+            }
+            case "bench-write": {
+                int segs = Integer.parseInt(a.get(3)), n = Integer.parseInt(a.get(4)), size = Integer.parseInt(a.get(5));
+                sm.createScope(scope);
+                sm.createStream(scope, stream, StreamConfiguration.builder()
+                        .scalingPolicy(ScalingPolicy.fixed(segs)).build());
+                byte[] payload = new byte[size];
+                new java.util.Random(7).nextBytes(payload);
+                try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                     EventStreamWriter<byte[]> w = f.createEventWriter(stream, new ByteArraySerializer(),
+                             EventWriterConfig.builder().build())) {
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < n; i++) {
+                        w.writeEvent("k" + (i % 64), payload);
+                    }
+                    w.flush();
+                    System.out.println(n + " " + (long) n * size + " " + (System.nanoTime() - t0) / 1e9);
+                }
+                break;
+            }
+            case "bench-read": {
+                String group = "rg" + System.nanoTime();
+                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
+                    rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream)).build());
+                    try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                         EventStreamReader<byte[]> r = f.createReader("r", group, new ByteArraySerializer(),
+                                 ReaderConfig.builder().build())) {
+                        long t0 = System.nanoTime(), last = t0, events = 0, bytes = 0;
+                        while (true) {
+                            EventRead<byte[]> e = r.readNextEvent(2000);
+                            if (e.getEvent() != null) {
+                                events++;
+                                bytes += e.getEvent().length;
+                                last = System.nanoTime();
+                            } else if (!e.isCheckpoint()) {
+                                break;  // a sealed stream read to its end (the 2 s wait is not counted)
+                            }
+                        }
+                        System.out.println(events + " " + bytes + " " + (last - t0) / 1e9);
+                    }
+                    rgm.deleteReaderGroup(group);
                 }
                 break;
             }
