@@ -3,8 +3,9 @@ scale by scale, so every routing key's events keep their order and a reader grou
 restored stream reads what it would have read on the source.
 
 The archive records each segment's key range, creating epoch and predecessors
-(``SegmentPart.shape``). The replay creates the stream over the root segments' key
-ranges (those whose predecessors the archive does not hold), writes every segment a
+(``SegmentPart.shape``). The replay creates the stream as one segment, scales it to the root segments' key ranges
+(those whose predecessors the archive does not hold; no scale if that is the whole key
+space), writes every segment a
 scale seals before replaying that scale (seal the same key ranges, create the same new
 ones), and writes the segments still open at the end last. Which scale a destination
 already took is read from the destination itself (its epochs and key ranges), so a
@@ -34,11 +35,9 @@ class ShapeReplay:
             sealed = sorted({p for n in new for p in self.shapes[n]["predecessors"]}, key=self._low)
             self.scales.append({"epoch": epoch, "sealed": sealed, "new": new,
                                 "ranges": [self._range(n) for n in new]})
-        root_ranges = [self._range(n) for n in self.roots]
-        k = len(root_ranges)
-        # Pravega creates a stream over an even split only: other roots take one scale more
-        self.even = all(abs(lo - i / k) < 1e-12 and abs(hi - (i + 1) / k) < 1e-12
-                        for i, (lo, hi) in enumerate(root_ranges))
+        # the destination starts as one segment, then takes the roots' key ranges in a scale
+        # of its own: a stream created over n segments could never be merged below n
+        self.whole = [self._range(n) for n in self.roots] == [(0.0, 1.0)]
 
     def _range(self, n: int) -> tuple[float, float]:
         lo, hi = self.shapes[n]["key_range"]
@@ -48,9 +47,9 @@ class ShapeReplay:
         return self._range(n)[0]
 
     def create(self, store, scope: str, stream: str, max_event_size: int | None) -> None:
-        store.create_stream(scope, stream, segments=len(self.roots) if self.even else 1, exist_ok=True,
+        store.create_stream(scope, stream, segments=1, exist_ok=True,
                             max_event_size=max_event_size, **config_options(store, self.config))
-        if not self.even:
+        if not self.whole:
             store.scale_stream(scope, stream, [0], [self._range(n) for n in self.roots])
 
     def steps(self, numbers: list[int]) -> list[tuple[str, object]]:
@@ -76,7 +75,7 @@ class ShapeReplay:
         """Archive segment -> destination segment, for as many scales as the destination
         took; None if its shape is not a prefix of the source's."""
         levels = self._levels(info)
-        first = 0 if self.even else 1
+        first = 0 if self.whole else 1
         out: dict[int, int] = {}
         plan = [self.roots] + [sc["new"] for sc in self.scales]
         for i, group in enumerate(plan):
@@ -92,13 +91,13 @@ class ShapeReplay:
                 if d is None:
                     return None
                 out[n] = d
-        if set(levels) - set(range(first + len(plan))) - ({0} if not self.even else set()):
+        if set(levels) - set(range(first + len(plan))) - ({0} if not self.whole else set()):
             return None  # the destination scaled in ways the source did not
         return out
 
     def scaled(self, info, scale: dict) -> bool:
         """Did the destination already take ``scale``?"""
-        first = 0 if self.even else 1
+        first = 0 if self.whole else 1
         return (first + 1 + self.scales.index(scale)) in self._levels(info)
 
 def restore_scaling(store, scope: str, stream: str, config: dict | None) -> None:
@@ -121,16 +120,16 @@ def config_options(store, config: dict | None) -> dict:
     return out
 
 
-def segment_map(chain, store, info) -> dict[int, int] | None:
+def segment_map(chain, store, info, is_source: bool) -> dict[int, int] | None:
     """Archive segment -> segment of the stream ``info`` describes, for comparing them:
-    the same numbers (the source itself), the restored shape (a replayed import), or in
-    order onto 0..n-1 (an import into a fixed stream); None if none fits."""
-    if set(chain.numbers) <= set(info.numbers):
-        return {n: n for n in chain.numbers}
+    the same numbers (the archive's source itself), the restored shape (a replayed
+    import), or in order onto 0..n-1 (an import into a fixed stream); None if none fits."""
+    if is_source:
+        return {n: n for n in chain.numbers} if set(chain.numbers) <= set(info.numbers) else None
     if chain.scaled and hasattr(store, "scale_stream"):
         got = ShapeReplay(chain).match(info)
         if got is not None and len(got) == len(chain.numbers):
             return got
-    if len(info.numbers) == len(chain.numbers):
+    if len(info.numbers) == len(chain.numbers) or set(chain.numbers) <= set(info.numbers):
         return chain.dense(info.numbers)
     return None

@@ -88,14 +88,14 @@ def _compare(target: Target, chain, against, piece: int) -> dict:
     store, scope, stream = against
     info = store.stream_info(scope, stream)
     store.check_whole(scope, stream)
-    where = segment_map(chain, store, info)
+    # against the archive's own source, positions must agree too; a restore has its own
+    src_doc = chain.source
+    source = (src_doc.get("store"), src_doc.get("scope"), src_doc.get("stream")) == (store.protocol, scope, stream)
+    where = segment_map(chain, store, info, is_source=source)
     if where is None:
         raise CorruptionError(
             f"archive has segments {chain.numbers}, {scope}/{stream} has {info.numbers}: not the same stream shape"
         )
-    # against the archive's own source, positions must agree too; a restore has its own
-    src_doc = chain.source
-    source = (src_doc.get("store"), src_doc.get("scope"), src_doc.get("stream")) == (store.protocol, scope, stream)
     out = {"compared_events": 0, "stream_extra_events": 0, "stream_extra_bytes": 0,
            "archive_extra_events": 0, "archive_extra_bytes": 0}
     for extra in sorted(set(info.numbers) - set(where.values())):  # segments born after the archive's last run

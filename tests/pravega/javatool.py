@@ -1,9 +1,10 @@
 """Run scripts/pravega/PravegaTool.java: the official Java client shapes a stream (routing
 keys, scaling through the controller, seal) so the tests read streams stream-backend did
-not write. Java 17 runs the source file directly, with the standalone's classpath."""
+not write. It is compiled once (javac, Java 17) against the standalone's classpath."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -27,8 +28,26 @@ def _classpath(server) -> str:
 QUIET = """<configuration><root level="ERROR"/></configuration>"""
 
 
+def _compiled(cp: str) -> str:
+    """The tool compiled once per version of its source (``java File.java`` would compile it
+    again on every call, seconds each)."""
+    digest = hashlib.sha256(TOOL.read_bytes()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"sb-pravegatool-{digest}"
+    if not (out / "PravegaTool.class").exists():
+        tmp = Path(tempfile.mkdtemp(dir=tempfile.gettempdir(), prefix="sb-pravegatool-"))
+        p = subprocess.run(["javac", "-nowarn", "-cp", cp, "-d", str(tmp), str(TOOL)], capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, f"javac {TOOL} failed:\n{p.stderr[-4000:]}"
+        try:
+            tmp.rename(out)
+        except OSError:  # another test process compiled it meanwhile
+            pass
+    return str(out)
+
+
 def java_tool(server, *commands: list[str], timeout: float = 300) -> str:
     """Run the commands (each a list of words) in one JVM; return its stdout."""
+    cp = _classpath(server)
     args: list[str] = []
     for c in commands:
         args += [*map(str, c), ";"]
@@ -36,7 +55,7 @@ def java_tool(server, *commands: list[str], timeout: float = 300) -> str:
         quiet.write(QUIET)
         quiet.flush()
         p = subprocess.run(
-            ["java", f"-Dlogback.configurationFile={quiet.name}", "-cp", _classpath(server), str(TOOL),
+            ["java", f"-Dlogback.configurationFile={quiet.name}", "-cp", f"{_compiled(cp)}:{cp}", "PravegaTool",
              server.controller, *args],
             capture_output=True, text=True, timeout=timeout,
         )
