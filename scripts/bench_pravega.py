@@ -57,7 +57,7 @@ def start_server(home: Path) -> tuple[str, dict]:
     c, ss, zk, rest, admin, ssrest = free_ports(6)
     env = dict(os.environ, PRAVEGA_HOME=str(home), PRAVEGA_CONTROLLER_PORT=str(c), PRAVEGA_SEGMENTSTORE_PORT=str(ss),
                PRAVEGA_ZK_PORT=str(zk), PRAVEGA_REST_PORT=str(rest), PRAVEGA_ADMIN_PORT=str(admin),
-               PRAVEGA_SEGMENTSTORE_REST_PORT=str(ssrest))
+               PRAVEGA_SEGMENTSTORE_REST_PORT=str(ssrest), PRAVEGA_HEAP=os.environ.get("PRAVEGA_HEAP", "6g"))
     subprocess.run(["bash", str(ROOT / "scripts" / "pravega-server"), "start"], env=env, check=True)
     return f"tcp://127.0.0.1:{c}", env
 
@@ -140,7 +140,7 @@ def main() -> int:
                 results.append(row("import", size, segs, n, n * size, secs))
                 for r in results[-4:]:
                     print(json.dumps(r), flush=True)
-                for s in (src, dst):
+                for s in store.list_streams(scope):  # the import's marker stream too
                     store.delete_stream(scope, s)
                 shutil.rmtree(arch, ignore_errors=True)
         store.delete_scope(scope)

@@ -126,7 +126,15 @@ struct Client {
     factory: ClientFactory,
     // Our own segment-store connection pool (the factory's pool is private).
     pool: ConnectionPool<SegmentConnectionManager>,
+    // Segment store of each segment, as the controller last said (dropped on WrongHost).
+    endpoints: Mutex<HashMap<String, PravegaNodeUri>>,
+    // Delegation token of each stream and when it was fetched (reused for TOKEN_REUSE).
+    tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long a delegation token is reused before the controller is asked again (its own
+/// tokens live far longer; empty when auth is off).
+const TOKEN_REUSE: Duration = Duration::from_secs(60);
 
 impl Client {
     /// Run `fut` on the factory's runtime with the GIL released, bounded by `timeout` seconds.
@@ -168,20 +176,43 @@ impl Client {
     }
 
     async fn endpoint(&self, seg: &ScopedSegment) -> Res<PravegaNodeUri> {
-        self.factory
+        let key = seg.to_string();
+        if let Some(uri) = self.endpoints.lock().unwrap().get(&key) {
+            return Ok(uri.clone());
+        }
+        let uri = self
+            .factory
             .controller_client()
             .get_endpoint_for_segment(seg)
             .await
-            .map_err(|e| Error::Other(format!("get_endpoint_for_segment({}): {:?}", seg, e.error)))
+            .map_err(|e| Error::Other(format!("get_endpoint_for_segment({}): {:?}", seg, e.error)))?;
+        self.endpoints.lock().unwrap().insert(key, uri.clone());
+        Ok(uri)
+    }
+
+    /// The segment store to ask after a WrongHost reply: the controller's current answer.
+    async fn fresh_endpoint(&self, seg: &ScopedSegment) -> Res<PravegaNodeUri> {
+        self.endpoints.lock().unwrap().remove(&seg.to_string());
+        self.endpoint(seg).await
     }
 
     async fn token(&self, seg: &ScopedSegment) -> Res<String> {
         // Empty string when auth is disabled on the controller.
-        self.factory
+        let stream = ScopedStream::from(seg);
+        let key = stream.to_string();
+        if let Some((tok, at)) = self.tokens.lock().unwrap().get(&key) {
+            if at.elapsed() < TOKEN_REUSE {
+                return Ok(tok.clone());
+            }
+        }
+        let tok = self
+            .factory
             .controller_client()
-            .get_or_refresh_delegation_token_for(ScopedStream::from(seg))
+            .get_or_refresh_delegation_token_for(stream)
             .await
-            .map_err(|e| Error::Other(format!("delegation token for {}: {:?}", seg, e.error)))
+            .map_err(|e| Error::Other(format!("delegation token for {}: {:?}", seg, e.error)))?;
+        self.tokens.lock().unwrap().insert(key, (tok.clone(), std::time::Instant::now()));
+        Ok(tok)
     }
 
     async fn segment_info_async(&self, seg: &ScopedSegment) -> Res<(i64, i64, bool)> {
@@ -203,7 +234,7 @@ impl Client {
                 Replies::NoSuchSegment(_) => {
                     return Err(Error::NotFound(format!("segment {} does not exist", seg)))
                 }
-                Replies::WrongHost(_) => endpoint = self.endpoint(seg).await?,
+                Replies::WrongHost(_) => endpoint = self.fresh_endpoint(seg).await?,
                 other => return Err(Error::Other(format!("unexpected reply to GetStreamSegmentInfo: {:?}", other))),
             }
         }
@@ -266,7 +297,7 @@ impl Client {
                 }
                 Replies::WrongHost(_) if wrong_host < 3 => {
                     wrong_host += 1;
-                    endpoint = self.endpoint(seg).await?;
+                    endpoint = self.fresh_endpoint(seg).await?;
                 }
                 other => return Err(Error::Other(format!("unexpected reply to ReadSegment: {:?}", other))),
             }
@@ -318,13 +349,18 @@ impl Client {
                         seq, seg, size, end
                     )));
                 }
-                seqs.push(seq);
-                lens.push(size);
                 if at as i64 + HEADER + size > raw.len() as i64 {
-                    jumped = true; // its payload is not in `raw`: skip it unread
+                    if size < SCAN_MIN && at > 0 {
+                        break; // a small event cut by the chunk's end: the next read starts at it
+                    }
+                    seqs.push(seq);
+                    lens.push(size);
+                    jumped = true; // a large payload not in `raw`: skip it unread
                     at = (at as i64 + HEADER + size) as usize;
                     break;
                 }
+                seqs.push(seq);
+                lens.push(size);
                 at += (HEADER + size) as usize;
             }
             if at == 0 {
@@ -419,7 +455,7 @@ impl Client {
         // ClientFactory::new builds its own multi-thread tokio runtime; the controller
         // gRPC channel connects lazily, so this does not touch the network.
         let factory = ClientFactory::new(config);
-        Ok(Client { factory, pool })
+        Ok(Client { factory, pool, endpoints: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()) })
     }
 
     /// Scope names (the system's own, starting with `_`, included).

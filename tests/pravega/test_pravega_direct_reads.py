@@ -3,7 +3,6 @@ the segment store, and an export reads each segment's bytes once."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
