@@ -248,6 +248,9 @@ class Importer:
     def _run_holding(self, writer, chain: Chain, mine: list[int], dest: str, ident: dict) -> dict:
         info = self.store.stream_info(self.scope, self.stream)
         if self.replay is not None:
+            self.replay.start(self.store, self.scope, self.stream, info)
+            info = self.store.stream_info(self.scope, self.stream)
+            writer.refresh()
             dest_of = self.replay.match(info)
             if dest_of is None:
                 raise NotEmptyError(

@@ -3,11 +3,11 @@ scale by scale, so every routing key's events keep their order and a reader grou
 restored stream reads what it would have read on the source.
 
 The archive records each segment's key range, creating epoch and predecessors
-(``SegmentPart.shape``). The replay creates the stream as one segment, scales it to the root segments' key ranges
-(those whose predecessors the archive does not hold; no scale if that is the whole key
-space), writes every segment a
-scale seals before replaying that scale (seal the same key ranges, create the same new
-ones), and writes the segments still open at the end last. Which scale a destination
+(``SegmentPart.shape``). The replay creates the stream as one segment, scales it to the
+root segments' key ranges (those whose predecessors the archive does not hold; no scale if
+that is the whole key space), writes every segment a scale seals before replaying that
+scale (seal the same key ranges, create the same new ones), and writes the segments still
+open at the end last. Which scale a destination
 already took is read from the destination itself (its epochs and key ranges), so a
 killed import resumes from there.
 """
@@ -49,7 +49,12 @@ class ShapeReplay:
     def create(self, store, scope: str, stream: str, max_event_size: int | None) -> None:
         store.create_stream(scope, stream, segments=1, exist_ok=True,
                             max_event_size=max_event_size, **config_options(store, self.config))
-        if not self.whole:
+        self.start(store, scope, stream, store.stream_info(scope, stream))
+
+    def start(self, store, scope: str, stream: str, info) -> None:
+        """The scale to the roots' key ranges, unless taken (an import killed right after
+        creating the stream resumes here)."""
+        if not self.whole and [s.epoch for s in info.segments] == [0] and info.events == 0:
             store.scale_stream(scope, stream, [0], [self._range(n) for n in self.roots])
 
     def steps(self, numbers: list[int]) -> list[tuple[str, object]]:

@@ -106,7 +106,10 @@ def check_exit_codes(results, op: str, completions: int) -> None:
                 assert ("resume with: stream-backend " + op in r.stderr
                         or "another writer holds the stream" in r.stderr), r.stderr
         elif r.fate.startswith("sigkill") and r.signalled:
-            assert r.exit_code in (137, 0)
+            # 0 or 75 only when the CLI had ended on its own as the kill was sent (a shard
+            # whose share was done while others' were not exits 75 with its done line)
+            ended = '"event":"done"' in (r.stdout + r.stderr).replace(" ", "")
+            assert r.exit_code == 137 or (r.exit_code in (0, 75) and ended), (r.exit_code, r.stderr[-2000:])
         else:
             # an undisturbed pod finishes (0) or, right after a SIGKILLed predecessor on
             # another host, finds its lease still held (75): never anything else
