@@ -26,7 +26,7 @@ use pravega_client_config::ClientConfigBuilder;
 use pravega_client_retry::retry_result::RetryError;
 use pravega_client_shared::{
     CToken, PravegaNodeUri, Retention, RetentionType, ScaleType, Scaling, Scope, ScopedSegment, ScopedStream,
-    Segment, Stream, StreamConfiguration, StreamCut,
+    Segment, Stream, StreamConfiguration, StreamCut, StreamSegments,
 };
 use pravega_controller_client::ControllerError;
 use pravega_connection_pool::connection_pool::ConnectionPool;
@@ -389,6 +389,17 @@ where
     })
 }
 
+/// [(segment id, low key, high key)] sorted by low key.
+fn ranges_of(segs: &StreamSegments) -> Vec<(i64, f64, f64)> {
+    let mut v: Vec<(i64, f64, f64)> = segs
+        .key_segment_map
+        .values()
+        .map(|r| (r.scoped_segment.segment.number, r.min_key.0, r.max_key.0))
+        .collect();
+    v.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
+    v
+}
+
 fn scaling_of(kind: &str, rate: i32, factor: i32, min_segments: i32) -> PyResult<Scaling> {
     let scale_type = match kind {
         "fixed" => ScaleType::FixedNumSegments,
@@ -592,13 +603,7 @@ impl Client {
         let s = scoped_stream(scope, stream);
         self.run(py, timeout, "current_segments", async {
             let segs = ctl("get_current_segments", self.factory.controller_client().get_current_segments(&s)).await?;
-            let mut v: Vec<(i64, f64, f64)> = segs
-                .key_segment_map
-                .values()
-                .map(|r| (r.scoped_segment.segment.number, r.min_key.0, r.max_key.0))
-                .collect();
-            v.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
-            Ok(v)
+            Ok(ranges_of(&segs))
         })
     }
 
@@ -608,13 +613,7 @@ impl Client {
         let s = scoped_stream(scope, stream);
         self.run(py, timeout, "epoch_segments", async {
             let segs = ctl("get_epoch_segments", self.factory.controller_client().get_epoch_segments(&s, epoch)).await?;
-            let mut v: Vec<(i64, f64, f64)> = segs
-                .key_segment_map
-                .values()
-                .map(|r| (r.scoped_segment.segment.number, r.min_key.0, r.max_key.0))
-                .collect();
-            v.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
-            Ok(v)
+            Ok(ranges_of(&segs))
         })
     }
 
