@@ -79,6 +79,25 @@ public class PravegaTool {
         System.exit(0);
     }
 
+    interface ReaderBody {
+        void run(EventStreamReader<byte[]> r) throws Exception;
+    }
+
+    /** One reader in a fresh reader group over the stream from its head; the group is deleted after. */
+    static void withReader(ClientConfig cc, String scope, String stream, ReaderBody body) throws Exception {
+        String group = "rg" + System.nanoTime();
+        try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
+            rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream))
+                    .groupRefreshTimeMillis(100).build());
+            try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                 EventStreamReader<byte[]> r = f.createReader("r", group, new ByteArraySerializer(),
+                         ReaderConfig.builder().build())) {
+                body.run(r);
+            }
+            rgm.deleteReaderGroup(group);
+        }
+    }
+
     static void run(List<String> a, ClientConfig cc, StreamManager sm, ControllerImpl ctl,
                     ScheduledExecutorService ex) throws Exception {
         String scope = a.get(1), stream = a.get(2);
@@ -186,55 +205,37 @@ public class PravegaTool {
                 }
                 break;
             }
-            case "bench-read": {
-                String group = "rg" + System.nanoTime();
-                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
-                    rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream))
-                            .groupRefreshTimeMillis(100).build());
-                    try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
-                         EventStreamReader<byte[]> r = f.createReader("r", group, new ByteArraySerializer(),
-                                 ReaderConfig.builder().build())) {
-                        long t0 = System.nanoTime(), last = t0, events = 0, bytes = 0;
-                        while (true) {
-                            EventRead<byte[]> e = r.readNextEvent(2000);
-                            if (e.getEvent() != null) {
-                                events++;
-                                bytes += e.getEvent().length;
-                                last = System.nanoTime();
-                            } else if (!e.isCheckpoint()) {
-                                break;  // a sealed stream read to its end (the 2 s wait is not counted)
-                            }
-                        }
-                        System.out.println(events + " " + bytes + " " + (last - t0) / 1e9);
-                    }
-                    rgm.deleteReaderGroup(group);
-                }
-                break;
-            }
-            case "read": {
-                String group = "rg" + System.nanoTime();
-                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
-                    rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream))
-                            .groupRefreshTimeMillis(100).build());
-                    try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
-                         EventStreamReader<byte[]> r = f.createReader("r", group, new ByteArraySerializer(),
-                                 ReaderConfig.builder().build())) {
-                        long want = Long.parseLong(a.get(3)), got = 0;
-                        long deadline = System.currentTimeMillis() + 120_000;
-                        while (System.currentTimeMillis() < deadline) {
-                            EventRead<byte[]> e = r.readNextEvent(got < want ? 1000 : 2000);
-                            if (e.getEvent() != null) {
-                                System.out.println(new String(e.getEvent(), StandardCharsets.UTF_8));
-                                got++;
-                            } else if (!e.isCheckpoint() && got >= want) {
-                                break;
-                            }
+            case "bench-read":
+                withReader(cc, scope, stream, r -> {
+                    long t0 = System.nanoTime(), last = t0, events = 0, bytes = 0;
+                    while (true) {
+                        EventRead<byte[]> e = r.readNextEvent(2000);
+                        if (e.getEvent() != null) {
+                            events++;
+                            bytes += e.getEvent().length;
+                            last = System.nanoTime();
+                        } else if (!e.isCheckpoint()) {
+                            break;  // a sealed stream read to its end (the 2 s wait is not counted)
                         }
                     }
-                    rgm.deleteReaderGroup(group);
-                }
+                    System.out.println(events + " " + bytes + " " + (last - t0) / 1e9);
+                });
                 break;
-            }
+            case "read":
+                withReader(cc, scope, stream, r -> {
+                    long want = Long.parseLong(a.get(3)), got = 0;
+                    long deadline = System.currentTimeMillis() + 120_000;
+                    while (System.currentTimeMillis() < deadline) {
+                        EventRead<byte[]> e = r.readNextEvent(got < want ? 1000 : 2000);
+                        if (e.getEvent() != null) {
+                            System.out.println(new String(e.getEvent(), StandardCharsets.UTF_8));
+                            got++;
+                        } else if (!e.isCheckpoint() && got >= want) {
+                            break;
+                        }
+                    }
+                });
+                break;
             case "segments":
                 for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {
                     System.out.println(s.getSegmentId());

@@ -142,3 +142,9 @@ class Proc:
         rc = self.p.wait(timeout=timeout)
         self.t.join(timeout=5)
         return rc, out, "".join(self.lines)
+
+
+def archive_files(root: Path) -> dict[str, bytes]:
+    """An archive's data objects and run documents by key: two archives equal byte for byte."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] in ("data", "runs")}
