@@ -23,6 +23,14 @@
 //                                       (the writer loop alone, JVM start not included)
 //   bench-read SCOPE STREAM             a reader group over the sealed stream, read to its end;
 //                                       prints "events bytes seconds" (the reader loop alone)
+//   group-read SCOPE STREAM GROUP N     a consumer: reader group GROUP (created at the stream's
+//                                       head if absent) reads exactly N events, one payload
+//                                       per line, and its reader goes offline (the group keeps
+//                                       its position)
+//   group-rest SCOPE GROUP N            a consumer of the existing group GROUP reads N events,
+//                                       then on until 2 s pass without one (an extra event
+//                                       would show); one payload per line
+//   group-delete SCOPE GROUP            delete reader group GROUP (and its state stream)
 //   read SCOPE STREAM N                 read a stream with a reader group from its head: N
 //                                       events, then on until 2 s pass without one (an extra
 //                                       event would show); one payload per line, in the order read
@@ -235,6 +243,39 @@ public class PravegaTool {
                         }
                     }
                 });
+                break;
+            case "group-read":
+            case "group-rest": {
+                boolean rest = a.get(0).equals("group-rest");
+                String group = rest ? a.get(2) : a.get(3);
+                long want = Long.parseLong(a.get(rest ? 3 : 4)), got = 0;
+                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
+                    if (!rest) {
+                        rgm.createReaderGroup(group, ReaderGroupConfig.builder().stream(Stream.of(scope, stream))
+                                .groupRefreshTimeMillis(100).build());
+                    }
+                    try (EventStreamClientFactory f = EventStreamClientFactory.withScope(scope, cc);
+                         EventStreamReader<byte[]> r = f.createReader("consumer", group, new ByteArraySerializer(),
+                                 ReaderConfig.builder().build())) {
+                        long deadline = System.currentTimeMillis() + 180_000;
+                        while ((got < want || rest) && System.currentTimeMillis() < deadline) {
+                            EventRead<byte[]> e = r.readNextEvent(got < want ? 1000 : 2000);
+                            if (e.getEvent() != null) {
+                                System.out.println(new String(e.getEvent(), StandardCharsets.UTF_8));
+                                got++;
+                            } else if (got >= want && !e.isCheckpoint()) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if (got < want) throw new IllegalStateException("read " + got + " of " + want + " events");
+                break;
+            }
+            case "group-delete":
+                try (ReaderGroupManager rgm = ReaderGroupManager.withScope(scope, cc)) {
+                    rgm.deleteReaderGroup(a.get(2));
+                }
                 break;
             case "segments":
                 for (Segment s : ctl.getCurrentSegments(scope, stream).join().getSegments()) {

@@ -37,10 +37,12 @@ from .manifest import (
     canonical_json,
     human_size,
     parse_identity,
+    parse_reader_group,
     parse_size,
     seal,
     segment_objects,
     serialize_identity,
+    serialize_reader_group,
     unseal,
     walk_chain,
 )

@@ -20,6 +20,7 @@ ZSTD_SUFFIX = ".sbo.zst"
 
 _OBJECT_RE = re.compile(r"^data/(\d{6})/(\d{20})-(\d{12})\.sbo(\.zst)?$")
 _RUN_RE = re.compile(r"^(\d{8})$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 def object_key(segment: int, seq: int, offset: int, compressed: bool = False) -> str:
@@ -52,6 +53,16 @@ def run_manifest_key(run: int) -> str:
 def segment_part_key(run: int, segment: int) -> str:
     _check(segment, 6, "segment")
     return f"{run_dir(run)}/segments/{segment:06d}.json"
+
+
+def reader_groups_dir(run: int) -> str:
+    return f"{run_dir(run)}/reader-groups"
+
+
+def reader_group_key(run: int, group: str) -> str:
+    if not _GROUP_RE.match(group):
+        raise ValueError(f"reader group name {group!r} is not a Pravega name")
+    return f"{reader_groups_dir(run)}/{group}.json"
 
 
 def checkpoint_key(segment: int) -> str:

@@ -252,6 +252,9 @@ class RunManifest:
     object_size: int
     segments: list[SegmentPart]
     checksum: str | None = None
+    #: reader group -> {segment number: offset}: where each named group would next read,
+    #: taken when the run was planned (``export --reader-group``); -1: read to its end
+    reader_groups: dict[str, dict[int, int]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -277,9 +280,9 @@ class RunManifest:
         return next((p.config for p in self.segments if p.config is not None), None)
 
     def to_doc(self) -> dict:
-        return {
+        doc = {
             "format": FORMAT_NAME,
-            "version": version_for(any(p.shape is not None for p in self.segments)),
+            "version": version_for(any(p.shape is not None for p in self.segments) or bool(self.reader_groups)),
             "kind": "run",
             "run": self.run,
             "previous": self.previous,
@@ -290,6 +293,9 @@ class RunManifest:
             "bytes": self.bytes,
             "segments": [dict(p.body(), part_checksum=p.checksum) for p in sorted(self.segments, key=lambda p: p.segment)],
         }
+        if self.reader_groups:
+            doc["reader_groups"] = _positions_doc(self.reader_groups)
+        return doc
 
     def serialize(self) -> bytes:
         data = seal(self.to_doc())
@@ -312,7 +318,37 @@ class RunManifest:
             run=run, previous=prev, source=_field(doc, "source", key, dict),
             compression=_field(doc, "compression", key, str), object_size=_field(doc, "object_size", key),
             segments=parts, checksum=doc["checksum"],
+            reader_groups={g: _positions(p, key) for g, p in doc.get("reader_groups", {}).items()},
         )
+
+
+def _positions_doc(groups: dict[str, dict[int, int]]) -> dict:
+    return {g: {str(n): off for n, off in sorted(pos.items())} for g, pos in sorted(groups.items())}
+
+
+def _positions(doc: Any, key: str) -> dict[int, int]:
+    if not isinstance(doc, dict):
+        raise CorruptionError(f"corrupt archive manifest {key}: bad reader-group positions")
+    try:
+        out = {int(n): off for n, off in doc.items()}
+    except ValueError:
+        raise CorruptionError(f"corrupt archive manifest {key}: bad reader-group segment") from None
+    # -1: the group read that (sealed) segment to its end (Pravega's own mark)
+    if not all(isinstance(off, int) and not isinstance(off, bool) and off >= -1 for off in out.values()):
+        raise CorruptionError(f"corrupt archive manifest {key}: bad reader-group offset")
+    return out
+
+
+def serialize_reader_group(run: int, group: str, positions: dict[int, int]) -> bytes:
+    """``runs/<run>/reader-groups/<group>.json``: the group's position, written once when
+    the run is planned, so a resumed or sharded run records the same one."""
+    return seal({"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": "reader-group", "run": run,
+                 "group": group, "positions": _positions_doc({group: positions})[group]})
+
+
+def parse_reader_group(data: bytes, key: str) -> tuple[str, dict[int, int]]:
+    doc = unseal(data, key, "reader-group")
+    return _field(doc, "group", key, str), _positions(_field(doc, "positions", key, dict), key)
 
 
 def build_run_manifest(
@@ -322,6 +358,7 @@ def build_run_manifest(
     previous: RunManifest | None = None,
     compression: str | None = None,
     object_size: int | None = None,
+    reader_groups: dict[str, dict[int, int]] | None = None,
 ) -> RunManifest:
     """The run manifest from all segment parts of run ``run`` (any order: sorted here).
 
@@ -343,6 +380,7 @@ def build_run_manifest(
         compression=compression if compression is not None else (plist[0].compression if plist else "none"),
         object_size=object_size if object_size is not None else (plist[0].object_size if plist else 0),
         segments=plist,
+        reader_groups=dict(reader_groups or {}),
     )
 
 

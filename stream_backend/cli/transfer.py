@@ -209,12 +209,14 @@ def _endpoint_option(f):
 @click.option("--segments", "segments_", default=None, help="Only these segments, e.g. 0,2,5.")
 @click.option("--shard", default=None, help="I/N: the segments s with s % N == I.")
 @click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
+@click.option("--reader-group", default=None, metavar="NAME",
+              help="Pravega: also record where this reader group of the source's scope next reads (needs Java; docs/pravega.md).")
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               endpoint_url, progress, root, controller, timeout, pause):
+               reader_group, endpoint_url, progress, root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -224,6 +226,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     Example:
       stream-backend export stream://demo/orders s3://backups/orders --endpoint-url http://127.0.0.1:8333
       stream-backend export pravega://demo/orders file:///mnt/backup/orders --shard 0/4
+      stream-backend export pravega://demo/orders s3://backups/orders --reader-group billing
     """
     from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
     from ..transfer.progress import Progress
@@ -234,7 +237,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     opts = ExportOptions(
         object_size=_size(object_size, "--object-size"), part_size=_size(part_size, "--part-size"),
         parallel=parallel, compression=compression, to_seq=to_seq,
-        checkpoint_interval=checkpoint_interval_from_env(),
+        checkpoint_interval=checkpoint_interval_from_env(), reader_group=_group(reader_group, url),
     )
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
@@ -256,6 +259,21 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     _emit(summary)
 
 
+def _group(name: str | None, url) -> str | None:
+    """--reader-group: a Pravega reader group's name, on a Pravega stream only."""
+    if name is None:
+        return None
+    if url.protocol != "pravega":
+        raise UsageError(f"--reader-group is for Pravega streams, not {url.protocol}://")
+    from ..archive.layout import reader_group_key
+
+    try:
+        reader_group_key(0, name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return name
+
+
 @main.command("import")
 @click.argument("archive")
 @click.argument("dest")
@@ -265,12 +283,14 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
 @click.option("--shard", default=None, help="I/N: the segments s with s % N == I.")
 @click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
 @click.option("--part-size", default="8MiB", show_default=True, help="Bytes fetched per ranged read.")
+@click.option("--reader-group", default=None, metavar="NAME",
+              help="Pravega: create this reader group in DEST's scope where the archive recorded it (export --reader-group), so its readers go on where they were (needs Java).")
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
-def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, endpoint_url, progress,
-               root, controller, timeout, pause):
+def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, reader_group, endpoint_url,
+               progress, root, controller, timeout, pause):
     """Replay ARCHIVE into DEST (stream://SCOPE/STREAM; created if absent).
 
     DEST must be new, empty, or this archive's own partial import; the same command
@@ -280,6 +300,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     Example:
       stream-backend import s3://backups/orders stream://demo/orders-restored --to-time 2026-11-30T12:00:00Z
       stream-backend import file:///mnt/backup/orders pravega://demo/orders-restored
+      stream-backend import s3://backups/orders pravega://demo/orders-restored --reader-group billing
     """
     from ..transfer.export import select_segments
     from ..transfer.import_ import ImportOptions, import_archive
@@ -293,7 +314,8 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
         raise UsageError("--to-seq must be >= 0")
     target = _archive_target(archive, endpoint_url)
     sel, sh = _segments(segments_), _shard(shard, shards)
-    opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"))
+    opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"),
+                         reader_group=_group(reader_group, url))
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         if sel is not None or sh is not None:

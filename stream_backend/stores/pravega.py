@@ -51,6 +51,7 @@ from ..errors import (
     WriterBusyError,
 )
 from .base import DEFAULT_MAX_EVENT_SIZE, Event, SegmentInfo, StreamInfo
+from . import pravega_groups
 
 HEADER = 8
 _HEAD = struct.Struct(">ii")
@@ -771,6 +772,20 @@ class PravegaStore:
         segments cannot be numbered apart is refused (``_graph`` raises)."""
         self._require_stream(scope, stream)
         self._graph(scope, stream)
+
+    # --- reader groups (through the Java client: pravega_groups) --------------------------
+    def reader_group_position(self, scope: str, stream: str, group: str) -> dict[int, int]:
+        """Segment number -> offset where reader group ``scope/group`` next reads the stream."""
+        self._require_stream(scope, stream)
+        cut = pravega_groups.group_position(self.uri, scope, group, stream, timeout=max(self.timeout, 60))
+        return {sid & 0xFFFFFFFF: off for sid, off in cut.items()}
+
+    def create_reader_group(self, scope: str, stream: str, group: str, positions: dict[int, int]) -> None:
+        """Create reader group ``scope/group`` reading the stream from ``positions`` (segment
+        number -> offset); AlreadyExistsError if the group exists."""
+        info = self.stream_info(scope, stream)
+        cut = {(info.segment(n).epoch << 32) | n: off for n, off in positions.items()}
+        pravega_groups.create_group(self.uri, scope, group, stream, cut, timeout=max(self.timeout, 60))
 
     # --- data ---------------------------------------------------------------------------
     def writer(self, scope: str, stream: str) -> PravegaWriter:

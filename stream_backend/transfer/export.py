@@ -31,9 +31,11 @@ from ..archive import (
     build_segment_part,
     pack_segment,
     parse_identity,
+    parse_reader_group,
     run_manifest_key,
     segment_part_key,
     serialize_identity,
+    serialize_reader_group,
 )
 from ..archive import layout
 from ..archive.format import COMPRESSIONS, DEFAULT_OBJECT_SIZE
@@ -58,6 +60,8 @@ class ExportOptions:
     segments: list[int] | None = None
     #: seconds between checkpoint writes (always one at the end and on pause)
     checkpoint_interval: float = 1.0
+    #: a Pravega reader group whose position each run records (--reader-group)
+    reader_group: str | None = None
 
     def check(self, target: Target) -> None:
         if self.compression not in COMPRESSIONS:
@@ -237,6 +241,9 @@ class Exporter:
     # ----------------------------------------------------------------- planning
     def run(self) -> dict:
         opts, target = self.opts, self.target
+        # the group's position first, the tails after: it then lies within what the run holds
+        group_at = (self.store.reader_group_position(self.scope, self.stream, opts.reader_group)
+                    if opts.reader_group else None)
         info = self.store.stream_info(self.scope, self.stream)  # NotFoundError: unknown stream
         self.store.check_whole(self.scope, self.stream)  # a shape the store cannot read whole: refuse
         opts.check(target)
@@ -282,6 +289,10 @@ class Exporter:
                                 manifest_checksum=prev.checksum if prev else None, note="archive is up to date")
                 run = (last or 0) + 1
             shape, warning = self._run_shape(run, state, all_cps)
+            if group_at is not None:
+                gkey = layout.reader_group_key(run, opts.reader_group)
+                if target.read(gkey) is None:  # a resumed or sharded run keeps the first one
+                    target.write(gkey, serialize_reader_group(run, opts.reader_group, group_at))
             shares: list[Checkpoint] = []
             for s in mine:
                 cp = cps.get(s)
@@ -488,7 +499,9 @@ class Exporter:
             pkey = segment_part_key(run, s)
             data = target.read(pkey)
             parts.append(SegmentPart.parse(data, target.where(pkey)))
-        manifest = build_run_manifest(run, parts, source, previous=prev)
+        groups = dict(parse_reader_group(target.read(k), target.where(k))
+                      for k in target.list(layout.reader_groups_dir(run)) if k.endswith(".json"))
+        manifest = build_run_manifest(run, parts, source, previous=prev, reader_groups=groups)
         target.write(key, manifest.serialize())
         return True, manifest
 

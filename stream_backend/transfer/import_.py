@@ -46,8 +46,11 @@ from .signals import PauseRequest
 from .targets import Target
 
 MARKER_SUFFIX = ".sb-import"
-FLUSH_EVENTS = 1000
-FLUSH_BYTES = 4 * 1024 * 1024
+# a flush waits for the store to acknowledge everything in flight (Pravega: drains the
+# writer's pipeline); resume never needs one (it counts what the destination holds), so
+# they only bound how much progress is reported before it is durable
+FLUSH_EVENTS = 200_000
+FLUSH_BYTES = 128 * 1024 * 1024
 
 
 @dataclass
@@ -56,6 +59,8 @@ class ImportOptions:
     to_time_ns: int | None = None
     segments: list[int] | None = None
     part_size: int = 8 * 1024 * 1024
+    #: recreate this reader group (as export --reader-group recorded it) on the destination
+    reader_group: str | None = None
 
 
 def marker_stream(stream: str) -> str:
@@ -152,6 +157,16 @@ def _write_marker(store, scope: str, stream: str, doc: dict, wait: float = 10.0)
         w.flush()
 
 
+def _recorded_group(chain: Chain, group: str, display: str) -> tuple[int, dict[int, int]]:
+    """(run, positions) of the latest run that recorded ``group``."""
+    for m in reversed(chain.runs):
+        if group in m.reader_groups:
+            return m.run, m.reader_groups[group]
+    have = sorted({g for m in chain.runs for g in m.reader_groups})
+    raise NotFoundError(f"no run of {display} recorded reader group {group} "
+                        f"(recorded: {', '.join(have) or 'none'}; export with --reader-group {group})")
+
+
 def _iso(ns: int) -> str:
     import datetime as _dt
 
@@ -205,6 +220,11 @@ class Importer:
                 f"{self.target.display} holds a stream that scaled: its shape is restored scale by scale, "
                 "which takes every segment in one import (no --segments or --shard)"
             )
+        if self.opts.reader_group is not None:
+            self._group_at = _recorded_group(chain, self.opts.reader_group, self.target.display)
+            if mine != chain.numbers:
+                raise UsageError("--reader-group restores a position in every segment: import them all "
+                                 "in one run (no --segments or --shard)")
         ident = _identity(chain)
         largest = chain.source.get("max_event_size")  # absent in archives made before it was recorded
         try:
@@ -309,6 +329,7 @@ class Importer:
             restore_point=point if any(v is not None for v in point.values()) else None))
         if len(mine) == len(chain.numbers):
             restore_scaling(self.store, self.scope, self.stream, chain.runs[-1].stream_config)
+        group = self._restore_group(chain) if self.opts.reader_group is not None else None
         return {
             "op": "import", "archive": self.target.display, "destination": dest, "segments": mine,
             "runs": len(chain.runs), "events": self.appended, "skipped": skipped,
@@ -318,7 +339,43 @@ class Importer:
             "run_total": {"events": sum(ev for ev, _b in plan.values()), "bytes": sum(b for _e, b in plan.values()),
                           "segments": len(mine)},
             **({"warning": warning} if warning else {}),
+            **({"reader_group": group} if group else {}),
         }
+
+    def _restore_group(self, chain: Chain) -> dict:
+        """Create the reader group at the recorded position, moved onto the destination.
+
+        A Pravega offset is where an event starts, and the destination segment holds the
+        same events framed the same way from its head on, so a position moves by the
+        distance from the segment's first archived event; a position past what this
+        import restored (``--to-seq``/``--to-time``) is clipped to the segment's end."""
+        run, at = self._group_at
+        info = self.store.stream_info(self.scope, self.stream)
+        cut, clipped = {}, []
+        for n, off in sorted(at.items()):
+            if n not in self.dest_of:
+                raise CorruptionError(f"run {run} of {self.target.display} places reader group "
+                                      f"{self.opts.reader_group} in segment {n}, which the archive does not hold")
+            d = self.dest_of[n]
+            if off == -1:  # read to its end, and so sealed: the same on the destination
+                cut[d] = -1
+                continue
+            seg = info.segment(d)
+            first = next(self._chain.parts(n)).from_seq
+            pos = seg.head_seq + max(off - first, 0)
+            if pos > seg.tail_seq:
+                pos = seg.tail_seq
+                clipped.append(n)
+            elif pos < seg.tail_seq:
+                ev = next(iter(self.store.read_events(self.scope, self.stream, d, from_seq=pos, to_seq=seg.tail_seq)), None)
+                if ev is None or ev.seq != pos:
+                    raise StreamBackendError(
+                        f"reader group {self.opts.reader_group}: offset {off} of source segment {n} does not land on "
+                        f"an event of destination segment {d} (offset {pos}); the group was not created")
+            cut[d] = pos
+        self.store.create_reader_group(self.scope, self.stream, self.opts.reader_group, cut)
+        return {"name": self.opts.reader_group, "run": run, "positions": {str(d): p for d, p in sorted(cut.items())},
+                **({"clipped_segments": clipped} if clipped else {})}
 
     def _scale(self, writer, step: dict, dest: str) -> None:
         """One scale of the source, replayed on the destination (unless a previous attempt
@@ -357,12 +414,13 @@ class Importer:
             if pending % 64 == 0:
                 self.progress.add_done(64, pbytes - counted)
                 counted = pbytes
+                if self.pause:
+                    writer.flush()
+                    raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
             if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
                 writer.flush()
                 self.progress.add_done(pending % 64, pbytes - counted)
                 pending = pbytes = counted = 0
-                if self.pause:
-                    raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
         writer.flush()
         self.progress.add_done(pending % 64, pbytes - counted)
 

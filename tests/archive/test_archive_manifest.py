@@ -18,10 +18,12 @@ from stream_backend.archive.manifest import (
     build_run_manifest,
     build_segment_part,
     parse_identity,
+    parse_reader_group,
     parse_size,
     seal,
     segment_objects,
     serialize_identity,
+    serialize_reader_group,
     unseal,
     walk_chain,
 )
@@ -86,6 +88,29 @@ def test_same_parts_any_order_give_identical_manifest_bytes():
     a = build_run_manifest(3, [p0, p1], SOURCE).serialize()
     b = build_run_manifest(3, [SegmentPart.parse(p1.serialize()), SegmentPart.parse(p0.serialize())], SOURCE).serialize()
     assert a == b
+
+
+@SETTINGS
+@given(groups=st.dictionaries(st.from_regex(r"[a-z][a-z0-9.-]{0,8}", fullmatch=True),
+                              st.dictionaries(st.integers(0, 2**32 - 1), st.integers(-1, 2**62)), max_size=3))
+def test_reader_group_positions_round_trip(groups):
+    part = make_part(2, 0, [(0, b"a")], to_seq=1)
+    run = build_run_manifest(2, [part], SOURCE, reader_groups=groups)
+    blob = run.serialize()
+    back = RunManifest.parse(blob, "m")
+    assert back.reader_groups == groups and back.serialize() == blob
+    # a run without groups keeps version 1's bytes for a fixed stream
+    assert json.loads(blob)["version"] == (2 if groups else 1)
+    assert ("reader_groups" in json.loads(blob)) == bool(groups)
+    for g, pos in groups.items():
+        assert parse_reader_group(serialize_reader_group(2, g, pos), "k") == (g, pos)
+
+
+def test_reader_group_offsets_below_minus_one_are_corrupt():
+    doc = json.loads(serialize_reader_group(1, "g", {0: 5}))
+    doc["positions"] = {"0": -2}
+    with pytest.raises(CorruptionError, match="offset"):
+        parse_reader_group(seal(doc), "k")
 
 
 def test_newer_version_is_refused_with_format_version_error():
