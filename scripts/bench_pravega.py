@@ -57,7 +57,9 @@ def start_server(home: Path) -> tuple[str, dict]:
     c, ss, zk, rest, admin, ssrest = free_ports(6)
     env = dict(os.environ, PRAVEGA_HOME=str(home), PRAVEGA_CONTROLLER_PORT=str(c), PRAVEGA_SEGMENTSTORE_PORT=str(ss),
                PRAVEGA_ZK_PORT=str(zk), PRAVEGA_REST_PORT=str(rest), PRAVEGA_ADMIN_PORT=str(admin),
-               PRAVEGA_SEGMENTSTORE_REST_PORT=str(ssrest), PRAVEGA_HEAP=os.environ.get("PRAVEGA_HEAP", "6g"))
+               PRAVEGA_SEGMENTSTORE_REST_PORT=str(ssrest), PRAVEGA_HEAP=os.environ.get("PRAVEGA_HEAP", "6g"),
+               # a cache that holds a row's streams: a full one throttles writes for 25 s
+               PRAVEGA_CACHE=os.environ.get("PRAVEGA_CACHE", str(2 << 30)))
     subprocess.run(["bash", str(ROOT / "scripts" / "pravega-server"), "start"], env=env, check=True)
     return f"tcp://127.0.0.1:{c}", env
 

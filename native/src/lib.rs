@@ -8,6 +8,8 @@
 //!
 //! Every blocking call releases the GIL and is bounded by a timeout; nothing is printed.
 
+mod append;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -737,6 +739,12 @@ impl Client {
         self.run(py, timeout, "segment_info", self.segment_info_async(&seg))
     }
 
+    /// A pipelined appender on one segment (events in the order given, no routing).
+    #[pyo3(signature = (scope, stream, segment_id, timeout = 30.0))]
+    fn appender(&self, py: Python<'_>, scope: &str, stream: &str, segment_id: i64, timeout: f64) -> PyResult<append::Appender> {
+        self.appender_on(py, &scoped_segment(scope, stream, segment_id), timeout)
+    }
+
     /// The crate's event writer on `stream` (routing by key, ordered per key).
     fn writer(&self, scope: &str, stream: &str) -> Writer {
         let w = self.factory.create_event_writer(scoped_stream(scope, stream));
@@ -813,6 +821,7 @@ impl Writer {
 fn sb_pravega(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
     m.add_class::<Writer>()?;
+    m.add_class::<append::Appender>()?;
     m.add("PravegaError", m.py().get_type::<PravegaError>())?;
     m.add("NotFound", m.py().get_type::<NotFound>())?;
     m.add("Truncated", m.py().get_type::<Truncated>())?;

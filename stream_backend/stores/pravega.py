@@ -64,86 +64,6 @@ DEFAULT_CONTROLLER = "tcp://127.0.0.1:9090"
 FOLLOW_POLL = 0.2  # seconds between looks at a followed segment's tail
 
 
-# --- routing keys ---------------------------------------------------------------------
-def _rotl(x: int, r: int) -> int:
-    return ((x << r) | (x >> (64 - r))) & 0xFFFFFFFFFFFFFFFF
-
-
-def _fmix(k: int) -> int:
-    M = 0xFFFFFFFFFFFFFFFF
-    k ^= k >> 33
-    k = (k * 0xFF51AFD7ED558CCD) & M
-    k ^= k >> 33
-    k = (k * 0xC4CEB9FE1A85EC53) & M
-    k ^= k >> 33
-    return k
-
-
-def murmur3_x64_128_upper(data: bytes, seed: int) -> int:
-    """First 64 bits of MurmurHash3_x64_128 (what the client routes by)."""
-    M = 0xFFFFFFFFFFFFFFFF
-    c1, c2 = 0x87C37B91114253D5, 0x4CF5AD432745937F
-    h1 = h2 = seed & M
-    n = len(data)
-    nblocks = n // 16
-    for i in range(nblocks):
-        k1, k2 = struct.unpack_from("<QQ", data, i * 16)
-        k1 = (_rotl((k1 * c1) & M, 31) * c2) & M
-        h1 ^= k1
-        h1 = (_rotl(h1, 27) + h2) & M
-        h1 = (h1 * 5 + 0x52DCE729) & M
-        k2 = (_rotl((k2 * c2) & M, 33) * c1) & M
-        h2 ^= k2
-        h2 = (_rotl(h2, 31) + h1) & M
-        h2 = (h2 * 5 + 0x38495AB5) & M
-    tail = data[nblocks * 16 :]
-    if len(tail) > 8:
-        k2 = int.from_bytes(tail[8:], "little")
-        h2 ^= (_rotl((k2 * c2) & M, 33) * c1) & M
-    if tail:
-        k1 = int.from_bytes(tail[:8], "little")
-        h1 ^= (_rotl((k1 * c1) & M, 31) * c2) & M
-    h1 ^= n
-    h2 ^= n
-    h1 = (h1 + h2) & M
-    h2 = (h2 + h1) & M
-    h1, h2 = _fmix(h1), _fmix(h2)
-    h1 = (h1 + h2) & M
-    return h1
-
-
-def routing_key_position(key: str) -> float:
-    """Where the client puts ``key`` in the key space [0, 1): UTF-16LE units in a buffer
-    as long as the key's UTF-8 byte length (zero-padded, as the Rust client does),
-    MurmurHash3 with the Java EventRouter seed, upper 64 bits as a fraction."""
-    units = key.encode("utf-16-le")
-    buf = units.ljust(2 * len(key.encode("utf-8")), b"\0")[: 2 * len(key.encode("utf-8"))]
-    upper = murmur3_x64_128_upper(buf, 1741865571)
-    shifted = (upper >> 12) & 0x000FFFFFFFFFFFFF
-    return struct.unpack("<d", struct.pack("<Q", 0x3FF0000000000000 + shifted))[0] - 1.0
-
-
-_KEY_CACHE: dict[tuple[float, float], str] = {}
-
-
-def key_in_range(low: float, high: float) -> str:
-    """A routing key the client routes into key range ``[low, high)``: how a writer
-    addresses one segment (the client routes by key only)."""
-    got = _KEY_CACHE.get((low, high))
-    if got is None:
-        tag = f"{low:.6f}-{high:.6f}"
-        for i in range(10_000_000):
-            k = f"sb-pin-{tag}-{i}"
-            # stay clear of the range ends: float rounding in the key map is not ours
-            if low + 1e-9 < routing_key_position(k) < high - 1e-9:
-                got = k
-                break
-        else:  # pragma: no cover - a range narrower than 1e-7 of the key space
-            raise UnsupportedError(f"cannot find a routing key in the key range [{low}, {high})")
-        _KEY_CACHE[(low, high)] = got
-    return got
-
-
 # --- offset index -----------------------------------------------------------------------
 class PravegaOffsetIndex:
     """Dense index of one segment: seq (byte offset of the event) and file-view offset of
@@ -279,8 +199,10 @@ _OPEN_LOCK = threading.Lock()
 
 class PravegaWriter:
     """The stream's single writer (per machine: an flock in the temp dir; Pravega itself
-    has no writer lock), over the crate's event writer. Appends go to it in batches;
-    ``flush`` returns when Pravega acknowledged every event."""
+    has no writer lock). Appends by routing key go to the crate's event writer; appends to
+    a named segment (``append(segment=k)``, what import does) go to a pipelined appender
+    on that segment, which keeps many blocks in flight where the crate's writer keeps one.
+    Both take batches; ``flush`` returns when Pravega acknowledged every event."""
 
     BATCH_BYTES = 1 << 20
     BATCH_EVENTS = 1000
@@ -310,6 +232,10 @@ class PravegaWriter:
             raise
         self.batch: list[tuple[bytes, str | None]] = []
         self.batch_bytes = 0
+        self.direct: dict[int, list[bytes]] = {}  # segment number -> payloads not yet sent
+        self.direct_bytes = 0
+        self._appenders: dict[int, object] = {}
+        self._keyed = False  # events sent through the event writer since its last flush
         self.appended = 0
         self.closed = False
 
@@ -320,8 +246,13 @@ class PravegaWriter:
         if not current:
             raise SealedError(f"pravega stream {self.scope}/{self.stream} is sealed")
         self.ranges = {sid & 0xFFFFFFFF: (lo, hi) for sid, lo, hi in current}
+        self.ids = {sid & 0xFFFFFFFF: sid for sid, _lo, _hi in current}
+        for n in [n for n in getattr(self, "_appenders", {}) if n not in self.ids]:
+            self._appenders.pop(n).close()  # sealed by the scale (flushed before it)
 
     def _release(self) -> None:
+        for a in getattr(self, "_appenders", {}).values():
+            a.close()
         if self._native is not None:
             self._native.close()
         if self._lockf is not None:
@@ -343,13 +274,21 @@ class PravegaWriter:
                 f"event of {len(payload)} bytes exceeds Pravega's max event size {self.store.max_event_size}"
             )
         if segment is not None:
-            rng = self.ranges.get(segment)
-            if rng is None:
+            if segment not in self.ranges:
                 raise NotFoundError(
                     f"segment {segment} is not an open segment of {self.scope}/{self.stream} "
                     f"(open: {', '.join(map(str, sorted(self.ranges)))})"
                 )
-            routing_key = key_in_range(*rng)
+            if self.batch or self._keyed:  # keyed events first: they may share the segment
+                self._flush_keyed()
+            self.direct.setdefault(segment, []).append(payload)
+            self.direct_bytes += len(payload)
+            self.appended += 1
+            if self.direct_bytes >= self.BATCH_BYTES or len(self.direct[segment]) >= self.BATCH_EVENTS:
+                self._ship_direct()
+            return
+        if self.direct or self._appenders:
+            self._flush_direct()
         self.batch.append((payload, routing_key))
         self.batch_bytes += len(payload)
         self.appended += 1
@@ -360,11 +299,31 @@ class PravegaWriter:
         if not self.batch:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
+        self._keyed = True
         self.store._call_on(self._native, "write", batch, sealed_check=(self.scope, self.stream))
 
-    def flush(self) -> None:
+    def _ship_direct(self) -> None:
+        direct, self.direct, self.direct_bytes = self.direct, {}, 0
+        for n, payloads in direct.items():
+            a = self._appenders.get(n)
+            if a is None:
+                a = self._appenders[n] = self.store._call("appender", self.scope, self.stream, self.ids[n],
+                                                          sealed_check=(self.scope, self.stream))
+            self.store._call_on(a, "write", payloads, sealed_check=(self.scope, self.stream))
+
+    def _flush_keyed(self) -> None:
         self._ship()
         self.store._call_on(self._native, "flush", sealed_check=(self.scope, self.stream))
+        self._keyed = False
+
+    def _flush_direct(self) -> None:
+        self._ship_direct()
+        for a in self._appenders.values():
+            self.store._call_on(a, "flush", sealed_check=(self.scope, self.stream))
+
+    def flush(self) -> None:
+        self._flush_direct()
+        self._flush_keyed()
 
     def close(self) -> None:
         if self.closed:

@@ -51,6 +51,8 @@ MARKER_SUFFIX = ".sb-import"
 # they only bound how much progress is reported before it is durable
 FLUSH_EVENTS = 200_000
 FLUSH_BYTES = 128 * 1024 * 1024
+TURN_BYTES = 4 * 1024 * 1024  # one segment's share before the next segment's turn
+TOGETHER = 4  # segments written in turns at once (each holds an archive object open)
 
 
 @dataclass
@@ -155,6 +157,18 @@ def _write_marker(store, scope: str, stream: str, doc: dict, wait: float = 10.0)
     with w:
         w.append(json.dumps(doc, sort_keys=True).encode(), None, segment=0)
         w.flush()
+
+
+def _grouped(steps: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Consecutive ("write", segment) steps as ("write", [segments]) steps of up to
+    TOGETHER segments: segments between two scales are independent of each other."""
+    out: list[tuple[str, object]] = []
+    for kind, what in steps:
+        if kind == "write" and out and out[-1][0] == "write" and len(out[-1][1]) < TOGETHER:
+            out[-1][1].append(what)
+        else:
+            out.append((kind, [what] if kind == "write" else what))
+    return out
 
 
 def _recorded_group(chain: Chain, group: str, display: str) -> tuple[int, dict[int, int]]:
@@ -313,15 +327,15 @@ class Importer:
         self.appended = self.appended_bytes = skipped = 0
         t0 = time.monotonic()
         steps = self.replay.steps(mine) if self.replay is not None else [("write", s) for s in mine]
+        steps = _grouped(steps)
         for i, (kind, what) in enumerate(steps):
             if kind == "scale":
                 self._scale(writer, what, dest)
                 continue
-            s = what
-            skipped += have.get(s, 0)  # segments a scale of this attempt made are empty
-            self._write_segment(writer, chain, s, have.get(s, 0), plan[s], dest)
+            skipped += sum(have.get(s, 0) for s in what)  # segments a scale of this attempt made are empty
+            self._write_segments(writer, chain, what, have, plan, dest)
             if self.pause and i != len(steps) - 1:
-                raise Paused(f"import paused after segment {s}; {dest} holds every event appended so far")
+                raise Paused(f"import paused after segments {what}; {dest} holds every event appended so far")
         # every planned event of these segments is in: say so next to the destination
         point = {"to_seq": self.opts.to_seq, "to_time_ns": self.opts.to_time_ns}
         _write_marker(self.store, self.scope, self.stream, dict(
@@ -392,35 +406,49 @@ class Importer:
         self.dest_of = got
         writer.refresh()
 
-    def _write_segment(self, writer, chain: Chain, s: int, done: int, planned: tuple[int, int], dest: str) -> None:
-        """Append archive segment ``s``'s events after the ``done`` already there."""
-        d = self.dest_of[s]
-        self.progress.set_segment(s)
-        if done:
-            self._check_tail(s, done)
-            ev, by = planned
-            self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
+    def _write_segments(self, writer, chain: Chain, segs: list[int], have: dict, plan: dict, dest: str) -> None:
+        """Append each archive segment's events after the ones already there, the segments
+        in turns of about TURN_BYTES each, so a store that takes segments apart (Pravega:
+        one pipelined appender per segment) keeps all of them busy."""
+        feeds = {}
+        for s in segs:
+            done = have.get(s, 0)
+            if done:
+                self._check_tail(s, done)
+                ev, by = plan[s]
+                self.progress.add_done(min(done, ev), int(by * min(done, ev) / max(ev, 1)), resumed=True)
+            feeds[s] = iter(segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size))
         pending = pbytes = counted = 0
-        for ev in segment_events(self.target, chain, s, skip=done, piece=self.opts.part_size):
-            if self.opts.to_seq is not None and ev.seq >= self.opts.to_seq:
-                break
-            if self.opts.to_time_ns is not None and ev.timestamp_ns is not None and ev.timestamp_ns > self.opts.to_time_ns:
-                break
-            writer.append(ev.payload, ev.routing_key, segment=d)
-            self.appended += 1
-            self.appended_bytes += len(ev.payload)
-            pending += 1
-            pbytes += len(ev.payload)
-            if pending % 64 == 0:
-                self.progress.add_done(64, pbytes - counted)
-                counted = pbytes
-                if self.pause:
-                    writer.flush()
-                    raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
-            if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
-                writer.flush()
-                self.progress.add_done(pending % 64, pbytes - counted)
-                pending = pbytes = counted = 0
+        while feeds:
+            for s in list(feeds):
+                self.progress.set_segment(s)
+                d, turn, ended = self.dest_of[s], 0, True
+                for ev in feeds[s]:
+                    if (self.opts.to_seq is not None and ev.seq >= self.opts.to_seq) or (
+                            self.opts.to_time_ns is not None and ev.timestamp_ns is not None
+                            and ev.timestamp_ns > self.opts.to_time_ns):
+                        break  # the restore point
+                    writer.append(ev.payload, ev.routing_key, segment=d)
+                    self.appended += 1
+                    self.appended_bytes += len(ev.payload)
+                    pending += 1
+                    pbytes += len(ev.payload)
+                    turn += len(ev.payload) + 1
+                    if pending % 64 == 0:
+                        self.progress.add_done(64, pbytes - counted)
+                        counted = pbytes
+                        if self.pause:
+                            writer.flush()
+                            raise Paused(f"import paused at segment {s}; {dest} holds every event appended so far")
+                    if pending >= FLUSH_EVENTS or pbytes >= FLUSH_BYTES:
+                        writer.flush()
+                        self.progress.add_done(pending % 64, pbytes - counted)
+                        pending = pbytes = counted = 0
+                    if turn >= TURN_BYTES and len(feeds) > 1:
+                        ended = False  # its turn is over; the others' now
+                        break
+                if ended:
+                    del feeds[s]
         writer.flush()
         self.progress.add_done(pending % 64, pbytes - counted)
 

@@ -261,22 +261,28 @@ def checked_object(target: Target, o: ObjectInfo, piece: int):
     as stored, its crc32c) before a single event of it is handed out: an import must not
     write the first events of a swapped, misnamed, truncated or extended object and fail
     only at its end. The bytes wait in a spooled temporary file (memory up to
-    SPOOL_IN_MEMORY, then TMPDIR), so the object is fetched from the target once."""
+    SPOOL_IN_MEMORY, then TMPDIR), so the object is fetched from the target once; an
+    object that is a local file already is checked and then read in place."""
     where = target.where(o.key)
     stored = target.size(o.key)
     if stored is None:
         raise CorruptionError(f"archive object {where} is missing")
     if stored != o.size:
         raise CorruptionError(f"corrupt archive object {where}: {stored} bytes, manifest says {o.size}")
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-    try:
+    if target.is_local:
+        with target.errors(o.key):
+            spool = f = open(target.path(o.key), "rb")
+    else:
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         f = RangeFile(target, o.key, o.size, piece)
+    try:
         crc = n = 0
         while True:
             chunk = f.read(piece)
             if not chunk:
                 break
-            spool.write(chunk)
+            if spool is not f:
+                spool.write(chunk)
             crc = crc32c(chunk, crc)
             n += len(chunk)
         if n != o.size:
