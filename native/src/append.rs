@@ -11,6 +11,7 @@ use pravega_wire_protocol::client_connection::{ClientConnection, ClientConnectio
 use pravega_wire_protocol::commands::{AppendBlockEndCommand, Command, EventCommand, SetupAppendCommand};
 use pravega_wire_protocol::wire_commands::{Replies, Requests};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use tokio::sync::{watch, Semaphore};
 
 use super::{next_request_id, wait, Client, Error, PravegaError, Res};
@@ -176,11 +177,11 @@ impl State {
             .map_err(|e| Error::Other(format!("append to {}: {}", self.segment, e)))
     }
 
-    async fn write(&mut self, events: Vec<Vec<u8>>) -> Res<()> {
+    async fn write(&mut self, events: Vec<PyBackedBytes>) -> Res<()> {
         let mut block: Vec<u8> = Vec::new();
         let mut n = 0;
         for payload in events {
-            let framed = EventCommand { data: payload }
+            let framed = EventCommand { data: payload.to_vec() }
                 .write_fields()
                 .map_err(|e| Error::Other(format!("frame an event: {:?}", e)))?;
             if n > 0 && (block.len() + framed.len() > BLOCK_BYTES || n >= BLOCK_EVENTS) {
@@ -219,7 +220,8 @@ impl Appender {
     /// Append the payloads in order; returns once they are sent (at most 32 MiB wait for
     /// acknowledgement). `flush` says whether they were stored.
     #[pyo3(signature = (events, timeout = 30.0))]
-    fn write(&self, py: Python<'_>, events: Vec<Vec<u8>>, timeout: f64) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, events: Vec<PyBackedBytes>, timeout: f64) -> PyResult<()> {
+        // PyBackedBytes borrows each bytes object (a Vec<u8> would be extracted byte by byte)
         self.run(py, timeout, "append", move |s| Box::pin(s.write(events)))
     }
 

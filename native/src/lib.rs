@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use pravega_client::client_factory::ClientFactory;
@@ -788,10 +789,12 @@ impl Writer {
     /// Queue events [(payload, routing key or None)]; returns once the writer took them
     /// (it holds at most 16 MB unacknowledged). `flush` says whether they were stored.
     #[pyo3(signature = (events, timeout = 30.0))]
-    fn write(&self, py: Python<'_>, events: Vec<(Vec<u8>, Option<String>)>, timeout: f64) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, events: Vec<(PyBackedBytes, Option<String>)>, timeout: f64) -> PyResult<()> {
+        // PyBackedBytes borrows each bytes object (a Vec<u8> would be extracted byte by byte)
         self.run(py, timeout, "write", move |w| {
             Box::pin(async move {
                 for (payload, key) in events {
+                    let payload = payload.to_vec();
                     // the per-event receiver is dropped: flush waits on the writer's own handles
                     let _ = match key {
                         Some(k) => w.write_event_by_routing_key(k, payload).await,
