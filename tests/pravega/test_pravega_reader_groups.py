@@ -98,3 +98,37 @@ def test_reader_group_errors_are_one_line(pravega_server, pravega_store, tmp_pat
     run_cli(["export", f"pravega://{scope}/s", archive, "--progress", "none"], env, check=0)
     unrecorded = run_cli(["import", archive, f"pravega://{scope}/back", "--reader-group", "g"], env, timeout=300)
     assert unrecorded.returncode == 66 and "recorded" in unrecorded.stderr
+
+
+def test_a_resumed_export_keeps_the_position_taken_when_the_run_was_planned(pravega_server, pravega_store,
+                                                                            tmp_path, sc):
+    from stream_backend.errors import Paused
+    from stream_backend.transfer.export import ExportOptions, export_stream
+    from stream_backend.transfer.progress import Progress
+    from stream_backend.transfer.signals import PauseRequest
+    from stream_backend.transfer.targets import Target
+
+    scope, groups = sc
+    java_tool(pravega_server, ["create", scope, "s", 1], ["write", scope, "s", 900, 3, "a"])
+    groups.append("g")
+    java_tool(pravega_server, ["group-read", scope, "s", "g", 100])
+    planned = pravega_store.reader_group_position(scope, "s", "g")
+    pause = PauseRequest()
+
+    class PauseMidWay(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and self.done_events > 400:
+                pause.request()
+
+    opts = ExportOptions(object_size=2048, reader_group="g")
+    target = Target(f"file://{tmp_path}/a")
+    with pytest.raises(Paused):
+        export_stream(pravega_store, scope, "s", target, opts, pause, PauseMidWay("export", "none"))
+    java_tool(pravega_server, ["group-read", scope, "s", "g", 100])  # the consumer moves on meanwhile
+    moved = pravega_store.reader_group_position(scope, "s", "g")
+    assert moved != planned
+    done = export_stream(pravega_store, scope, "s", target, opts, PauseRequest(), Progress("export", "none"))
+    assert done["complete"] and done["run"] == 1
+    manifest = json.loads((tmp_path / "a" / "runs" / "00000001" / "manifest.json").read_text())
+    assert manifest["reader_groups"] == {"g": {str(k): v for k, v in planned.items()}}
