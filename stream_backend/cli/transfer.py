@@ -271,6 +271,9 @@ def _group(name: str | None, url) -> str | None:
         reader_group_key(0, name)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    from ..stores.pravega_groups import check_ready
+
+    check_ready()  # before any work: not after a whole import
     return name
 
 

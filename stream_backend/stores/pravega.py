@@ -216,6 +216,7 @@ class PravegaWriter:
             _OPEN_WRITERS.add(self.key)
         self._lockf = None
         self._native = None
+        self._appenders: dict[int, object] = {}  # segment number -> its pipelined appender
         try:
             digest = hashlib.sha256("\0".join(self.key).encode()).hexdigest()[:32]
             lockdir = os.path.join(tempfile.gettempdir(), "stream-backend-pravega-writers")
@@ -234,8 +235,8 @@ class PravegaWriter:
         self.batch_bytes = 0
         self.direct: dict[int, list[bytes]] = {}  # segment number -> payloads not yet sent
         self.direct_bytes = 0
-        self._appenders: dict[int, object] = {}
         self._keyed = False  # events sent through the event writer since its last flush
+        self._direct_sent = False  # events sent to appenders since their last flush
         self.appended = 0
         self.closed = False
 
@@ -247,11 +248,11 @@ class PravegaWriter:
             raise SealedError(f"pravega stream {self.scope}/{self.stream} is sealed")
         self.ranges = {sid & 0xFFFFFFFF: (lo, hi) for sid, lo, hi in current}
         self.ids = {sid & 0xFFFFFFFF: sid for sid, _lo, _hi in current}
-        for n in [n for n in getattr(self, "_appenders", {}) if n not in self.ids]:
+        for n in [n for n in self._appenders if n not in self.ids]:
             self._appenders.pop(n).close()  # sealed by the scale (flushed before it)
 
     def _release(self) -> None:
-        for a in getattr(self, "_appenders", {}).values():
+        for a in self._appenders.values():
             a.close()
         if self._native is not None:
             self._native.close()
@@ -287,7 +288,7 @@ class PravegaWriter:
             if self.direct_bytes >= self.BATCH_BYTES or len(self.direct[segment]) >= self.BATCH_EVENTS:
                 self._ship_direct()
             return
-        if self.direct or self._appenders:
+        if self.direct or self._direct_sent:  # segment appends first, likewise
             self._flush_direct()
         self.batch.append((payload, routing_key))
         self.batch_bytes += len(payload)
@@ -304,6 +305,7 @@ class PravegaWriter:
 
     def _ship_direct(self) -> None:
         direct, self.direct, self.direct_bytes = self.direct, {}, 0
+        self._direct_sent = self._direct_sent or bool(direct)
         for n, payloads in direct.items():
             a = self._appenders.get(n)
             if a is None:
@@ -320,6 +322,7 @@ class PravegaWriter:
         self._ship_direct()
         for a in self._appenders.values():
             self.store._call_on(a, "flush", sealed_check=(self.scope, self.stream))
+        self._direct_sent = False
 
     def flush(self) -> None:
         self._flush_direct()

@@ -70,10 +70,16 @@ def fetch() -> Path:
     return out
 
 
-def _run(controller: str, *args: str, timeout: float) -> dict:
-    java = shutil.which("java")
-    if java is None:
+def check_ready() -> None:
+    """UsageError now, before any work, if Java or the client's jars are missing."""
+    if shutil.which("java") is None:
         raise UsageError(f"reader-group positions need Java 17+ on PATH: {SETUP}")
+    classpath()
+
+
+def _run(controller: str, *args: str, timeout: float) -> dict:
+    check_ready()
+    java = shutil.which("java")
     cmd = [java, f"-Dlogback.configurationFile={QUIET}", "-cp", classpath(), str(SOURCE), controller, *args]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -95,6 +95,12 @@ def test_reader_group_errors_are_one_line(pravega_server, pravega_store, tmp_pat
     assert missing.returncode == 66 and "nosuch" in missing.stderr and "Traceback" not in missing.stderr
     local = run_cli(["export", "stream://a/b", archive, "--reader-group", "g"], env)
     assert local.returncode == 64 and "Pravega" in local.stderr
+    # no Java client set up: refused before any work, in one line
+    bare = dict(env, XDG_CACHE_HOME=str(tmp_path / "empty-cache"))
+    bare.pop("STREAM_BACKEND_PRAVEGA_CLASSPATH", None)
+    nojava = run_cli(["export", f"pravega://{scope}/s", archive, "--reader-group", "g"], bare)
+    assert nojava.returncode == 64 and "Java client" in nojava.stderr and len(nojava.stderr.splitlines()) == 1
+    assert not (tmp_path / "arch").exists()
     run_cli(["export", f"pravega://{scope}/s", archive, "--progress", "none"], env, check=0)
     unrecorded = run_cli(["import", archive, f"pravega://{scope}/back", "--reader-group", "g"], env, timeout=300)
     assert unrecorded.returncode == 66 and "recorded" in unrecorded.stderr
