@@ -3,7 +3,7 @@
 same run on the same streams.
 
 Usage: .venv/bin/python scripts/bench_pravega.py [--mib 256] [--event-sizes 4096,1048576]
-           [--segments 1,4] [--controller tcp://127.0.0.1:9090] [--json out.json]
+           [--segments 1,4] [--repeat 1] [--controller tcp://127.0.0.1:9090] [--json out.json]
 
 Without --controller (or PRAVEGA_CONTROLLER_URI) it starts Pravega standalone through
 scripts/pravega-server on free loopback ports and stops it at the end. For every event
@@ -19,7 +19,8 @@ size and segment count:
   whole process.
 
 Ratios: export / reader loop and import / writer loop (MB/s of payload; >1 is faster than
-the client). Each stream is deleted after its row (the standalone keeps data in its heap).
+the client), of the medians over ``--repeat`` rounds (each round runs all four cases on
+fresh streams, so both sides see the same load). Each stream is deleted after its row (the standalone keeps data in its heap).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +109,7 @@ def main() -> int:
     ap.add_argument("--event-sizes", default="4096,1048576")
     ap.add_argument("--segments", default="1,4")
     ap.add_argument("--controller", default=os.environ.get("PRAVEGA_CONTROLLER_URI"))
+    ap.add_argument("--repeat", type=int, default=1, help="rounds per row; the table shows medians")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args()
 
@@ -124,27 +127,28 @@ def main() -> int:
     store = PravegaStore(controller=controller, timeout=600)
     scope = f"bench-{uuid.uuid4().hex[:8]}"
     try:
-        for size in [int(x) for x in a.event_sizes.split(",")]:
-            for segs in [int(x) for x in a.segments.split(",")]:
-                n = a.mib * 1024 * 1024 // size
-                src, dst, arch = f"src-{size}-{segs}", f"dst-{size}-{segs}", tmp / f"arch-{size}-{segs}"
-                (ev, nb, secs), wall = java(cp, controller, "bench-write", scope, src, segs, n, size)
-                results.append(row("writer loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
-                store.seal_stream(scope, src)
-                (ev, nb, secs), wall = java(cp, controller, "bench-read", scope, src)
-                assert int(ev) == n, f"reader loop read {ev} of {n} events"
-                results.append(row("reader loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
-                secs = cli(env, "export", f"pravega://{scope}/{src}", f"file://{arch}")
-                results.append(row("export", size, segs, n, n * size, secs))
-                secs = cli(env, "import", f"file://{arch}", f"pravega://{scope}/{dst}")
-                got = store.stream_info(scope, dst)
-                assert got.events == n, f"import wrote {got.events} of {n} events"
-                results.append(row("import", size, segs, n, n * size, secs))
-                for r in results[-4:]:
-                    print(json.dumps(r), flush=True)
-                for s in store.list_streams(scope):  # the import's marker stream too
-                    store.delete_stream(scope, s)
-                shutil.rmtree(arch, ignore_errors=True)
+        rows = [(int(x), int(y)) for x in a.event_sizes.split(",") for y in a.segments.split(",")]
+        for size, segs in [r for r in rows for _ in range(a.repeat)]:
+            n = a.mib * 1024 * 1024 // size
+            tag = f"{size}-{segs}-{uuid.uuid4().hex[:6]}"
+            src, dst, arch = f"src-{tag}", f"dst-{tag}", tmp / f"arch-{tag}"
+            (ev, nb, secs), wall = java(cp, controller, "bench-write", scope, src, segs, n, size)
+            results.append(row("writer loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
+            store.seal_stream(scope, src)
+            (ev, nb, secs), wall = java(cp, controller, "bench-read", scope, src)
+            assert int(ev) == n, f"reader loop read {ev} of {n} events"
+            results.append(row("reader loop", size, segs, int(ev), int(nb), float(secs), process_s=round(wall, 2)))
+            secs = cli(env, "export", f"pravega://{scope}/{src}", f"file://{arch}")
+            results.append(row("export", size, segs, n, n * size, secs))
+            secs = cli(env, "import", f"file://{arch}", f"pravega://{scope}/{dst}")
+            got = store.stream_info(scope, dst)
+            assert got.events == n, f"import wrote {got.events} of {n} events"
+            results.append(row("import", size, segs, n, n * size, secs))
+            for r in results[-4:]:
+                print(json.dumps(r), flush=True)
+            for s in store.list_streams(scope):  # the import's marker stream too
+                store.delete_stream(scope, s)
+            shutil.rmtree(arch, ignore_errors=True)
         store.delete_scope(scope)
     finally:
         store.close()
@@ -153,10 +157,11 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     def rate(case, size, segs):
-        return next(r["MB_per_s"] for r in results if (r["case"], r["event_size"], r["segments"]) == (case, size, segs))
+        return statistics.median(r["MB_per_s"] for r in results
+                                 if (r["case"], r["event_size"], r["segments"]) == (case, size, segs))
 
     print(f"\n{'event size':>10} {'segs':>4} {'reader loop':>11} {'export':>8} {'ratio':>6} "
-          f"{'writer loop':>11} {'import':>8} {'ratio':>6}   (MB/s of payload)")
+          f"{'writer loop':>11} {'import':>8} {'ratio':>6}   (MB/s of payload, median of {a.repeat})")
     for size in sorted({r["event_size"] for r in results}):
         for segs in sorted({r["segments"] for r in results}):
             rl, ex, wl, im = (rate(c, size, segs) for c in ("reader loop", "export", "writer loop", "import"))
