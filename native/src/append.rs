@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use tokio::sync::{watch, Semaphore};
 
-use super::{next_request_id, wait, Client, Error, PravegaError, Res};
+use super::{next_request_id, run_closing, Client, Error, Res};
 
 /// Bytes of blocks sent and not yet acknowledged.
 const WINDOW: usize = 32 * 1024 * 1024;
@@ -244,17 +244,6 @@ impl Appender {
         F: for<'s> FnOnce(&'s mut State) -> std::pin::Pin<Box<dyn std::future::Future<Output = Res<T>> + Send + 's>>
             + Send,
     {
-        let Ok(mut guard) = self.inner.try_lock() else {
-            return Err(PravegaError::new_err("appender is in use by another thread"));
-        };
-        let Some(s) = guard.as_mut() else {
-            return Err(PravegaError::new_err("appender is closed (an earlier call failed or timed out)"));
-        };
-        let handle = &self.handle;
-        let r = wait(py, timeout, what, |f| handle.block_on(f), f(s));
-        if r.is_err() {
-            *guard = None;
-        }
-        r
+        run_closing(&self.inner, &self.handle, py, timeout, what, "appender", f)
     }
 }

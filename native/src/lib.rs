@@ -760,27 +760,43 @@ struct Writer {
     inner: Mutex<Option<EventWriter>>,
 }
 
+/// Run `f` on the object in `inner` (a writer or an appender) on `handle`'s runtime; a
+/// failed, timed-out or interrupted call drops the object (its state is unknown then).
+fn run_closing<S, T, F>(
+    inner: &Mutex<Option<S>>,
+    handle: &tokio::runtime::Handle,
+    py: Python<'_>,
+    timeout: f64,
+    what: &str,
+    kind: &str,
+    f: F,
+) -> PyResult<T>
+where
+    S: Send,
+    T: Send,
+    F: for<'s> FnOnce(&'s mut S) -> std::pin::Pin<Box<dyn Future<Output = Res<T>> + Send + 's>> + Send,
+{
+    // one call at a time: blocking on the lock with the GIL held could deadlock
+    let Ok(mut guard) = inner.try_lock() else {
+        return Err(PravegaError::new_err(format!("{} is in use by another thread", kind)));
+    };
+    let Some(obj) = guard.as_mut() else {
+        return Err(PravegaError::new_err(format!("{} is closed (an earlier call failed or timed out)", kind)));
+    };
+    let r = wait(py, timeout, what, |fut| handle.block_on(fut), f(obj));
+    if r.is_err() {
+        *guard = None;
+    }
+    r
+}
+
 impl Writer {
-    /// Run `f` on the writer; a failed, timed-out or interrupted call closes it (its
-    /// state is unknown then).
     fn run<T, F>(&self, py: Python<'_>, timeout: f64, what: &str, f: F) -> PyResult<T>
     where
         T: Send,
         F: for<'w> FnOnce(&'w mut EventWriter) -> std::pin::Pin<Box<dyn Future<Output = Res<T>> + Send + 'w>> + Send,
     {
-        // one call at a time: blocking on the lock with the GIL held could deadlock
-        let Ok(mut guard) = self.inner.try_lock() else {
-            return Err(PravegaError::new_err("writer is in use by another thread"));
-        };
-        let Some(w) = guard.as_mut() else {
-            return Err(PravegaError::new_err("writer is closed (an earlier call failed or timed out)"));
-        };
-        let handle = &self.handle;
-        let r = wait(py, timeout, what, |f| handle.block_on(f), f(w));
-        if r.is_err() {
-            *guard = None;
-        }
-        r
+        run_closing(&self.inner, &self.handle, py, timeout, what, "writer", f)
     }
 }
 

@@ -18,7 +18,7 @@ from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.signals import PauseRequest
 from stream_backend.transfer.targets import Target
 
-from transfer.helpers import archive_files
+from transfer.helpers import archive_files, pausing_progress
 
 CLI = str(Path(sys.executable).parent / "stream-backend")
 
@@ -84,15 +84,9 @@ def test_pause_during_a_multi_segment_export_resumes_to_the_same_archive(pravega
         export_stream(s, sc, "m", Target(f"file://{tmp_path}/ref"), opts, PauseRequest(), Progress("export", "none"))
         pause = PauseRequest()
 
-        class PauseAfterSomeObjects(Progress):
-            def add_done(self, events, nbytes, resumed=False):
-                super().add_done(events, nbytes, resumed)
-                if not resumed and self.done_events > 150:
-                    pause.request()
-
         target = Target(f"file://{tmp_path}/got")
         with pytest.raises(Paused):
-            export_stream(s, sc, "m", target, opts, pause, PauseAfterSomeObjects("export", "none"))
+            export_stream(s, sc, "m", target, opts, pause, pausing_progress(pause, 150))
         done = export_stream(s, sc, "m", target, opts, PauseRequest(), Progress("export", "none"))
         assert done["complete"] and done["run"] == 1
     finally:

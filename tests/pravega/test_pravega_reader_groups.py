@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from pravega.javatool import java_tool
-from transfer.helpers import cli_env, done_line, run_cli
+from transfer.helpers import cli_env, done_line, pausing_progress, run_cli
 
 
 @pytest.fixture
@@ -121,16 +121,10 @@ def test_a_resumed_export_keeps_the_position_taken_when_the_run_was_planned(prav
     planned = pravega_store.reader_group_position(scope, "s", "g")
     pause = PauseRequest()
 
-    class PauseMidWay(Progress):
-        def add_done(self, events, nbytes, resumed=False):
-            super().add_done(events, nbytes, resumed)
-            if not resumed and self.done_events > 400:
-                pause.request()
-
     opts = ExportOptions(object_size=2048, reader_group="g")
     target = Target(f"file://{tmp_path}/a")
     with pytest.raises(Paused):
-        export_stream(pravega_store, scope, "s", target, opts, pause, PauseMidWay("export", "none"))
+        export_stream(pravega_store, scope, "s", target, opts, pause, pausing_progress(pause, 400))
     java_tool(pravega_server, ["group-read", scope, "s", "g", 100])  # the consumer moves on meanwhile
     moved = pravega_store.reader_group_position(scope, "s", "g")
     assert moved != planned

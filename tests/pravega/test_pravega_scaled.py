@@ -21,7 +21,7 @@ from stream_backend.transfer.signals import PauseRequest
 from stream_backend.transfer.targets import Target
 
 from pravega.javatool import java_tool
-from transfer.helpers import archive_files, cli_env, done_line, run_cli
+from transfer.helpers import archive_files, cli_env, done_line, pausing_progress, run_cli
 
 
 @pytest.fixture
@@ -202,15 +202,9 @@ def test_pause_on_a_scaled_stream_resumes_to_the_same_archive(pravega_server, pr
     assert ref["complete"] and ref["events"] == 900
     pause = PauseRequest()
 
-    class PauseMidWay(Progress):
-        def add_done(self, events, nbytes, resumed=False):
-            super().add_done(events, nbytes, resumed)
-            if not resumed and self.done_events > 400:
-                pause.request()
-
     target = Target(f"file://{tmp_path}/got")
     with pytest.raises(Paused):
-        export_stream(pravega_store, sc, "s", target, opts, pause, PauseMidWay("export", "none"))
+        export_stream(pravega_store, sc, "s", target, opts, pause, pausing_progress(pause, 400))
     java_tool(pravega_server, ["write", sc, "s", 50, 6, "late"])  # the resumed run keeps its planned end
     done = export_stream(pravega_store, sc, "s", target, opts, PauseRequest(), Progress("export", "none"))
     assert done["complete"] and done["run"] == 1

@@ -148,3 +148,17 @@ def archive_files(root: Path) -> dict[str, bytes]:
     """An archive's data objects and run documents by key: two archives equal byte for byte."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.relative_to(root).parts[0] in ("data", "runs")}
+
+
+def pausing_progress(pause, after_events: int, op: str = "export"):
+    """A quiet Progress that requests ``pause`` once more than ``after_events`` events of
+    new work are done: a pause at a point inside the transfer, whatever the machine's speed."""
+    from stream_backend.transfer.progress import Progress
+
+    class PauseAfter(Progress):
+        def add_done(self, events, nbytes, resumed=False):
+            super().add_done(events, nbytes, resumed)
+            if not resumed and self.done_events > after_events:
+                pause.request()
+
+    return PauseAfter(op, "none")
