@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use pravega_client_shared::ScopedSegment;
-use pravega_wire_protocol::client_connection::{ClientConnection, ClientConnectionImpl, ClientConnectionWriteHalf};
+use pravega_wire_protocol::client_connection::{ClientConnection, ClientConnectionWriteHalf};
 use pravega_wire_protocol::commands::{AppendBlockEndCommand, Command, EventCommand, SetupAppendCommand};
 use pravega_wire_protocol::wire_commands::{Replies, Requests};
 use pyo3::prelude::*;
@@ -90,12 +90,7 @@ impl Client {
         let mut endpoint = self.endpoint(seg).await?;
         let writer_id = random_writer_id();
         for _ in 0..4 {
-            let conn = self
-                .pool
-                .get_connection(endpoint.clone())
-                .await
-                .map_err(|e| Error::Other(format!("connect to segment store {}: {}", endpoint.0, e)))?;
-            let mut conn = ClientConnectionImpl::new(conn);
+            let mut conn = self.connect(&endpoint).await?;
             // this connection carries appends from now on: never back into the pool
             conn.set_failure();
             let setup = Requests::SetupAppend(SetupAppendCommand {

@@ -150,14 +150,19 @@ impl Client {
         wait(py, timeout, what, |f| rt.block_on(f), fut)
     }
 
-    /// One request/reply exchange with the segment store hosting `endpoint`.
-    async fn send(&self, endpoint: &PravegaNodeUri, request: Requests) -> Res<Replies> {
+    /// A connection to the segment store at `endpoint`, from our pool.
+    async fn connect(&self, endpoint: &PravegaNodeUri) -> Res<ClientConnectionImpl<'_>> {
         let conn = self
             .pool
             .get_connection(endpoint.clone())
             .await
             .map_err(|e| Error::Other(format!("connect to segment store {}: {}", endpoint.0, e)))?;
-        let mut conn = ClientConnectionImpl::new(conn);
+        Ok(ClientConnectionImpl::new(conn))
+    }
+
+    /// One request/reply exchange with the segment store hosting `endpoint`.
+    async fn send(&self, endpoint: &PravegaNodeUri, request: Requests) -> Res<Replies> {
+        let mut conn = self.connect(endpoint).await?;
         conn.write(&request)
             .await
             .map_err(|e| Error::Other(format!("write to {}: {}", endpoint.0, e)))?;

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from pravega.javatool import java_tool
+from servers.pravega import drop_scope
 from transfer.helpers import cli_env, done_line, pausing_progress, run_cli
 
 
@@ -23,11 +24,7 @@ def sc(pravega_server, pravega_store):
     if groups:
         java_tool(pravega_server, *(["group-delete", *(g.split("/") if "/" in g else [name, g])] for g in groups))
     for scope in (name, f"{name}x"):
-        if scope not in pravega_store.list_scopes():
-            continue
-        for stream in pravega_store.list_streams(scope):
-            pravega_store.delete_stream(scope, stream)
-        pravega_store.delete_scope(scope)
+        drop_scope(pravega_store, scope)
 
 
 def _env(pravega_server, root):

@@ -21,6 +21,7 @@ from stream_backend.transfer.signals import PauseRequest
 from stream_backend.transfer.targets import Target
 
 from pravega.javatool import java_tool
+from servers.pravega import drop_scope
 from transfer.helpers import archive_files, cli_env, done_line, pausing_progress, run_cli
 
 
@@ -29,11 +30,7 @@ def sc(pravega_store):
     """A fresh scope; its streams are deleted afterwards (the standalone keeps data in its heap)."""
     name = f"sc{uuid.uuid4().hex[:8]}"
     yield name
-    if name not in pravega_store.list_scopes():
-        return
-    for stream in pravega_store.list_streams(name):
-        pravega_store.delete_stream(name, stream)
-    pravega_store.delete_scope(name)
+    drop_scope(pravega_store, name)
 
 
 def _env(pravega_server, root):

@@ -110,3 +110,13 @@ def pravega_store(pravega_server):
     s = PravegaStore(controller=pravega_server.controller, timeout=60)
     yield s
     s.close()
+
+
+def drop_scope(store, scope: str) -> None:
+    """Delete ``scope`` and every stream in it, if it exists (the standalone keeps all data
+    in its heap, so tests leave nothing behind)."""
+    if scope not in store.list_scopes():
+        return
+    for stream in store.list_streams(scope):
+        store.delete_stream(scope, stream)
+    store.delete_scope(scope)
