@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import settings
 from .errors import (
     CorruptionError,
     NotFoundError,
@@ -46,6 +47,7 @@ from .errors import (
     UnavailableError,
     WriterBusyError,
 )
+from .stores import open_store
 from .urls import parse_stream_url
 
 INDEX_SUFFIX = ".index"
@@ -53,7 +55,6 @@ DEFAULT_STREAM = "duplicity"
 INDEX_VERSION = 1
 READ_CHUNK = 4 * 1024 * 1024
 #: env var that makes the CLI register our schemes in duplicity's spawned workers
-REGISTER_ENV = "STREAM_BACKEND_DUPLICITY"
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,6 @@ class IndexEntry:
     first_seq: int
     end_seq: int
     sha256: str
-
-
-def open_store_from_env(protocol: str):
-    """The store a duplicity target lives in, configured like the CLI (env vars)."""
-    from .stores import open_store
-
-    if protocol == "stream":
-        return open_store("stream", root=os.environ.get("STREAM_BACKEND_ROOT") or None)
-    opts = {"timeout": float(os.environ.get("STREAM_BACKEND_TIMEOUT", "30"))}
-    if os.environ.get("PRAVEGA_CONTROLLER_URI"):
-        opts["controller"] = os.environ["PRAVEGA_CONTROLLER_URI"]
-    return open_store("pravega", **opts)
 
 
 class StreamTarget:
@@ -90,7 +79,7 @@ class StreamTarget:
         self.stream = stream
         self.index_stream = stream + INDEX_SUFFIX
         if writer_wait is None:
-            writer_wait = float(os.environ.get("STREAM_BACKEND_WRITER_WAIT", "600"))
+            writer_wait = settings.seconds("writer_wait")
         self.writer_wait = writer_wait
         self._files: dict[str, IndexEntry] = {}
         self._next_seq = 0
@@ -274,7 +263,7 @@ def target_from_url(url: str, store=None) -> StreamTarget:
         from .errors import UsageError
 
         raise UsageError(f"a duplicity target is a stream, not a segment: {url}")
-    store = store or open_store_from_env(parsed.protocol)
+    store = store or open_store(parsed.protocol)
     return StreamTarget(store, parsed.scope, parsed.stream or DEFAULT_STREAM)
 
 
@@ -366,7 +355,7 @@ def register() -> None:
 
 def run_duplicity(argv: list[str]) -> None:
     """Run duplicity's own main with our schemes registered (here and in its workers)."""
-    os.environ[REGISTER_ENV] = "1"
+    os.environ[settings.DUPLICITY_ENV] = "1"
     register()
     from duplicity.__main__ import dup_run
 

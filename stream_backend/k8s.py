@@ -29,13 +29,13 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, settings, units
 from .errors import UsageError
 from .urls import parse_stream_url
 
 #: env var the transfer CLI reads: where to write its final JSON summary (the pod's
 #: termination message file). Set in every generated manifest.
-TERMINATION_LOG_ENV = "STREAM_BACKEND_TERMINATION_LOG"
+TERMINATION_LOG_ENV = settings.TERMINATION_LOG_ENV
 TERMINATION_LOG_PATH = "/dev/termination-log"
 #: Kubernetes keeps at most this many bytes of a termination message.
 TERMINATION_MESSAGE_MAX = 4096
@@ -58,8 +58,6 @@ LABEL_PREFIX = "stream-backend"
 
 #: Memory not tied to parts in flight: the interpreter, s3fs/botocore, the Pravega client
 BASE_MEMORY = 256 * 1024**2
-DEFAULT_PART_SIZE = 8 * 1024**2
-DEFAULT_PARALLEL = 4
 ZSTD_MEMORY_PER_LANE = 16 * 1024**2
 #: the Pravega client runs in a worker process of its own (interpreter + Rust runtime)
 PRAVEGA_CLIENT_MEMORY = 256 * 1024**2
@@ -81,9 +79,7 @@ def parse_size(text: str | int) -> int:
     """'8MiB' -> 8388608, by the same grammar the transfer CLI uses, and positive."""
     if isinstance(text, int):
         return text
-    from .archive import parse_size as archive_parse_size
-
-    n = archive_parse_size(text)
+    n = units.parse_size(text)
     if n <= 0:
         raise UsageError(f"size must be positive, not {text!r}")
     return n
@@ -158,7 +154,7 @@ def check_schedule(schedule: str) -> str:
 
 
 @dataclass
-class ArchiveTarget:
+class PodArchive:
     """Where the archive lives, seen from the pod."""
 
     url: str
@@ -166,24 +162,24 @@ class ArchiveTarget:
     path: str  # local path for file://, else ""
 
 
-def parse_archive(url: str) -> ArchiveTarget:
+def parse_archive(url: str) -> PodArchive:
     if not url:
         raise UsageError("ARCHIVE is empty")
     _check_no_userinfo("ARCHIVE", url)
     if "://" not in url:
         if not url.startswith("/"):
             raise UsageError(f"ARCHIVE {url!r}: a path inside a pod must be absolute (or use s3://BUCKET/PREFIX)")
-        return ArchiveTarget(f"file://{url}", "file", os.path.normpath(url))
+        return PodArchive(f"file://{url}", "file", os.path.normpath(url))
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise UsageError(f"ARCHIVE {url!r}: file URLs look like file:///absolute/path")
-        return ArchiveTarget(url, "file", os.path.normpath(parts.path or "/"))
+        return PodArchive(url, "file", os.path.normpath(parts.path or "/"))
     if scheme in _REMOTE_SCHEMES:
         if not parts.netloc:
             raise UsageError(f"ARCHIVE {url!r} names no bucket: expected {scheme}://BUCKET/PREFIX")
-        return ArchiveTarget(url, scheme, "")
+        return PodArchive(url, scheme, "")
     raise UsageError(
         f"ARCHIVE {url!r}: a pod can write to s3://BUCKET/PREFIX or to file:///PATH on a "
         "volume (--archive-pvc); other schemes do not outlive the pod"
@@ -242,8 +238,8 @@ def memory_bytes(spec: TransferSpec) -> int:
     equal (Guaranteed QoS for memory: the kubelet evicts such pods last under pressure)."""
     if spec.memory:
         return parse_size(spec.memory)
-    part = parse_size(spec.part_size) if spec.part_size else DEFAULT_PART_SIZE
-    lanes = spec.parallel or DEFAULT_PARALLEL
+    part = parse_size(spec.part_size) if spec.part_size else settings.DEFAULT_PART_SIZE
+    lanes = spec.parallel or settings.DEFAULT_PARALLEL
     total = BASE_MEMORY + 2 * part * lanes
     if spec.stream_url.startswith("pravega://"):
         total += PRAVEGA_CLIENT_MEMORY
@@ -589,7 +585,7 @@ def write_termination_message(summary, env=None) -> bool:
     a missing message must not fail a finished transfer. Kubernetes keeps 4096 bytes,
     so a longer dict loses its largest fields first (marked ``"truncated": true``).
     """
-    path = (env if env is not None else os.environ).get(TERMINATION_LOG_ENV)
+    path = settings.termination_log(env)
     if not path:
         return False
     if isinstance(summary, dict):

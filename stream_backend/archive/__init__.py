@@ -6,7 +6,6 @@ describes the bytes so an archive can be read without this code.
 """
 
 from .format import (
-    DEFAULT_OBJECT_SIZE,
     FORMAT_VERSION,
     HEADER_SIZE,
     ArchivedEvent,
@@ -35,10 +34,8 @@ from .manifest import (
     build_run_manifest,
     build_segment_part,
     canonical_json,
-    human_size,
     parse_identity,
     parse_reader_group,
-    parse_size,
     seal,
     segment_objects,
     serialize_identity,

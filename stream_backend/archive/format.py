@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import crc32c as _crc32c
 import zstandard
 
+from .. import settings
 from ..errors import CorruptionError, FormatVersionError
 from .layout import object_key, parse_object_key
 
@@ -50,7 +51,6 @@ KNOWN_FLAGS = FLAG_ROUTING_KEY | FLAG_TIMESTAMP
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_KEY_BYTES = 0xFFFF
-DEFAULT_OBJECT_SIZE = 64 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 ZSTD_LEVEL = 3
 COMPRESSIONS = ("none", "zstd")
@@ -574,7 +574,7 @@ class SegmentPacker:
         segment: int,
         start_seq: int = 0,
         start_offset: int = 0,
-        object_size: int = DEFAULT_OBJECT_SIZE,
+        object_size: int = settings.DEFAULT_OBJECT_SIZE,
         compression: str = "none",
         end_seq: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -762,7 +762,7 @@ def pack_segment(
     segment: int,
     start_seq: int = 0,
     start_offset: int = 0,
-    object_size: int = DEFAULT_OBJECT_SIZE,
+    object_size: int = settings.DEFAULT_OBJECT_SIZE,
     compression: str = "none",
     end_seq: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import CorruptionError, FormatVersionError, NotFoundError, UsageError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError
 from . import layout
 from .format import COMPRESSIONS, FORMAT_VERSION, ObjectInfo, crc32c, version_for
 
@@ -498,29 +498,3 @@ def segment_objects(chain: Iterable[RunManifest], segment: int) -> list[ObjectIn
         if p is not None:
             out.extend(p.objects)
     return out
-
-
-def parse_size(text: str) -> int:
-    """'64MiB' -> 67108864; accepts KiB/MiB/GiB/K/M/G/KB/MB/GB (all binary) and plain bytes."""
-    s = str(text).strip()
-    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
-             "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4, "tb": 1024**4, "tib": 1024**4}
-    num = s.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
-    unit = s[len(num):].strip().lower()
-    try:
-        value = float(num)
-    except ValueError:
-        raise UsageError(f"not a size: {text!r} (examples: 64MiB, 8M, 1048576)") from None
-    if unit not in units or value < 0:
-        raise UsageError(f"not a size: {text!r} (examples: 64MiB, 8M, 1048576)")
-    return int(value * units[unit])
-
-
-def human_size(n: int) -> str:
-    """67108864 -> '64.0 MiB': the one way sizes are shown (CLI output, progress bar)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{int(n)} B"  # pragma: no cover

@@ -8,8 +8,8 @@ import traceback
 
 import click
 
+from .. import settings
 from ..errors import StreamBackendError
-from ..stores.local import platform_root
 from ..urls import redact
 
 
@@ -60,53 +60,33 @@ class StreamBackendGroup(click.Group):
 
 def _termination_message(summary: dict) -> None:
     """In a Kubernetes pod, leave the one-line failure where `kubectl get pod` shows it."""
-    if os.environ.get("STREAM_BACKEND_TERMINATION_LOG"):
+    if settings.termination_log():
         from ..k8s import write_termination_message
 
         write_termination_message(summary)
 
 
 def store_options(f):
-    """--root (local store) and --controller/--timeout (Pravega) on any command taking a URL."""
-    f = click.option(
-        "--timeout",
-        type=float,
-        default=30.0,
-        show_default=True,
-        envvar="STREAM_BACKEND_TIMEOUT",
-        help="Seconds to wait for a Pravega controller before giving up.",
-    )(f)
-    f = click.option(
-        "--controller",
-        envvar="PRAVEGA_CONTROLLER_URI",
-        default=None,
-        help="Pravega controller URI for pravega:// URLs [env PRAVEGA_CONTROLLER_URI; default tcp://127.0.0.1:9090].",
-    )(f)
-    f = click.option(
-        "--root",
-        envvar="STREAM_BACKEND_ROOT",
-        default=None,
-        help=f"Local store directory for stream:// URLs [env STREAM_BACKEND_ROOT; default {platform_root()}].",
-    )(f)
+    """Every store's options (``stores.registry``: --root, --controller, --timeout) on a
+    command taking a stream URL."""
+    from ..stores import registry
+
+    for o in reversed(registry.all_options()):
+        shown = settings.platform_store_root() if o.name == "root" else o.default
+        shown = f"; default {shown}" if shown is not None else ""
+        # a number's default is the command's own (mount waits by it); a URI or path left
+        # unset is the store's to resolve
+        default = o.default if o.type is not str else None
+        f = click.option(f"--{o.name}", type=o.type, default=default, envvar=o.env,
+                         help=f"{o.help} [env {o.env}{shown}].")(f)
     return f
 
 
-def open_store_for(url, root=None, controller=None, timeout=30.0):
-    """Open the store a parsed StreamURL lives in, with the CLI's options."""
-    from ..errors import UsageError
-    from ..stores import open_store
+def open_store_for(url, **values):
+    """Open the store a parsed StreamURL lives in, with the command's store options."""
+    from ..stores import registry
 
-    if root is not None and not root.strip():
-        raise UsageError("--root (or STREAM_BACKEND_ROOT) is empty: name the local store's directory")
-    if not timeout > 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout}")
-
-    if url.protocol == "stream":
-        return open_store("stream", root=root)
-    opts = {"timeout": timeout}
-    if controller:
-        opts["controller"] = controller
-    return open_store("pravega", **opts)
+    return registry.open_store_from(url.protocol, values)
 
 
 def shape_line(segment: int, shape: dict) -> str:

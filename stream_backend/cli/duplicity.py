@@ -11,11 +11,10 @@ import os
 
 import click
 
+from .. import settings
 from . import main
 
-_REGISTER_ENV = "STREAM_BACKEND_DUPLICITY"
-
-if os.environ.get(_REGISTER_ENV) == "1":
+if os.environ.get(settings.DUPLICITY_ENV) == "1":
     # A duplicity worker (--concurrency N) spawned from `stream-backend duplicity`
     # re-imports the main module and with it this one: register our schemes here too.
     from ..duplicity_backend import register as _register_duplicity
@@ -61,9 +60,9 @@ def duplicity(root, controller, args):
           --s3-endpoint-url http://127.0.0.1:8333
     """
     if root:
-        os.environ["STREAM_BACKEND_ROOT"] = root
+        os.environ[settings.ROOT_ENV] = root  # for duplicity's backend, in this process and its workers
     if controller:
-        os.environ["PRAVEGA_CONTROLLER_URI"] = controller
+        os.environ[settings.CONTROLLER_ENV] = controller
     from ..duplicity_backend import run_duplicity
 
     run_duplicity(list(args))

@@ -40,13 +40,14 @@ def _archive_operations(url: str, endpoint_url: str | None):
     target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
     if target.startswith("sbarchive://"):
         raise UsageError(f"give the archive's own URL: sbarchive::s3://BUCKET/PREFIX, not {url!r}")
-    from ..transfer.targets import Target, translate_error
+    from ..transfer.targets import S3_SCHEMES, S3Options, open_target, translate_error
 
+    s3 = target.split("://", 1)[0] in S3_SCHEMES
     # the archive's URL, endpoint and credentials checked the way export checks them:
     # one-line errors with their codes (69 unreachable, 77 denied, 66 missing), never 70
-    Target(target, endpoint_url if target.startswith(("s3://", "s3a://")) else None).check_access()
+    open_target(target, S3Options(endpoint_url=endpoint_url) if s3 and endpoint_url else None).check_access()
     options = {}
-    if endpoint_url and target.startswith(("s3://", "s3a://")):
+    if endpoint_url and s3:
         options["endpoint_url"] = endpoint_url
     try:
         fs = ArchiveFileSystem(fo=target, target_options=options, skip_instance_cache=True)

@@ -19,6 +19,7 @@ import click
 
 from ..errors import NotFoundError, PermissionDeniedError, UnsupportedError, UsageError
 from ..stores.base import StreamInfo
+from ..units import human_size, parse_size
 from ..urls import parse_stream_url
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
@@ -27,24 +28,6 @@ CAT_CHUNK = 1 << 20  # bytes per read_range call in `cat`
 WRITE_FLUSH_EVERY = (
     8 << 20
 )  # bytes between writer.flush() calls in `write`: bounds what a store may queue
-
-
-def parse_size(text: str) -> int:
-    """``"65536"``, ``"64KiB"``, ``"1 MiB"``, ``"1M"`` -> bytes: the one size syntax every
-    command shares (``stream_backend.archive.parse_size``; K/KB/KiB are all 1024)."""
-    from ..archive import parse_size as _parse
-
-    return _parse(text)
-
-
-def human_size(n: int) -> str:
-    """67108864 -> '64.0 MiB' (``stream_backend.archive.human_size``; imported when used,
-    like parse_size, so that commands that need no archive code start fast)."""
-    from ..archive import human_size as _human
-
-    return _human(n)
-
-
 
 
 def iso_time(t: float | None) -> str | None:
@@ -699,6 +682,3 @@ def events_cmd(url, segment, from_seq, root, controller, timeout):
                     + "\n"
                 )
         out.flush()
-
-
-__all__ = ["parse_size", "human_size"]

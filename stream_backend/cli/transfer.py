@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from .. import settings
+from ..units import human_size
 from ..errors import Paused, UsageError
 from ..urls import parse_stream_url, redact
 from . import main
@@ -23,7 +25,7 @@ from .common import config_line, open_store_for, shape_line, store_options
 
 
 def _size(text: str, what: str) -> int:
-    from ..archive import parse_size
+    from ..units import parse_size
 
     n = parse_size(text)
     if n <= 0:
@@ -48,12 +50,9 @@ def _shard(shard: str | None, shards: int | None) -> tuple[int, int] | None:
         except ValueError:
             raise UsageError(f"--shard takes I/N (for example 0/4), not {shard!r}") from None
         return i, n
-    index = os.environ.get("JOB_COMPLETION_INDEX")
-    if shards is None and os.environ.get("STREAM_BACKEND_SHARDS"):
-        try:
-            shards = int(os.environ["STREAM_BACKEND_SHARDS"])
-        except ValueError:
-            raise UsageError("STREAM_BACKEND_SHARDS must be a number") from None
+    index = settings.job_index()
+    if shards is None:
+        shards = settings.shard_count()
     if index is not None and shards:
         try:
             return int(index), shards
@@ -89,9 +88,9 @@ def _to_time_ns(text: str | None) -> int | None:
 def _archive_target(archive: str, endpoint_url: str | None):
     """The archive target, with a warning for a plain relative path whose first part looks
     like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x)."""
-    from ..transfer.targets import Target
+    from ..transfer.targets import S3Options, open_target
 
-    target = Target(archive, endpoint_url)
+    target = open_target(archive, S3Options(endpoint_url=endpoint_url) if endpoint_url else None)
     first = archive.split("/", 1)[0]
     if ("://" not in archive and not archive.startswith(("/", ".", "~")) and "/" in archive
             and not os.path.isdir(first)):
@@ -120,8 +119,6 @@ def _plural(n: int, word: str) -> str:
 
 def _summary_text(summary: dict) -> str:
     """The result for a person: words, not key=value pairs, for the verdict."""
-    from ..archive import human_size
-
     if summary.get("op") == "verify":
         text = (f"archive {summary['archive']}: {_plural(summary['runs'], 'run')}, "
                 f"{_plural(summary['objects'], 'object')}, {_plural(summary['events'], 'event')}, "
@@ -199,9 +196,10 @@ def _endpoint_option(f):
 @main.command("export")
 @click.argument("source")
 @click.argument("archive")
-@click.option("--object-size", default="64MiB", show_default=True, help="Target size of each data object.")
-@click.option("--part-size", default="8MiB", show_default=True, help="Upload part size (S3: at least 5MiB).")
-@click.option("--parallel", default=4, show_default=True, type=int, help="Parts uploaded at once.")
+@click.option("--object-size", default=human_size(settings.DEFAULT_OBJECT_SIZE), show_default=True, help="Target size of each data object.")
+@click.option("--part-size", default=human_size(settings.DEFAULT_PART_SIZE), show_default=True,
+              help="Upload part size (S3: at least 5MiB).")
+@click.option("--parallel", default=settings.DEFAULT_PARALLEL, show_default=True, type=int, help="Parts uploaded at once.")
 @click.option("--compression", type=click.Choice(["none", "zstd"]), default="none", show_default=True,
               help="zstd: archives of text-like streams (logs, JSON) at about 0.2x the size and 0.7x the "
                    "speed; random or already compressed payloads gain nothing (docs/transfer.md).")
@@ -228,7 +226,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
       stream-backend export pravega://demo/orders file:///mnt/backup/orders --shard 0/4
       stream-backend export pravega://demo/orders s3://backups/orders --reader-group billing
     """
-    from ..transfer.export import ExportOptions, checkpoint_interval_from_env, export_stream, select_segments
+    from ..transfer.export import ExportOptions, export_stream, select_segments
     from ..transfer.progress import Progress
 
     url = parse_stream_url(source, need="stream")
@@ -237,7 +235,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     opts = ExportOptions(
         object_size=_size(object_size, "--object-size"), part_size=_size(part_size, "--part-size"),
         parallel=parallel, compression=compression, to_seq=to_seq,
-        checkpoint_interval=checkpoint_interval_from_env(), reader_group=_group(reader_group, url),
+        checkpoint_interval=settings.seconds("checkpoint_interval"), reader_group=_group(reader_group, url),
     )
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
@@ -285,7 +283,8 @@ def _group(name: str | None, url) -> str | None:
 @click.option("--segments", "segments_", default=None, help="Only these segments, e.g. 0,2,5.")
 @click.option("--shard", default=None, help="I/N: the segments s with s % N == I.")
 @click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
-@click.option("--part-size", default="8MiB", show_default=True, help="Bytes fetched per ranged read.")
+@click.option("--part-size", default=human_size(settings.DEFAULT_PART_SIZE), show_default=True,
+              help="Bytes fetched per ranged read.")
 @click.option("--reader-group", default=None, metavar="NAME",
               help="Pravega: create this reader group in DEST's scope where the archive recorded it (export --reader-group), so its readers go on where they were (needs Java).")
 @_endpoint_option
@@ -353,8 +352,6 @@ def status_cmd(archive, as_json, endpoint_url):
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
-    from ..archive import human_size
-
     def when(ns):
         return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ns else "-"
 

@@ -33,12 +33,12 @@ from typing import Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from .. import errors as E
+from .. import settings
 from ..stores import StreamInfo, open_store
 from ..stores.base import SegmentInfo
 from ..urls import check_name
 from .errors import as_fs_error, fs_error, translating
 
-DEFAULT_PRAVEGA_CONTROLLER = "tcp://127.0.0.1:9090"
 #: ``read(n)`` of at least this many bytes bypasses fsspec's block cache (one copy less)
 DIRECT_READ = 256 * 1024
 
@@ -92,8 +92,8 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     @classmethod
     def _resolve_options(cls, kwargs: dict) -> dict:
-        if kwargs.get("root") is None and os.environ.get("STREAM_BACKEND_ROOT"):
-            kwargs["root"] = os.environ["STREAM_BACKEND_ROOT"]
+        if kwargs.get("root") is None:
+            kwargs["root"] = settings.store_root()
         if kwargs.get("root") is not None:
             # absolute: a relative root must not mean another store after a chdir
             kwargs["root"] = os.path.abspath(os.path.expanduser(os.fspath(kwargs["root"])))
@@ -621,9 +621,7 @@ class PravegaFileSystem(StreamFileSystem):
     @classmethod
     def _resolve_options(cls, kwargs: dict) -> dict:
         if kwargs.get("controller") is None:
-            kwargs["controller"] = (
-                os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_PRAVEGA_CONTROLLER
-            )
+            kwargs["controller"] = settings.controller()
         return kwargs
 
 

@@ -1,4 +1,4 @@
-"""Stores: where streams live. ``open_store`` picks one by URL protocol."""
+"""Stores: where streams live. ``open_store`` picks one by URL protocol (``registry``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .base import (
     StreamStore,
     StreamWriter,
 )
+from .registry import open_store
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
@@ -22,19 +23,3 @@ __all__ = [
     "StreamWriter",
     "open_store",
 ]
-
-
-def open_store(protocol: str = "stream", **options) -> StreamStore:
-    """Open a store. ``stream``: options ``root``, ``max_event_size``.
-    ``pravega``: options ``controller``, ``timeout``."""
-    if protocol == "stream":
-        from .local import LocalStore
-
-        return LocalStore(**options)
-    if protocol == "pravega":
-        from .pravega import PravegaStore
-
-        return PravegaStore(**options)
-    from ..errors import UsageError
-
-    raise UsageError(f"unknown store protocol {protocol!r} (expected stream or pravega)")

@@ -29,6 +29,7 @@ from typing import Iterator
 
 from crc32c import crc32c
 
+from .. import settings
 from ..errors import (
     AlreadyExistsError,
     CorruptionError,
@@ -70,17 +71,6 @@ FOLLOW_POLL_MAX = 0.2
 _HEADER = records.HEADER
 _HS = records.HEADER_SIZE
 _MAGIC = records.MAGIC
-
-
-def platform_root() -> str:
-    """The local store's home when nothing names one: the per-user data directory."""
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("stream-backend"), "streams")
-
-
-def default_root() -> str:
-    return os.environ.get("STREAM_BACKEND_ROOT") or platform_root()
 
 
 def seg_name(segment: int) -> str:
@@ -872,7 +862,7 @@ class LocalStore:
     protocol = "stream"
 
     def __init__(self, root: str | None = None, max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
-        self.root = os.path.abspath(os.path.expanduser(root or default_root()))
+        self.root = os.path.abspath(os.path.expanduser(root or settings.default_store_root()))
         if not isinstance(max_event_size, int) or not 0 < max_event_size <= records.MAX_PAYLOAD:
             raise UsageError(
                 f"max event size must be 1..{records.MAX_PAYLOAD} bytes, not {max_event_size!r}"

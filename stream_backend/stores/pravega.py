@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from .. import settings
 from ..errors import (
     AlreadyExistsError,
     CorruptionError,
@@ -60,7 +61,6 @@ OUR_TAG = "stream-backend"
 LAST_APPEND_TAG = "sb.last-append."
 ID_TAG = "sb.id."  # a stream's identity: differs when a stream is deleted and re-created
 CHUNK = 4 << 20  # raw bytes per read call: several 1 MiB events per round trip
-DEFAULT_CONTROLLER = "tcp://127.0.0.1:9090"
 FOLLOW_POLL = 0.2  # seconds between looks at a followed segment's tail
 
 
@@ -369,12 +369,12 @@ class PravegaStore:
     def __init__(
         self,
         controller: str | None = None,
-        timeout: float = 30.0,
+        timeout: float = settings.DEFAULT_TIMEOUT,
         auth: bool | None = None,
         tls_verify: bool = True,
         **_ignored,
     ) -> None:
-        controller = controller or os.environ.get("PRAVEGA_CONTROLLER_URI") or DEFAULT_CONTROLLER
+        controller = controller or settings.controller()
         self.uri, self._host, self._port, self._tls = parse_controller(controller)
         try:
             self.timeout = float(timeout)
@@ -382,7 +382,7 @@ class PravegaStore:
             raise UsageError(f"bad timeout {timeout!r}") from None
         if not self.timeout > 0:
             raise UsageError(f"timeout must be > 0 (got {timeout!r})")
-        self._auth = auth if auth is not None else any(k.startswith("pravega_client_auth_") for k in os.environ)
+        self._auth = auth if auth is not None else settings.pravega_auth()
         self._tls_verify = tls_verify
         self._native = None
         self._native_pid = None

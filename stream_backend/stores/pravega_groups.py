@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import settings
 from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UnavailableError, UsageError
 
 CLIENT_VERSION = "0.13.0"
@@ -27,18 +28,17 @@ _HERE = Path(__file__).resolve().parent / "java"
 SOURCE = _HERE / "ReaderGroups.java"
 POM = _HERE / "pom.xml"
 QUIET = _HERE / "logback-quiet.xml"
-CLASSPATH_ENV = "STREAM_BACKEND_PRAVEGA_CLASSPATH"
+CLASSPATH_ENV = settings.PRAVEGA_CLASSPATH_ENV
 SETUP = (f"install Java 17+ and Maven and run `{Path(sys.executable).name} -m stream_backend.stores.pravega_groups "
          f"fetch`, or set {CLASSPATH_ENV}")
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "stream-backend" / "pravega-java-client" / CLIENT_VERSION / "classpath"
+    return Path(settings.cache_dir()) / "stream-backend" / "pravega-java-client" / CLIENT_VERSION / "classpath"
 
 
 def classpath() -> str:
-    cp = os.environ.get(CLASSPATH_ENV)
+    cp = settings.pravega_classpath()
     if cp:
         return cp
     f = _cache_file()

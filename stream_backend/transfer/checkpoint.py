@@ -28,17 +28,11 @@ from dataclasses import dataclass, field
 
 from ..archive import checkpoint_key, lease_key
 from ..archive.format import ObjectInfo
+from .. import settings
 from ..errors import CorruptionError, WriterBusyError
-from .targets import PreconditionFailed, Target
+from .targets import ArchiveTarget, PreconditionFailed
 
 CHECKPOINT_VERSION = 1
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -128,7 +122,7 @@ class Checkpoint:
             raise CorruptionError(f"corrupt checkpoint {where}: {exc}") from None
 
 
-def load_checkpoint(target: Target, segment: int) -> Checkpoint | None:
+def load_checkpoint(target: ArchiveTarget, segment: int) -> Checkpoint | None:
     key = checkpoint_key(segment)
     data = target.read(key)
     if data is None:
@@ -136,11 +130,11 @@ def load_checkpoint(target: Target, segment: int) -> Checkpoint | None:
     return Checkpoint.from_bytes(data, target.where(key))
 
 
-def save_checkpoint(target: Target, cp: Checkpoint) -> None:
+def save_checkpoint(target: ArchiveTarget, cp: Checkpoint) -> None:
     target.write(checkpoint_key(cp.segment), cp.to_bytes())
 
 
-def delete_checkpoint(target: Target, segment: int) -> None:
+def delete_checkpoint(target: ArchiveTarget, segment: int) -> None:
     target.delete(checkpoint_key(segment))
 
 
@@ -188,12 +182,12 @@ def holder_id() -> dict:
 class LeaseSet:
     """The leases on the segments one exporter works on; renewed in the background."""
 
-    def __init__(self, target: Target, segments: list[int], op: str = "export", ttl: float | None = None):
+    def __init__(self, target: ArchiveTarget, segments: list[int], op: str = "export", ttl: float | None = None):
         self.target = target
         self.segments = list(segments)
         self.op = op
-        self.ttl = ttl if ttl is not None else _env_float("STREAM_BACKEND_LEASE_TTL", 60.0)
-        self.settle = _env_float("STREAM_BACKEND_LEASE_SETTLE", 0.5)
+        self.ttl = ttl if ttl is not None else settings.seconds("lease_ttl")
+        self.settle = settings.seconds("lease_settle")
         self.me = holder_id()
         self.held: list[int] = []
         self.lost: str | None = None
@@ -313,7 +307,7 @@ class LeaseSet:
         self.release()
 
 
-def read_leases(target: Target) -> list[dict]:
+def read_leases(target: ArchiveTarget) -> list[dict]:
     """Every lease in the archive (for ``status``), with seconds left."""
     out = []
     for key in sorted(target.list("leases")):

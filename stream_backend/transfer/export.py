@@ -18,7 +18,6 @@ removed; the run manifest is written by whichever exporter sees all parts presen
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -37,23 +36,23 @@ from ..archive import (
     serialize_identity,
     serialize_reader_group,
 )
+from .. import settings
 from ..archive import layout
-from ..archive.format import COMPRESSIONS, DEFAULT_OBJECT_SIZE
+from ..archive.format import COMPRESSIONS
 from ..errors import AlreadyExistsError, Paused, StreamBackendError, UsageError
+from ..units import human_size
 from .checkpoint import Checkpoint, LeaseSet, delete_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
 from .signals import PauseRequest
-from .targets import S3_MIN_PART_SIZE, PartPool, Target
+from .targets import ArchiveTarget, PartPool
 
-DEFAULT_PART_SIZE = 8 * 1024 * 1024
-DEFAULT_PARALLEL = 4
 
 
 @dataclass
 class ExportOptions:
-    object_size: int = DEFAULT_OBJECT_SIZE
-    part_size: int = DEFAULT_PART_SIZE
-    parallel: int = DEFAULT_PARALLEL
+    object_size: int = settings.DEFAULT_OBJECT_SIZE
+    part_size: int = settings.DEFAULT_PART_SIZE
+    parallel: int = settings.DEFAULT_PARALLEL
     compression: str = "none"
     to_seq: int | None = None
     #: the segments this worker exports (None: all) — from --segments and/or --shard
@@ -63,7 +62,7 @@ class ExportOptions:
     #: a Pravega reader group whose position each run records (--reader-group)
     reader_group: str | None = None
 
-    def check(self, target: Target) -> None:
+    def check(self, target: ArchiveTarget) -> None:
         if self.compression not in COMPRESSIONS:
             raise UsageError(f"unknown compression {self.compression!r}: use one of {', '.join(COMPRESSIONS)}")
         if self.object_size < 1024:
@@ -72,10 +71,11 @@ class ExportOptions:
             raise UsageError("--part-size must be positive")
         if self.parallel < 1:
             raise UsageError("--parallel must be at least 1")
-        if target.is_s3 and self.part_size < S3_MIN_PART_SIZE and self.part_size < self.object_size:
+        least = target.min_part_size
+        if self.part_size < least and self.part_size < self.object_size:
             raise UsageError(
-                "--part-size must be at least 5MiB on S3 (S3's minimum part size) "
-                "unless it is at least --object-size"
+                f"--part-size must be at least {human_size(least)} on {target.display} (its smallest "
+                "multipart part) unless it is at least --object-size"
             )
 
 
@@ -133,7 +133,7 @@ def source_of(store, scope: str, stream: str, info) -> dict:
 class ArchiveState:
     """What an archive holds right now: complete runs, the open run, parts, checkpoints."""
 
-    def __init__(self, target: Target):
+    def __init__(self, target: ArchiveTarget):
         self.target = target
         listing = target.list(layout.RUNS_DIR)
         self.manifests: set[int] = set()
@@ -178,7 +178,7 @@ class ArchiveState:
         return RunManifest.parse(data, self.target.where(key))
 
 
-def ensure_identity(target: Target, source: dict, create: bool) -> dict:
+def ensure_identity(target: ArchiveTarget, source: dict, create: bool) -> dict:
     """Read (or, for a new archive, write) ``archive.json``; refuse another stream's archive."""
     data = target.read(layout.IDENTITY_KEY)
     if data is None:
@@ -224,7 +224,7 @@ def _count_events(store, scope, stream, seg_info, from_seq: int, to_seq: int) ->
 
 
 class Exporter:
-    def __init__(self, store, scope: str, stream: str, target: Target, opts: ExportOptions,
+    def __init__(self, store, scope: str, stream: str, target: ArchiveTarget, opts: ExportOptions,
                  pause: PauseRequest | None = None, progress: Progress | None = None):
         self.store, self.scope, self.stream = store, scope, stream
         self.target = target
@@ -510,12 +510,5 @@ class _Stop(Exception):
     """Internal: a pause was requested (or another share failed)."""
 
 
-def export_stream(store, scope, stream, target: Target, opts: ExportOptions, pause=None, progress=None) -> dict:
+def export_stream(store, scope, stream, target: ArchiveTarget, opts: ExportOptions, pause=None, progress=None) -> dict:
     return Exporter(store, scope, stream, target, opts, pause, progress).run()
-
-
-def checkpoint_interval_from_env(default: float = 1.0) -> float:
-    try:
-        return float(os.environ.get("STREAM_BACKEND_CHECKPOINT_INTERVAL", default))
-    except ValueError:
-        return default

@@ -27,6 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from .. import settings
 from ..errors import (
     CorruptionError,
     EventTooLargeError,
@@ -43,7 +44,7 @@ from .progress import Progress
 from .reader import Chain, load_chain, segment_events
 from .shape import ShapeReplay, config_options, restore_scaling
 from .signals import PauseRequest
-from .targets import Target
+from .targets import ArchiveTarget
 
 MARKER_SUFFIX = ".sb-import"
 # a flush waits for the store to acknowledge everything in flight (Pravega: drains the
@@ -60,7 +61,7 @@ class ImportOptions:
     to_seq: int | None = None
     to_time_ns: int | None = None
     segments: list[int] | None = None
-    part_size: int = 8 * 1024 * 1024
+    part_size: int = settings.DEFAULT_PART_SIZE
     #: recreate this reader group (as export --reader-group recorded it) on the destination
     reader_group: str | None = None
 
@@ -213,7 +214,7 @@ def _planned(chain: Chain, segment: int, opts: ImportOptions) -> tuple[int, int]
 
 
 class Importer:
-    def __init__(self, target: Target, store, scope: str, stream: str, opts: ImportOptions,
+    def __init__(self, target: ArchiveTarget, store, scope: str, stream: str, opts: ImportOptions,
                  pause: PauseRequest | None = None, progress: Progress | None = None):
         self.target, self.store, self.scope, self.stream = target, store, scope, stream
         self.opts = opts
@@ -476,7 +477,7 @@ class Importer:
             )
 
 
-def import_archive(target: Target, store, scope: str, stream: str, opts: ImportOptions, pause=None, progress=None) -> dict:
+def import_archive(target: ArchiveTarget, store, scope: str, stream: str, opts: ImportOptions, pause=None, progress=None) -> dict:
     if opts.to_seq is not None and opts.to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
     return Importer(target, store, scope, stream, opts, pause, progress).run()

@@ -8,23 +8,20 @@ process, not those a resumed run finds already done.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 from collections import deque
 
-from ..archive import human_size
+from .. import settings
+from ..units import human_size
 from ..urls import redact
 
 MODES = ("auto", "bar", "json", "none")
 
 
 def _interval() -> float:
-    try:
-        return max(0.01, float(os.environ.get("STREAM_BACKEND_PROGRESS_INTERVAL", "1")))
-    except ValueError:
-        return 1.0
+    return settings.seconds("progress_interval")
 
 
 class Progress:

@@ -20,7 +20,7 @@ from ..archive import layout
 from ..archive.format import ArchivedEvent, ObjectInfo, crc32c
 from ..archive.manifest import checksum_of, parse_identity
 from ..errors import CorruptionError, NotFoundError
-from .targets import Target
+from .targets import ArchiveTarget
 
 
 class RangeFile:
@@ -30,7 +30,7 @@ class RangeFile:
     decoded (one ranged GET after another was latency-bound); memory stays bounded by
     ``piece`` x (``ahead`` + 1) whatever the object size."""
 
-    def __init__(self, target: Target, key: str, size: int, piece: int = 8 * 1024 * 1024, start: int = 0,
+    def __init__(self, target: ArchiveTarget, key: str, size: int, piece: int = 8 * 1024 * 1024, start: int = 0,
                  ahead: int = 3):
         self.target, self.key, self.size = target, key, size
         self.piece = max(64 * 1024, piece)
@@ -137,7 +137,7 @@ class Chain:
                 yield p
 
 
-def _reader(target: Target):
+def _reader(target: ArchiveTarget):
     def read(key: str) -> bytes:
         data = target.read(key)
         if data is None:
@@ -147,7 +147,7 @@ def _reader(target: Target):
     return read
 
 
-def complete_runs(target: Target) -> list[int]:
+def complete_runs(target: ArchiveTarget) -> list[int]:
     runs = set()
     for key in target.list(layout.RUNS_DIR):
         bits = key.split("/")
@@ -158,7 +158,7 @@ def complete_runs(target: Target) -> list[int]:
     return sorted(runs)
 
 
-def load_chain(target: Target) -> Chain:
+def load_chain(target: ArchiveTarget) -> Chain:
     """Identity + every complete run, oldest first, links and checksums checked."""
     target.check_access()
     data = target.read(layout.IDENTITY_KEY)
@@ -180,7 +180,7 @@ def load_chain(target: Target) -> Chain:
     return Chain(ident, ident_checksum, chain)
 
 
-def events_of_object(target: Target, o: ObjectInfo, piece: int, skip_partial_start: bool) -> Iterator[ArchivedEvent]:
+def events_of_object(target: ArchiveTarget, o: ObjectInfo, piece: int, skip_partial_start: bool) -> Iterator[ArchivedEvent]:
     """Events starting in object ``o`` (plus, if not skipping, a continued one)."""
     f = RangeFile(target, o.key, o.size, piece)
     recs = iter_records(
@@ -195,7 +195,7 @@ def events_starting_in(o: ObjectInfo) -> int:
     return o.records - (1 if o.first_offset > 0 else 0)
 
 
-def check_segment_part(target: Target, run: int, part) -> None:
+def check_segment_part(target: ArchiveTarget, run: int, part) -> None:
     """The run's segment part file must be there and say what the run manifest says."""
     from ..archive import SegmentPart, segment_part_key
 
@@ -209,7 +209,7 @@ def check_segment_part(target: Target, run: int, part) -> None:
     part.check()
 
 
-def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, piece: int = 8 * 1024 * 1024,
+def segment_events(target: ArchiveTarget, chain: Chain, segment: int, skip: int = 0, piece: int = 8 * 1024 * 1024,
                    check_parts: bool = True) -> Iterator[ArchivedEvent]:
     """The segment's events across the chain, in order, after skipping the first ``skip``.
 
@@ -256,7 +256,7 @@ def segment_events(target: Target, chain: Chain, segment: int, skip: int = 0, pi
 SPOOL_IN_MEMORY = 16 * 1024 * 1024  # an object's bytes kept in memory; past it, in TMPDIR
 
 
-def checked_object(target: Target, o: ObjectInfo, piece: int):
+def checked_object(target: ArchiveTarget, o: ObjectInfo, piece: int):
     """Object ``o``'s stored bytes, read whole and checked against the manifest (its size
     as stored, its crc32c) before a single event of it is handed out: an import must not
     write the first events of a swapped, misnamed, truncated or extended object and fail
@@ -269,9 +269,10 @@ def checked_object(target: Target, o: ObjectInfo, piece: int):
         raise CorruptionError(f"archive object {where} is missing")
     if stored != o.size:
         raise CorruptionError(f"corrupt archive object {where}: {stored} bytes, manifest says {o.size}")
-    if target.is_local:
+    local = target.local_path(o.key)
+    if local is not None:
         with target.errors(o.key):
-            spool = f = open(target.path(o.key), "rb")
+            spool = f = open(local, "rb")
     else:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         f = RangeFile(target, o.key, o.size, piece)
@@ -296,7 +297,7 @@ def checked_object(target: Target, o: ObjectInfo, piece: int):
     return spool
 
 
-def checkpoints_of(target: Target) -> list[dict]:
+def checkpoints_of(target: ArchiveTarget) -> list[dict]:
     out = []
     for key in sorted(target.list(layout.CHECKPOINTS_DIR)):
         data = target.read(key)

@@ -14,12 +14,11 @@ import signal
 import sys
 import threading
 
+from .. import settings
+
 
 def _grace() -> float:
-    try:
-        return max(0.0, float(os.environ.get("STREAM_BACKEND_PAUSE_GRACE", "30")))
-    except ValueError:
-        return 30.0
+    return settings.seconds("pause_grace")
 
 
 class PauseRequest:

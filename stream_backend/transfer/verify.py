@@ -8,15 +8,15 @@ compares event for event. The first problem raises CorruptionError naming the ob
 
 from __future__ import annotations
 
-from ..archive import human_size
+from ..units import human_size
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
 from .checkpoint import read_leases
 from .reader import RangeFile, check_segment_part, checkpoints_of, complete_runs, load_chain, segment_events
 from .shape import segment_map
-from .targets import Target
+from .targets import ArchiveTarget
 
 
-def verify_archive(target: Target, against=None, piece: int = 8 * 1024 * 1024) -> dict:
+def verify_archive(target: ArchiveTarget, against=None, piece: int = 8 * 1024 * 1024) -> dict:
     """``against``: optional ``(store, scope, stream)`` to compare events with."""
     from ..archive import iter_events
 
@@ -80,7 +80,7 @@ def _checked_records(target, part, listing, piece, counter):
         counter[0] += 1
 
 
-def _compare(target: Target, chain, against, piece: int) -> dict:
+def _compare(target: ArchiveTarget, chain, against, piece: int) -> dict:
     """Event for event, every segment; the stream may hold more or fewer events than the
     archive (a source appended to since the export, a restore that stopped short, a
     destination written to afterwards). Content differences raise CorruptionError;
@@ -145,7 +145,7 @@ def mismatch(result: dict, archive: str, stream_url: str):
     return None
 
 
-def archive_status(target: Target) -> dict:
+def archive_status(target: ArchiveTarget) -> dict:
     """Runs (number, events, bytes, segments, ranges) and any transfer in progress."""
     chain = load_chain(target)
     runs = []

@@ -19,7 +19,6 @@ from stream_backend.archive.manifest import (
     build_segment_part,
     parse_identity,
     parse_reader_group,
-    parse_size,
     seal,
     segment_objects,
     serialize_identity,
@@ -27,7 +26,7 @@ from stream_backend.archive.manifest import (
     unseal,
     walk_chain,
 )
-from stream_backend.errors import CorruptionError, FormatVersionError, NotFoundError, UsageError
+from stream_backend.errors import CorruptionError, FormatVersionError, NotFoundError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOURCE = {"store": "stream", "scope": "sc", "stream": "st", "segments": 2}
@@ -179,8 +178,3 @@ def test_part_check_finds_gaps():
         part.check()
 
 
-def test_parse_size():
-    assert parse_size("64MiB") == 64 << 20 and parse_size("8M") == 8 << 20 and parse_size("1048576") == 1 << 20
-    assert parse_size("1.5K") == 1536 and parse_size("2GiB") == 2 << 30
-    with pytest.raises(UsageError):
-        parse_size("lots")

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from stream_backend import errors as E
-from stream_backend.cli.streams import human_size, parse_size
+from stream_backend.units import human_size, parse_size
 
 from .conftest import CLI
 
@@ -59,6 +59,7 @@ def test_parse_size_and_human_size():
     assert parse_size("1 MiB") == 1 << 20
     assert parse_size("2k") == 2048
     assert parse_size("1MB") == 1 << 20  # same binary units as export's --object-size
+    assert parse_size("1.5K") == 1536 and parse_size("2GiB") == 2 << 30 and parse_size(7) == 7
     for bad in ("", "abc", "-1", "12XB"):
         with pytest.raises(E.UsageError):
             parse_size(bad)
@@ -393,10 +394,10 @@ def test_unreachable_pravega_controller_exit_69(cli, args):
 
 
 def test_help_says_what_defaults_and_choices_mean(cli):
-    from stream_backend.stores.local import platform_root
+    from stream_backend.settings import platform_store_root
 
     squeeze = lambda text: "".join(text.split())  # noqa: E731 - help text wraps at any space or hyphen
-    assert platform_root() in squeeze(cli("ls", "--help").output)  # the real default root
+    assert platform_store_root() in squeeze(cli("ls", "--help").output)  # the real default root
     assert squeeze("zstd: archives of text-like streams") in squeeze(cli("export", "--help").output)
     main = cli("--help").output
     assert "Exit codes" in main and "75 paused or busy" in main

@@ -47,7 +47,8 @@ def populated(local_store):
 def test_file_view_attributes_and_tools(mountdir, local_store, store_root, populated, tmp_path):
     mp = mountdir()
     logs = populated["logs"]
-    with mounted("stream://", mp, root=store_root):
+    # no kernel attribute cache: each stat below asks the filesystem again
+    with mounted("stream://", mp, "--attr-timeout", "0", root=store_root):
         assert sorted(os.listdir(mp)) == ["demo", "other"]
         assert sorted(os.listdir(mp / "demo")) == ["logs", "multi"]
         assert sorted(os.listdir(mp / "demo" / "multi")) == ["0", "1", "2"]
@@ -59,8 +60,7 @@ def test_file_view_attributes_and_tools(mountdir, local_store, store_root, popul
         assert st.st_size == len(logs) == info.length
         assert abs(st.st_mtime - info.last_append) < 1e-3  # last append time, not "now"
         assert st.st_mode & 0o777 == 0o444
-        time.sleep(1.2)  # beyond the attribute cache: the values are recomputed, and stable
-        st2 = os.stat(f)
+        st2 = os.stat(f)  # recomputed, and the same
         assert (st2.st_ino, st2.st_mtime_ns, st2.st_size) == (st.st_ino, st.st_mtime_ns, st.st_size)
         assert os.stat(mp / "other" / "empty").st_size == 0
 
@@ -117,7 +117,10 @@ def test_rsync_cp_tar_through_mount(mountdir, local_store, store_root, populated
         extra = random.Random(5).randbytes(10_000)
         with local_store.writer("demo", "logs") as w:
             w.append(extra)
-        time.sleep(0.5)  # > --attr-timeout
+        want = len(populated["logs"]) + len(extra)
+        deadline = time.monotonic() + 10  # the attribute cache (0.2 s) lets the new size through
+        while os.stat(mp / "logs").st_size != want and time.monotonic() < deadline:
+            time.sleep(0.02)
         out = subprocess.run(
             ["rsync", "-a", "--append-verify", "--stats", f"{mp}/", f"{dest}/"],
             capture_output=True,

@@ -50,10 +50,11 @@ def source_store(store_root):
 
 def archive_files(root: Path) -> dict[str, bytes]:
     """Every key of a file:// archive with its bytes. Temporary files a SIGKILLed writer
-    left behind (``*.tmp-*``, never listed by the archive reader) are not keys."""
+    left behind (in ``.tmp/``, or ``*.tmp-*`` beside a data object; never listed by the
+    archive reader) are not keys."""
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and ".tmp-" not in p.name:
+        if p.is_file() and ".tmp-" not in p.name and p.relative_to(root).parts[0] != ".tmp":
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
 

@@ -16,7 +16,7 @@ from stream_backend.stores.pravega import PravegaStore
 from stream_backend.transfer.export import ExportOptions, export_stream
 from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.signals import PauseRequest
-from stream_backend.transfer.targets import Target
+from stream_backend.transfer.targets import open_target
 
 from transfer.helpers import archive_files, pausing_progress
 
@@ -61,7 +61,7 @@ def test_one_segment_is_read_alone_and_an_export_reads_each_segment_once(pravega
         assert set(s.asked) == {2} and s.asked[2] == sizes[2]  # segment 2, once, nothing else
         assert s.read_range(sc, "m", 2, 10, 100) == data[10:110]
         s.asked.clear()
-        done = export_stream(s, sc, "m", Target(f"file://{tmp_path}/a"), ExportOptions(object_size=4096),
+        done = export_stream(s, sc, "m", open_target(f"file://{tmp_path}/a"), ExportOptions(object_size=4096),
                              PauseRequest(), Progress("export", "none"))
         assert done["complete"] and done["events"] == 400
         # each segment's bytes once for the data (its offset index is already in memory)
@@ -81,10 +81,10 @@ def test_pause_during_a_multi_segment_export_resumes_to_the_same_archive(pravega
     try:
         sc = _fill(s, "onep", segments=3, events=600, keys=17)
         opts = ExportOptions(object_size=2048, part_size=8 * 1024 * 1024)
-        export_stream(s, sc, "m", Target(f"file://{tmp_path}/ref"), opts, PauseRequest(), Progress("export", "none"))
+        export_stream(s, sc, "m", open_target(f"file://{tmp_path}/ref"), opts, PauseRequest(), Progress("export", "none"))
         pause = PauseRequest()
 
-        target = Target(f"file://{tmp_path}/got")
+        target = open_target(f"file://{tmp_path}/got")
         with pytest.raises(Paused):
             export_stream(s, sc, "m", target, opts, pause, pausing_progress(pause, 150))
         done = export_stream(s, sc, "m", target, opts, PauseRequest(), Progress("export", "none"))

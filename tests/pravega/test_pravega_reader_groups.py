@@ -109,7 +109,7 @@ def test_a_resumed_export_keeps_the_position_taken_when_the_run_was_planned(prav
     from stream_backend.transfer.export import ExportOptions, export_stream
     from stream_backend.transfer.progress import Progress
     from stream_backend.transfer.signals import PauseRequest
-    from stream_backend.transfer.targets import Target
+    from stream_backend.transfer.targets import open_target
 
     scope, groups = sc
     java_tool(pravega_server, ["create", scope, "s", 1], ["write", scope, "s", 900, 3, "a"])
@@ -119,7 +119,7 @@ def test_a_resumed_export_keeps_the_position_taken_when_the_run_was_planned(prav
     pause = PauseRequest()
 
     opts = ExportOptions(object_size=2048, reader_group="g")
-    target = Target(f"file://{tmp_path}/a")
+    target = open_target(f"file://{tmp_path}/a")
     with pytest.raises(Paused):
         export_stream(pravega_store, scope, "s", target, opts, pause, pausing_progress(pause, 400))
     java_tool(pravega_server, ["group-read", scope, "s", "g", 100])  # the consumer moves on meanwhile

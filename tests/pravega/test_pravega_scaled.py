@@ -18,7 +18,7 @@ from stream_backend.stores.local import LocalStore
 from stream_backend.transfer.export import ExportOptions, export_stream
 from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.signals import PauseRequest
-from stream_backend.transfer.targets import Target
+from stream_backend.transfer.targets import open_target
 
 from pravega.javatool import java_tool
 from servers.pravega import drop_scope
@@ -194,12 +194,12 @@ def test_pause_on_a_scaled_stream_resumes_to_the_same_archive(pravega_server, pr
     java_tool(pravega_server, ["create", sc, "s", 1], ["write", sc, "s", 300, 6, "a"], ["scale", sc, "s", 3],
               ["write", sc, "s", 600, 6, "b"])
     opts = ExportOptions(object_size=2048, part_size=8 * 1024 * 1024)
-    ref = export_stream(pravega_store, sc, "s", Target(f"file://{tmp_path}/ref"), opts, PauseRequest(),
+    ref = export_stream(pravega_store, sc, "s", open_target(f"file://{tmp_path}/ref"), opts, PauseRequest(),
                         Progress("export", "none"))
     assert ref["complete"] and ref["events"] == 900
     pause = PauseRequest()
 
-    target = Target(f"file://{tmp_path}/got")
+    target = open_target(f"file://{tmp_path}/got")
     with pytest.raises(Paused):
         export_stream(pravega_store, sc, "s", target, opts, pause, pausing_progress(pause, 400))
     java_tool(pravega_server, ["write", sc, "s", 50, 6, "late"])  # the resumed run keeps its planned end

@@ -1,5 +1,5 @@
 """Export from and import into Pravega through the real CLI, with SIGKILL at random
-moments: the resumed export equals an uninterrupted one file for file; the resumed
+points of their progress: the resumed export equals an uninterrupted one file for file; the resumed
 import holds the source events in order, no gap, no duplicate."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from stream_backend.stores.local import LocalStore
 from stream_backend.stores.pravega import PravegaStore
 
 from pravega.javatool import java_tool
+from transfer.helpers import Proc
 
 CLI = str(Path(sys.executable).parent / "stream-backend")
 KILLS = 5
@@ -68,23 +69,23 @@ def _snapshot(root: Path):
     }
 
 
-def _kill_loop(args, env, rnd, done, max_delay, partial=None):
-    """SIGKILL ``args`` KILLS times; count kills that left the work unfinished (and, with
-    ``partial``, that left a partly written result)."""
-    kills = interrupted = 0
-    while kills < KILLS:
-        p = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rnd.uniform(0.3, max_delay))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.communicate(timeout=60)
-            kills += 1
+def _kill_loop(args, env, rnd, done, partial=None):
+    """Run ``args`` KILLS times, each SIGKILLed once its progress reaches a random 5-85%
+    of the bytes (a run that gets there by finishing is left to exit 0); count kills that
+    left the work unfinished (and, with ``partial``, a partly written result)."""
+    interrupted = 0
+    env = dict(env, STREAM_BACKEND_PROGRESS_INTERVAL="0.02")
+    for _ in range(KILLS):
+        proc = Proc(args, env)
+        assert proc.wait_fraction(rnd.uniform(0.05, 0.85), timeout=120)
+        if proc.p.poll() is None:
+            proc.p.send_signal(signal.SIGKILL)
+            proc.finish()
             if not done() and (partial is None or partial()):
                 interrupted += 1
         else:
-            out, err = p.communicate()
-            assert p.returncode == 0, err[-3000:]
-            kills += 1
+            rc, _out, err = proc.finish()
+            assert rc == 0, err[-3000:]
     return interrupted
 
 
@@ -99,13 +100,10 @@ def test_export_from_pravega_kill_loop_identical_archive(pravega_server, pravega
         assert len(pravega_store.stream_info(sc, "src").segments) == 5
     env = _env(pravega_server, tmp_path / "root")
     common = ["--object-size", "16KiB", "--parallel", "2"]
-    t = time.monotonic()
     _run(["export", f"pravega://{sc}/src", f"file://{tmp_path}/ref", *common], env)
-    t_ref = time.monotonic() - t
-    print("reference export", t_ref)
     args = ["export", f"pravega://{sc}/src", f"file://{tmp_path}/resumed", *common]
     done = lambda: any((tmp_path / "resumed" / "runs").rglob("manifest.json")) if (tmp_path / "resumed" / "runs").exists() else False  # noqa: E731
-    interrupted = _kill_loop(args, env, random.Random(7), done, max(t_ref * 0.8, 0.4))
+    interrupted = _kill_loop(args, env, random.Random(7), done)
     _run(args, env)
     assert interrupted >= 1, "no kill landed before the export finished"
     ref, got = _snapshot(tmp_path / "ref"), _snapshot(tmp_path / "resumed")
@@ -141,10 +139,7 @@ def test_import_into_pravega_kill_loop_no_gap_no_duplicate(pravega_server, tmp_p
     _run(["export", "stream://demo/src", archive, "--object-size", "16KiB"], env)
     sc = f"imp-{uuid.uuid4().hex[:8]}"
     p = PravegaStore(controller=pravega_server.controller, timeout=60)
-    t = time.monotonic()
     _run(["import", archive, f"pravega://{sc}/ref"], env)
-    t_ref = time.monotonic() - t
-    print("reference import", t_ref)
     args = ["import", archive, f"pravega://{sc}/copy"]
 
     def done():
@@ -176,7 +171,7 @@ def test_import_into_pravega_kill_loop_no_gap_no_duplicate(pravega_server, tmp_p
             break
         _signal_tree(proc.pid, signal.SIGCONT)
     proc.communicate(timeout=60)
-    interrupted += _kill_loop(args, env, random.Random(11), done, max(t_ref * 1.5, 0.6), partial)
+    interrupted += _kill_loop(args, env, random.Random(11), done, partial)
     _run(args, env)
     assert interrupted >= 1, "no kill left a partly imported stream"
     want = _payloads(local, "demo", "src")

@@ -148,7 +148,7 @@ def test_export_progress_moves_with_every_part(tmp_path):
     object's end (with 64 MiB objects the ETA moved in 64 MiB steps)."""
     from stream_backend.stores.local import LocalStore
     from stream_backend.transfer.export import ExportOptions, export_stream
-    from stream_backend.transfer.targets import Target
+    from stream_backend.transfer.targets import open_target
 
     store = LocalStore(root=str(tmp_path / "store"))
     store.create_stream("p", "s")
@@ -164,7 +164,7 @@ def test_export_progress_moves_with_every_part(tmp_path):
 
     opts = ExportOptions(object_size=32 << 20, part_size=1 << 20)
     prog = Recording("export", "none")
-    export_stream(store, "p", "s", Target(f"file://{tmp_path}/a"), opts, None, prog)
+    export_stream(store, "p", "s", open_target(f"file://{tmp_path}/a"), opts, None, prog)
     store.close()
     steps = [b for b in seen if 0 < b < 16 << 20]
     assert len(set(steps)) >= 15, seen

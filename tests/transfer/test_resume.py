@@ -119,15 +119,20 @@ def test_sigterm_pauses_with_exit_75_and_resumes(small_store, store_root, tmp_pa
     out = run_cli(args, env, check=0)
     assert done_line(out.stdout)["complete"]
     run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
-    # import pauses too
-    proc = Proc(["import", archive, "stream://demo/copy"], env)
+    # import pauses too: frozen at its first progress line (most objects still to go), so
+    # the signal lands mid-import however fast the machine
+    proc = Proc(["import", archive, "stream://demo/copy"], dict(env, STREAM_BACKEND_PROGRESS_INTERVAL="0.02"))
     assert proc.started.wait(timeout=30)
+    proc.p.send_signal(signal.SIGSTOP)
+    assert proc.fraction < 0.5, proc.lines[-3:]
     proc.p.send_signal(signal.SIGTERM)
+    proc.p.send_signal(signal.SIGCONT)
     rc, _out, err = proc.finish()
-    assert rc in (0, 75), err[-2000:]
-    if rc == 75:
-        assert "resume with: stream-backend import" in err.strip().splitlines()[-1]
+    assert rc == 75, err[-2000:]
+    assert "resume with: stream-backend import" in err.strip().splitlines()[-1]
+    assert small_store.stream_info("demo", "copy").events < 1500  # paused part-way
     run_cli(["import", archive, "stream://demo/copy"], env, check=0)
+    run_cli(["verify", archive, "--against", "stream://demo/copy"], env, check=0)
     assert listing(small_store, "demo", "copy") == listing(small_store, "demo", "src")
 
 
@@ -157,11 +162,11 @@ def test_run_end_stays_fixed_when_the_stream_grows_before_a_resume(small_store, 
     from stream_backend.transfer.export import ArchiveState, ExportOptions, export_stream
     from stream_backend.transfer.progress import Progress
     from stream_backend.transfer.signals import PauseRequest
-    from stream_backend.transfer.targets import Target
+    from stream_backend.transfer.targets import open_target
 
     fill_stream(small_store, "demo", "grow", segments=2, events=200, seed=4)
     before = {s.segment: s.tail_seq for s in small_store.stream_info("demo", "grow").segments}
-    target = Target(f"file://{tmp_path}/a")
+    target = open_target(f"file://{tmp_path}/a")
     opts = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
     _export_paused_early(small_store, "grow", target, opts)
     with small_store.writer("demo", "grow") as w:  # the stream grows in every segment
@@ -181,16 +186,16 @@ def test_resume_with_other_options_keeps_the_runs_and_warns(small_store, tmp_pat
     from stream_backend.transfer.export import ExportOptions, export_stream
     from stream_backend.transfer.progress import Progress
     from stream_backend.transfer.signals import PauseRequest
-    from stream_backend.transfer.targets import Target
+    from stream_backend.transfer.targets import open_target
 
     fill_stream(small_store, "demo", "opts", segments=2, events=200, seed=8)
-    target = Target(f"file://{tmp_path}/a")
+    target = open_target(f"file://{tmp_path}/a")
     first = ExportOptions(object_size=8 * 1024, part_size=8 * 1024 * 1024)
     _export_paused_early(small_store, "opts", target, first)
     other = ExportOptions(object_size=32 * 1024, part_size=8 * 1024 * 1024, compression="zstd")
     done = export_stream(small_store, "demo", "opts", target, other, PauseRequest(), Progress("export", "none"))
     assert done["complete"] and "keeps them" in done["warning"] and "--object-size 8192" in done["warning"]
-    straight = Target(f"file://{tmp_path}/b")
+    straight = open_target(f"file://{tmp_path}/b")
     export_stream(small_store, "demo", "opts", straight, first, PauseRequest(), Progress("export", "none"))
     data = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*")  # noqa: E731
                          if p.is_file() and p.parts[len(root.parts)] in ("data", "runs")}

@@ -195,12 +195,12 @@ def test_segments_imported_in_turns_keep_their_order(store, tmp_path, monkeypatc
     from stream_backend.transfer import import_
     from stream_backend.transfer.export import ExportOptions, export_stream
     from stream_backend.transfer.import_ import ImportOptions, import_archive
-    from stream_backend.transfer.targets import Target
+    from stream_backend.transfer.targets import open_target
 
     monkeypatch.setattr(import_, "TURN_BYTES", 3000)
     scope = f"turns{uuid.uuid4().hex[:8]}"
     fill_stream(store, scope, "src", segments=3, events=240, seed=21, max_size=2000)
-    target = Target(f"file://{tmp_path}/a")
+    target = open_target(f"file://{tmp_path}/a")
     export_stream(store, scope, "src", target, ExportOptions(object_size=8192))
     try:
         done = import_archive(target, store, scope, "copy", ImportOptions())

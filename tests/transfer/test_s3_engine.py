@@ -195,12 +195,12 @@ def test_memory_bounded_by_parts_not_stream_length(store_root, s3_bucket):
 def test_conditional_lease_writes(server, request, monkeypatch):
     from stream_backend.errors import WriterBusyError
     from stream_backend.transfer.checkpoint import LeaseSet
-    from stream_backend.transfer.targets import PreconditionFailed, Target
+    from stream_backend.transfer.targets import PreconditionFailed, open_target
 
     bucket = request.getfixturevalue("s3_bucket" if server == "seaweedfs" else "moto_bucket")
     for k, v in bucket.server.env.items():
         monkeypatch.setenv(k, v)
-    t = Target(f"{bucket.url}/leasetest")
+    t = open_target(f"{bucket.url}/leasetest")
     t.check_access()
     assert t.write_if("x.json", b"1", absent=True)
     with pytest.raises(PreconditionFailed):

@@ -1,0 +1,198 @@
+"""What the transfer engine asks of an archive's home, and the fsspec implementation the
+local and S3 targets refine."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator, Protocol
+
+from ...errors import NotFoundError, StreamBackendError, UnavailableError
+from .errors import translate_error
+from .uploads import ObjectUpload, PartPool, done
+
+
+class ArchiveTarget(Protocol):
+    """An archive prefix; keys are relative, "/"-separated. Every call raises our errors
+    (``errors.translate_error``), never a storage library's, and never shows credentials."""
+
+    url: str
+    #: the URL as shown to people (credentials redacted)
+    display: str
+    #: transient faults met so far (the storage client's retries and ours): shown by progress
+    retries: int
+    #: smallest part a multipart upload accepts (0: any)
+    min_part_size: int
+
+    def where(self, key: str = "") -> str: ...
+    def errors(self, key: str = "") -> contextlib.AbstractContextManager: ...
+    def check_access(self, create: bool = False) -> None:
+        """Fail fast with the right code: missing bucket 66, bad credentials 77."""
+    def check_free_space(self, nbytes: int) -> None:
+        """Refuse to start a run that cannot fit (where the target can tell)."""
+    def read(self, key: str) -> bytes | None:
+        """Whole object, or None when absent."""
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+    def write(self, key: str, data: bytes) -> None:
+        """Replace an object whole and atomically (readers see old or new bytes)."""
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(bytes, version tag for ``write_if``), (None, None) when absent."""
+    def atomic_if(self, absent: bool) -> bool:
+        """Does ``write_if`` decide a race by itself (no read-back needed)?"""
+    def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
+        """Write only if absent / still at ``etag``; PreconditionFailed when another won."""
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int | None: ...
+    def list(self, dirkey: str) -> dict[str, int]:
+        """Every object under ``dirkey`` (recursive): relative key -> size."""
+    def upload(self, key: str, part_size: int, pool: PartPool) -> ObjectUpload: ...
+    def abort_stray_uploads(self, dirkey: str, keep: set[str] = frozenset()) -> int:
+        """Abort unfinished uploads under ``dirkey`` but those for ``keep``; -> how many."""
+    def local_path(self, key: str) -> str | None:
+        """The object as a file on this machine, when it is one (read in place)."""
+
+
+class FsspecTarget:
+    """Any fsspec filesystem: whole-object writes, its own buffered writer for data."""
+
+    min_part_size = 0
+    #: tries of a small object's read or write before a transient fault ends the transfer
+    SMALL_ATTEMPTS = 6
+
+    def __init__(self, url: str, display: str, fs, root: str):
+        self.url, self.display, self.fs = url, display, fs
+        self.root = root.rstrip("/")
+        self.retries = 0
+
+    # -- paths and errors ------------------------------------------------------
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def where(self, key: str = "") -> str:
+        base = self.display.rstrip("/")
+        return f"{base}/{key}" if key else base
+
+    def local_path(self, key: str) -> str | None:
+        return None
+
+    @contextlib.contextmanager
+    def errors(self, key: str = "") -> Iterator[None]:
+        try:
+            yield
+        except StreamBackendError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, self.where(key)) from None
+
+    def _retried(self, key: str, fn):
+        """``fn()`` with our errors, a transient one (a dropped body, a reset, a 5xx)
+        retried with backoff (0.2 s doubling, about 6 s in all): a lease, checkpoint or
+        manifest read must not end a transfer that a data part's retry would have saved."""
+        delay = 0.2
+        for attempt in range(self.SMALL_ATTEMPTS):
+            try:
+                with self.errors(key):
+                    return fn()
+            except UnavailableError:
+                if attempt + 1 == self.SMALL_ATTEMPTS:
+                    raise
+                self.retries += 1
+                time.sleep(delay)
+                delay *= 2
+
+    # -- checks --------------------------------------------------------------
+    def check_access(self, create: bool = False) -> None:
+        pass
+
+    def check_free_space(self, nbytes: int) -> None:
+        pass
+
+    # -- objects -------------------------------------------------------------
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._retried(key, lambda: self.fs.cat_file(self.path(key)))
+        except NotFoundError:
+            return None
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        with self.errors(key):
+            return self.fs.cat_file(self.path(key), start=start, end=end)
+
+    def write(self, key: str, data: bytes) -> None:
+        with self.errors(key):
+            self.fs.pipe_file(self.path(key), data)
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        return self.read(key), None
+
+    def atomic_if(self, absent: bool) -> bool:
+        return False
+
+    def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
+        self.write(key, data)  # no condition to ask for here: the caller's read-back settles races
+        return None
+
+    def delete(self, key: str) -> None:
+        with self.errors(key):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.path(key))
+
+    def exists(self, key: str) -> bool:
+        with self.errors(key):
+            return bool(self.fs.exists(self.path(key)))
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._retried(key, lambda: int(self.fs.size(self.path(key))))
+        except NotFoundError:
+            return None
+
+    def _listed(self, rel: str) -> bool:
+        return True
+
+    def list(self, dirkey: str) -> dict[str, int]:
+        base = self.path(dirkey).rstrip("/")
+
+        def find():
+            try:
+                return self.fs.find(base, detail=True)
+            except FileNotFoundError:
+                return {}
+
+        out: dict[str, int] = {}
+        for path, info in self._retried(dirkey, find).items():
+            if info.get("type") == "directory":
+                continue
+            rel = path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
+            if self._listed(rel):
+                out[rel] = int(info.get("size") or 0)
+        return out
+
+    def upload(self, key: str, part_size: int, pool: PartPool) -> ObjectUpload:
+        return FsspecUpload(self, key)
+
+    def abort_stray_uploads(self, dirkey: str, keep: set[str] = frozenset()) -> int:
+        return 0
+
+
+class FsspecUpload(ObjectUpload):
+    """Any other fsspec filesystem: its own buffered writer."""
+
+    def __init__(self, target: FsspecTarget, key: str):
+        self.target, self.key = target, key
+        self.f = target.fs.open(target.path(key), "wb")
+
+    def write_part(self, data: bytes) -> None:
+        with self.target.errors(self.key):
+            self.f.write(data)
+            self.sent_bytes += len(data)
+
+    def finish(self):
+        with self.target.errors(self.key):
+            self.f.close()
+        return done()
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            self.f.discard() if hasattr(self.f, "discard") else None

@@ -1,0 +1,302 @@
+"""An archive in an S3 bucket: multipart uploads driven through the aiobotocore client
+s3fs already holds, so that after a crash the parts already stored (ListParts) are reused
+instead of sent again; conditional PUTs for leases."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ...errors import NotFoundError, UnavailableError, UsageError
+from ...urls import has_userinfo, redact
+from .base import FsspecTarget
+from .errors import PreconditionFailed, is_precondition_failure, translate_error
+from .uploads import ObjectUpload, PartPool, done
+
+#: S3 refuses multipart parts smaller than this (except the last one)
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach and write a bucket: one place for every S3 setting a command takes."""
+
+    #: an S3-compatible server (http(s)://HOST[:PORT]); None: AWS, by the region
+    endpoint_url: str | None = None
+    #: None: botocore's own (AWS_REGION, the profile)
+    region: str | None = None
+
+    def check(self) -> None:
+        ep = self.endpoint_url
+        if not ep:
+            return
+        try:
+            parts = urlsplit(ep)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"bad endpoint URL {redact(ep)}: expected http(s)://HOST[:PORT]")
+        if has_userinfo(ep):
+            raise UsageError(
+                f"endpoint {redact(ep)} carries credentials: pass them in "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile), never in a URL"
+            )
+
+    def fs_options(self, on_retry) -> dict:
+        """s3fs's constructor options; ``on_retry`` hears botocore's needs-retry events."""
+        from aiobotocore.session import AioSession
+
+        session = AioSession()
+        session.register("needs-retry.s3", on_retry)
+        options: dict = {
+            "use_listings_cache": False,
+            "skip_instance_cache": True,
+            "session": session,
+            # botocore retries transient faults (SlowDown, 5xx, resets) with backoff;
+            # s3fs adds its own bounded retries around every call on top.
+            "config_kwargs": {
+                "retries": {"max_attempts": 10, "mode": "standard"},
+                "connect_timeout": 10,
+                "read_timeout": 60,
+                # parts carry Content-MD5 (computed once, also used to match parts
+                # left by an interrupted upload); no second checksum pass over them
+                "request_checksum_calculation": "when_required",
+            },
+        }
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.region:
+            options["client_kwargs"] = {"region_name": self.region}
+        return options
+
+
+class S3Target(FsspecTarget):
+    min_part_size = S3_MIN_PART_SIZE
+
+    def __init__(self, url: str, display: str, options: S3Options):
+        from fsspec.core import url_to_fs
+
+        options.check()
+        self.options = options
+        try:
+            fs, root = url_to_fs(url, **options.fs_options(self._count_retry))
+        except Exception as exc:  # bad URL, bad options
+            raise UsageError(f"cannot open archive URL {display}: {type(exc).__name__}") from None
+        super().__init__(url, display, fs, root)
+        self.fs.retries = 6  # s3fs's own retry loop around each call (instance attribute)
+        if not self.root:
+            raise UsageError(f"archive URL {self.display} names no bucket")
+        self.bucket, _, prefix = self.root.partition("/")
+        self.key_prefix = prefix.strip("/")
+
+    def _count_retry(self, response=None, caught_exception=None, **_kw) -> None:
+        """botocore's needs-retry event, once per attempt: count the failed ones (a 5xx,
+        a throttle, a reset). Returns None: the decision stays botocore's."""
+        status = response[0].status_code if response is not None else None
+        if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
+            self.retries += 1
+
+    def s3_key(self, key: str) -> str:
+        return f"{self.key_prefix}/{key}" if self.key_prefix else key
+
+    def call(self, method: str, key: str, **kw):
+        """One S3 API call on ``key``, with our errors."""
+        with self.errors(key):
+            return self.fs.call_s3(method, Bucket=self.bucket, Key=self.s3_key(key), **kw)
+
+    # -- checks --------------------------------------------------------------
+    def check_access(self, create: bool = False) -> None:
+        self._probe_endpoint()
+        with self.errors():
+            self.fs.call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.s3_key(""), MaxKeys=1)
+
+    def _probe_endpoint(self, attempts: int = 3, timeout: float = 3.0) -> None:
+        """A custom endpoint that refuses connections fails in seconds (exit 69), not
+        after the minutes botocore's retries would spend on it."""
+        ep = self.options.endpoint_url
+        if not ep:
+            return
+        parts = urlsplit(ep)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        for i in range(attempts):
+            try:
+                socket.create_connection((parts.hostname, port), timeout=timeout).close()
+                return
+            except OSError:
+                if i + 1 < attempts:
+                    time.sleep(0.5 * (i + 1))
+        raise UnavailableError(f"cannot reach the storage endpoint {redact(ep)} for {self.display}")
+
+    # -- objects -------------------------------------------------------------
+    def write(self, key: str, data: bytes) -> None:
+        # a whole PUT: repeating it is harmless
+        self._retried(key, lambda: self.call("put_object", key, Body=data))
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """The tag is the S3 ETag, for If-Match."""
+        from fsspec.asyn import sync
+
+        async def get():
+            resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.s3_key(key))
+            body = resp["Body"]
+            try:
+                data = await body.read()
+            finally:
+                body.close()
+            return data, resp.get("ETag")
+
+        try:
+            return self._retried(key, lambda: sync(self.fs.loop, get))
+        except NotFoundError:
+            return None, None
+
+    def atomic_if(self, absent: bool) -> bool:
+        """Some S3-compatible servers ignore the conditional headers: always read back."""
+        return False
+
+    def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
+        """A conditional PUT (If-None-Match / If-Match, honoured by AWS, SeaweedFS and moto)."""
+        kw: dict = {}
+        if absent:
+            kw["IfNoneMatch"] = "*"
+        elif etag:
+            kw["IfMatch"] = etag
+        try:
+            resp = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **kw)
+        except Exception as exc:
+            if is_precondition_failure(exc):
+                raise PreconditionFailed(key) from None
+            raise translate_error(exc, self.where(key)) from None
+        return resp.get("ETag")
+
+    def delete(self, key: str) -> None:
+        self.call("delete_object", key)
+
+    def upload(self, key: str, part_size: int, pool: PartPool) -> ObjectUpload:
+        return S3Upload(self, key, part_size, pool)
+
+    def abort_stray_uploads(self, dirkey: str, keep: set[str] = frozenset()) -> int:
+        n = 0
+        for up in self.list_uploads(self.s3_key(dirkey)):
+            if up["Key"] not in keep:
+                with self.errors(dirkey):
+                    self.fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                n += 1
+        return n
+
+    def list_uploads(self, prefix: str) -> list[dict]:
+        uploads: list[dict] = []
+        kw: dict = {"Bucket": self.bucket, "Prefix": prefix}
+        with self.errors(prefix):
+            while True:
+                resp = self.fs.call_s3("list_multipart_uploads", **kw)
+                uploads.extend(resp.get("Uploads") or [])
+                if not resp.get("IsTruncated"):
+                    break
+                kw["KeyMarker"] = resp.get("NextKeyMarker")
+                kw["UploadIdMarker"] = resp.get("NextUploadIdMarker")
+        return uploads
+
+
+class S3Upload(ObjectUpload):
+    """One PUT for an object of one part; otherwise a multipart upload that reuses parts.
+
+    The first part is held back until a second one exists, so small objects cost a
+    single request. A multipart upload already open for the same key (left by a killed
+    exporter) is adopted: each part whose stored size and MD5 ETag match the bytes we
+    would send is kept, the rest are (re)sent. Object bytes derive from events only,
+    so the reused parts are exactly the ones an uninterrupted run would have sent.
+    """
+
+    def __init__(self, target: S3Target, key: str, part_size: int, pool: PartPool):
+        self.t, self.key, self.pool = target, key, pool
+        self.s3key = target.s3_key(key)
+        self.part_size = part_size
+        self.first: bytes | None = None
+        self.upload_id: str | None = None
+        self.existing: dict[int, tuple[str, int]] = {}
+        self.futures: list[Future] = []
+        self.etags: dict[int, str] = {}
+        self.next_part = 1
+        self.reused_parts = 0
+        self.sent_bytes = 0
+        self._lock = threading.Lock()
+
+    def _call(self, method: str, **kw):
+        return self.t.call(method, self.key, **kw)
+
+    def _start_multipart(self) -> None:
+        uploads = [u for u in self.t.list_uploads(self.s3key) if u["Key"] == self.s3key]
+        uploads.sort(key=lambda u: (str(u.get("Initiated")), u["UploadId"]))
+        if uploads:
+            self.upload_id = uploads[0]["UploadId"]
+            for extra in uploads[1:]:
+                self._call("abort_multipart_upload", UploadId=extra["UploadId"])
+            marker = 0
+            while True:
+                resp = self._call("list_parts", UploadId=self.upload_id, PartNumberMarker=marker)
+                for p in resp.get("Parts") or []:
+                    self.existing[int(p["PartNumber"])] = (str(p["ETag"]).strip('"'), int(p["Size"]))
+                if not resp.get("IsTruncated"):
+                    break
+                marker = int(resp.get("NextPartNumberMarker") or 0)
+        else:
+            self.upload_id = self._call("create_multipart_upload")["UploadId"]
+
+    def _send_part(self, number: int, data: bytes) -> None:
+        digest = hashlib.md5(data).digest()
+        md5 = digest.hex()
+        have = self.existing.get(number)
+        if have and have[1] == len(data) and have[0] == md5:
+            with self._lock:
+                self.reused_parts += 1
+                self.etags[number] = f'"{md5}"'
+            return
+        resp = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data,
+                          ContentMD5=base64.b64encode(digest).decode())
+        with self._lock:
+            self.sent_bytes += len(data)
+            self.etags[number] = resp["ETag"]
+
+    def _submit(self, data: bytes) -> None:
+        number = self.next_part
+        self.next_part += 1
+        self.futures.append(self.pool.submit(self._send_part, number, data))
+
+    def write_part(self, data: bytes) -> None:
+        if self.upload_id is None and self.first is None:
+            self.first = data
+            return
+        if self.upload_id is None:
+            self._start_multipart()
+            first, self.first = self.first, None
+            self._submit(first)
+        self._submit(data)
+
+    def _put_single(self, data: bytes) -> None:
+        self._call("put_object", Body=data, ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode())
+        with self._lock:
+            self.sent_bytes += len(data)
+
+    def finish(self) -> Future:
+        if self.upload_id is None:
+            data, self.first = self.first or b"", None
+            return self.pool.submit(self._put_single, data)
+        for f in self.futures:
+            f.result()  # raises the first failure
+        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+        self._call("complete_multipart_upload", UploadId=self.upload_id, MultipartUpload={"Parts": parts})
+        return done()
+
+    def abandon(self) -> None:
+        for f in self.futures:  # the parts stored stay for the next attempt
+            with contextlib.suppress(Exception):
+                f.result()
