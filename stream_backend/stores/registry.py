@@ -72,7 +72,7 @@ def _check(opts: dict) -> None:
 
 
 STORES: dict[str, StoreKind] = {
-    "stream": StoreKind("stream", "stream_backend.stores.local:LocalStore",
+    "stream": StoreKind("stream", "stream_backend.stores.local.store:LocalStore",
                         "stream_backend.fs.streamfs:StreamFileSystem", (ROOT,)),
     "pravega": StoreKind("pravega", "stream_backend.stores.pravega:PravegaStore",
                          "stream_backend.fs.streamfs:PravegaFileSystem", (CONTROLLER, TIMEOUT)),

@@ -13,7 +13,7 @@ import fsspec
 import pytest
 
 from stream_backend.fs import streamfs
-from stream_backend.stores import records
+from stream_backend.stores.local import records
 from stream_backend.stores.local import LocalStore
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream_backend.errors import CorruptionError
-from stream_backend.stores import records
+from stream_backend.stores.local import records
 from stream_backend.stores.local import LocalStore
 
 sys.path.insert(0, str(Path(__file__).parent))

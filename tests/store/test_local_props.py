@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_backend.errors import EventTooLargeError
-from stream_backend.stores import offset_index, records
+from stream_backend.stores.local import offset_index, records
 from stream_backend.stores.local import LocalStore
 
 MAX = 3000

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_backend.errors import CorruptionError
-from stream_backend.stores import local, records
+from stream_backend.stores.local import reader, records
 from stream_backend.stores.local import LocalStore
 
 
@@ -29,14 +29,14 @@ NAMES = ("DIRECT_MIN", "DIRECT_MIN_EVENT", "DIRECT_MAX_RECORDS", "DIRECT_SPLIT")
 def direct_limits(min_range: int, min_event: int, max_records: int, split: int):
     """Small limits so small streams take the direct path, in small batches, split
     between this thread and the helper thread when ``split`` is small."""
-    old = [getattr(local, n) for n in NAMES]
+    old = [getattr(reader, n) for n in NAMES]
     for n, v in zip(NAMES, (min_range, min_event, max_records, split)):
-        setattr(local, n, v)
+        setattr(reader, n, v)
     try:
         yield
     finally:
         for n, v in zip(NAMES, old):
-            setattr(local, n, v)
+            setattr(reader, n, v)
 
 
 # runs of equal-sized events (the guess holds) with changes of size and key in between
@@ -106,7 +106,7 @@ def _layout(log: str) -> list[tuple[int, int, int]]:
 @pytest.mark.parametrize("split", [1 << 30, 100_000], ids=["one-thread", "split"])
 @pytest.mark.parametrize("where", ["payload", "header-size", "key", "tail-of-partial"])
 def test_direct_reads_never_serve_damage(tmp_path, monkeypatch, where, split):
-    monkeypatch.setattr(local, "DIRECT_SPLIT", split)
+    monkeypatch.setattr(reader, "DIRECT_SPLIT", split)
     root = str(tmp_path)
     s = LocalStore(root=root)
     s.create_stream("sc", "st")

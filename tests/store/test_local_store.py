@@ -19,7 +19,7 @@ from stream_backend.errors import (
     UsageError,
     WriterBusyError,
 )
-from stream_backend.stores import offset_index
+from stream_backend.stores.local import offset_index
 from stream_backend.stores.local import LocalStore
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -169,7 +169,7 @@ def walk_headers(fd: int, pos: int, seq: int, foff: int, end_pos: int, where: st
     Checks the header chain (magic, seq, file offset) but not checksums: it only maps
     positions; whoever returns bytes verifies them. Damage raises CorruptionError.
     """
-    from ..errors import CorruptionError
+    from ...errors import CorruptionError
 
     chunk = 256 * 1024
     while pos < end_pos:
