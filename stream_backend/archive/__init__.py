@@ -27,6 +27,7 @@ from .layout import (
     run_manifest_key,
     segment_part_key,
 )
+from .listing import ArchiveListing
 from .manifest import (
     ArchiveReader,
     RunManifest,
@@ -36,6 +37,7 @@ from .manifest import (
     canonical_json,
     parse_identity,
     parse_reader_group,
+    read_chain,
     seal,
     segment_objects,
     serialize_identity,

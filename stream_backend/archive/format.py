@@ -440,6 +440,12 @@ class ObjectInfo:
     #: pairs at record starts, for ranged reads that skip to the right record
     index: list[list[int]] = field(default_factory=list)
 
+    @property
+    def events_started(self) -> int:
+        """Events whose first byte lies in this object: every record but a leading
+        continuation of an event begun in the object before."""
+        return self.records - (1 if self.first_offset > 0 else 0)
+
     def to_json(self) -> dict:
         return {
             "key": self.key,

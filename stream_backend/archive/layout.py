@@ -8,6 +8,7 @@ would. Keys are relative to the archive prefix and always use "/".
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 IDENTITY_KEY = "archive.json"
 DATA_DIR = "data"
@@ -79,6 +80,45 @@ def parse_run_dir(name: str) -> int | None:
     """Run number of a ``runs/`` child name (``"00000003"`` -> 3), None if not a run."""
     m = _RUN_RE.match(name.rstrip("/").rsplit("/", 1)[-1])
     return int(m.group(1)) if m else None
+
+
+class Key(NamedTuple):
+    """What a key names: ``kind`` is identity, object, manifest, segment-part,
+    reader-group, checkpoint or lease; ``run``/``segment``/``name`` where the kind has one."""
+
+    kind: str
+    run: int | None = None
+    segment: int | None = None
+    name: str | None = None
+
+
+_KEY_RES = [
+    ("manifest", re.compile(r"^runs/(?P<run>\d{8})/manifest\.json$")),
+    ("segment-part", re.compile(r"^runs/(?P<run>\d{8})/segments/(?P<segment>\d{6})\.json$")),
+    ("reader-group", re.compile(r"^runs/(?P<run>\d{8})/reader-groups/(?P<name>" + _GROUP_RE.pattern[1:-1] + r")\.json$")),
+    ("checkpoint", re.compile(r"^checkpoints/(?P<segment>\d{6})\.json$")),
+    ("lease", re.compile(r"^leases/(?P<segment>\d{6})\.json$")),
+]
+
+
+def parse_key(key: str) -> Key | None:
+    """What the archive key ``key`` (relative to the prefix) names; None for a key that is
+    not one of the layout's (a temporary file, a stranger's object)."""
+    if key == IDENTITY_KEY:
+        return Key("identity")
+    if key.startswith(DATA_DIR + "/"):
+        try:
+            segment, _seq, _off, _z = parse_object_key(key)
+        except ValueError:
+            return None
+        return Key("object", segment=segment)
+    for kind, rx in _KEY_RES:
+        m = rx.match(key)
+        if m:
+            d = m.groupdict()
+            return Key(kind, int(d["run"]) if d.get("run") else None,
+                       int(d["segment"]) if d.get("segment") else None, d.get("name"))
+    return None
 
 
 def _check(value: int, digits: int, what: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CorruptionError, FormatVersionError, NotFoundError
 from . import layout
+from .listing import ArchiveListing
 from .format import COMPRESSIONS, FORMAT_VERSION, ObjectInfo, crc32c, version_for
 
 FORMAT_NAME = "stream-backend-archive"
@@ -211,7 +212,7 @@ def build_segment_part(
     """
     objs = list(objects)
     if events is None:
-        events = sum(o.records for o in objs) - sum(1 for o in objs if o.first_offset > 0)
+        events = sum(o.events_started for o in objs)
     part = SegmentPart(
         run=run, segment=segment, from_seq=from_seq, to_seq=to_seq, compression=compression,
         object_size=object_size, events=events, bytes=sum(o.payload_bytes for o in objs),
@@ -416,6 +417,21 @@ def walk_chain(read: Callable[[str], bytes], latest: int) -> Iterator[RunManifes
         key, want = m.previous["key"], m.previous["checksum"]
 
 
+def read_chain(read: Callable[[str], bytes], runs: list[int], where: str) -> list[RunManifest]:
+    """The manifests of the complete ``runs``, oldest first, walked back from the newest
+    with every link checked; a complete run the walk does not reach is damage too."""
+    if not runs:
+        return []
+    try:
+        chain = list(reversed(list(walk_chain(read, max(runs)))))
+    except NotFoundError as exc:
+        raise CorruptionError(f"broken archive chain in {where}: {exc}") from None
+    missing = sorted(set(runs) - {m.run for m in chain})
+    if missing:
+        raise CorruptionError(f"archive {where}: run(s) {missing} are not in the chain of run {max(runs)}")
+    return chain
+
+
 # --------------------------------------------------------------------------- reading archives through fsspec
 
 
@@ -452,16 +468,14 @@ class ArchiveReader:
 
     def runs(self) -> list[int]:
         """Numbers of the complete runs (those with a manifest), ascending."""
+        base = self.path(layout.RUNS_DIR)
         try:
-            entries = self.fs.ls(self.path(layout.RUNS_DIR), detail=False)
+            found = self.fs.find(base)
         except FileNotFoundError:
             return []
-        runs = []
-        for e in entries:
-            r = layout.parse_run_dir(e)
-            if r is not None and self.fs.exists(self.path(layout.run_manifest_key(r))):
-                runs.append(r)
-        return sorted(runs)
+        root = self.prefix
+        keys = [p[len(root) + 1:] if root and p.startswith(root + "/") else p.lstrip("/") for p in found]
+        return ArchiveListing.of(keys).complete_runs
 
     def latest_run(self) -> int | None:
         runs = self.runs()
@@ -476,11 +490,12 @@ class ArchiveReader:
 
     def chain(self, latest: int | None = None) -> list[RunManifest]:
         """Run manifests from the first run to ``latest`` (default: the newest), in order."""
-        if latest is None:
-            latest = self.latest_run()
-            if latest is None:
-                return []
-        return list(reversed(list(walk_chain(self.read, latest))))
+        runs = self.runs()
+        if latest is not None:
+            if latest not in runs:
+                raise NotFoundError(f"archive run {latest} not found ({self.path(layout.run_manifest_key(latest))})")
+            runs = [r for r in runs if r <= latest]
+        return read_chain(self.read, runs, self.prefix or "/")
 
     def segment_part(self, run: int, segment: int) -> SegmentPart:
         key = layout.segment_part_key(run, segment)

@@ -64,7 +64,7 @@ class Checkpoint:
 
     @property
     def done_events(self) -> int:
-        return sum(o.records for o in self.objects) - sum(1 for o in self.objects if o.first_offset > 0)
+        return sum(o.events_started for o in self.objects)
 
     @property
     def done_bytes(self) -> int:

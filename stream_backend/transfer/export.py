@@ -38,6 +38,7 @@ from ..archive import (
 )
 from .. import settings
 from ..archive import layout
+from ..archive.listing import ArchiveListing
 from ..archive.format import COMPRESSIONS
 from ..errors import AlreadyExistsError, Paused, StreamBackendError, UsageError
 from ..units import human_size
@@ -135,38 +136,10 @@ class ArchiveState:
 
     def __init__(self, target: ArchiveTarget):
         self.target = target
-        listing = target.list(layout.RUNS_DIR)
-        self.manifests: set[int] = set()
-        self.parts: dict[int, set[int]] = {}
-        for key in listing:
-            bits = key.split("/")
-            if len(bits) < 3:
-                continue
-            run = layout.parse_run_dir(bits[1])
-            if run is None:
-                continue
-            if bits[2] == "manifest.json" and len(bits) == 3:
-                self.manifests.add(run)
-            elif bits[2] == "segments" and len(bits) == 4 and bits[3].endswith(".json"):
-                try:
-                    self.parts.setdefault(run, set()).add(int(bits[3][:-5]))
-                except ValueError:
-                    pass
-        self.checkpoints: dict[int, str] = {}
-        for key in target.list(layout.CHECKPOINTS_DIR):
-            name = key.rsplit("/", 1)[-1]
-            if name.endswith(".json") and name[:-5].isdigit():
-                self.checkpoints[int(name[:-5])] = key
-
-    @property
-    def last_complete(self) -> int | None:
-        return max(self.manifests) if self.manifests else None
-
-    def open_run(self, checkpoint_runs: list[int]) -> int | None:
-        last = self.last_complete or 0
-        candidates = [r for r in self.parts if r not in self.manifests and r > last]
-        candidates += [r for r in checkpoint_runs if r > last]
-        return max(candidates) if candidates else None
+        listing = ArchiveListing.of([*target.list(layout.RUNS_DIR), *target.list(layout.CHECKPOINTS_DIR)])
+        self.manifests, self.parts, self.checkpoints = listing.manifests, listing.parts, listing.checkpoints
+        self.last_complete = listing.last_complete
+        self.open_run = listing.open_run  # (checkpoint runs) -> the run begun after the last complete one
 
     def manifest(self, run: int) -> RunManifest:
         key = run_manifest_key(run)
@@ -403,7 +376,7 @@ class Exporter:
                         self.reused_parts += up.reused_parts
                         self.sent_bytes += up.sent_bytes
                     self.progress.add_done(
-                        obj.info.records - (1 if obj.info.first_offset > 0 else 0), obj.info.payload_bytes - credited
+                        obj.info.events_started, obj.info.payload_bytes - credited
                     )
                 if time.monotonic() - last_save >= opts.checkpoint_interval:
                     save_checkpoint(target, cp)

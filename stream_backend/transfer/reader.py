@@ -15,10 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..archive import RunManifest, iter_events, iter_records, walk_chain
+from ..archive import RunManifest, iter_events, iter_records
 from ..archive import layout
+from ..archive.listing import ArchiveListing
 from ..archive.format import ArchivedEvent, ObjectInfo, crc32c
-from ..archive.manifest import checksum_of, parse_identity
+from ..archive.manifest import checksum_of, parse_identity, read_chain
 from ..errors import CorruptionError, NotFoundError
 from .targets import ArchiveTarget
 
@@ -148,14 +149,7 @@ def _reader(target: ArchiveTarget):
 
 
 def complete_runs(target: ArchiveTarget) -> list[int]:
-    runs = set()
-    for key in target.list(layout.RUNS_DIR):
-        bits = key.split("/")
-        if len(bits) == 3 and bits[2] == "manifest.json":
-            r = layout.parse_run_dir(bits[1])
-            if r is not None:
-                runs.add(r)
-    return sorted(runs)
+    return ArchiveListing.of(target.list(layout.RUNS_DIR)).complete_runs
 
 
 def load_chain(target: ArchiveTarget) -> Chain:
@@ -166,33 +160,7 @@ def load_chain(target: ArchiveTarget) -> Chain:
         raise NotFoundError(f"no archive at {target.display} ({layout.IDENTITY_KEY} missing)")
     ident = parse_identity(data, target.where(layout.IDENTITY_KEY))
     ident_checksum = ident.get("checksum") or checksum_of(ident)
-    runs = complete_runs(target)
-    if not runs:
-        return Chain(ident, ident_checksum, [])
-    try:
-        chain = list(reversed(list(walk_chain(_reader(target), runs[-1]))))
-    except NotFoundError as exc:
-        raise CorruptionError(f"broken archive chain in {target.display}: {exc}") from None
-    numbers = [m.run for m in chain]
-    missing = sorted(set(runs) - set(numbers))
-    if missing:
-        raise CorruptionError(f"archive {target.display}: run(s) {missing} are not in the chain of run {runs[-1]}")
-    return Chain(ident, ident_checksum, chain)
-
-
-def events_of_object(target: ArchiveTarget, o: ObjectInfo, piece: int, skip_partial_start: bool) -> Iterator[ArchivedEvent]:
-    """Events starting in object ``o`` (plus, if not skipping, a continued one)."""
-    f = RangeFile(target, o.key, o.size, piece)
-    recs = iter_records(
-        f, target.where(o.key), compressed=o.compressed, expected_size=o.size,
-        expected_crc32c=o.crc32c, expected_records=o.records,
-    )
-    return iter_events(recs, target.where(o.key), skip_partial_start=skip_partial_start)
-
-
-def events_starting_in(o: ObjectInfo) -> int:
-    """Events whose first byte lies in ``o``: every record but a leading continuation."""
-    return o.records - (1 if o.first_offset > 0 else 0)
+    return Chain(ident, ident_checksum, read_chain(_reader(target), complete_runs(target), target.display))
 
 
 def check_segment_part(target: ArchiveTarget, run: int, part) -> None:
@@ -227,8 +195,8 @@ def segment_events(target: ArchiveTarget, chain: Chain, segment: int, skip: int 
             check_segment_part(target, part.run, part)
         objs = part.objects
         k = 0
-        while k < len(objs) and skip >= events_starting_in(objs[k]):
-            skip -= events_starting_in(objs[k])
+        while k < len(objs) and skip >= objs[k].events_started:
+            skip -= objs[k].events_started
             k += 1
 
         def records(start=k):

@@ -8,10 +8,12 @@ compares event for event. The first problem raises CorruptionError naming the ob
 
 from __future__ import annotations
 
-from ..units import human_size
+from ..archive import layout
+from ..archive.listing import ArchiveListing
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
+from ..units import human_size
 from .checkpoint import read_leases
-from .reader import RangeFile, check_segment_part, checkpoints_of, complete_runs, load_chain, segment_events
+from .reader import RangeFile, check_segment_part, checkpoints_of, load_chain, segment_events
 from .shape import segment_map
 from .targets import ArchiveTarget
 
@@ -165,9 +167,8 @@ def archive_status(target: ArchiveTarget) -> dict:
     for cp in cps:
         tot, done = cp.get("total_bytes") or 0, cp.get("done_bytes") or 0
         cp["percent"] = round(100.0 * done / tot, 2) if tot else 100.0
-    done_runs = set(complete_runs(target))
-    open_parts = sorted({k.split("/")[1] for k in target.list("runs") if k.split("/")[1:2] and k.count("/") == 3})
-    in_progress = [int(r) for r in open_parts if r.isdigit() and int(r) not in done_runs]
+    listing = ArchiveListing.of(target.list(layout.RUNS_DIR))
+    in_progress = sorted(r for r in listing.parts if r not in listing.manifests)
     return {
         "archive": target.display,
         "source": chain.source,
