@@ -153,7 +153,7 @@ class StreamTarget:
                 delay = min(delay * 2, 0.5)
 
     def _max_event(self) -> int:
-        return int(getattr(self.store, "max_event_size", 8 * 1024 * 1024))
+        return self.store.max_event_size
 
     @staticmethod
     def _encode(rec: dict) -> bytes:

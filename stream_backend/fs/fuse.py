@@ -174,7 +174,7 @@ class StoreOperations(Operations):
         self.scope = check_name("scope", scope) if scope else None
         self.read_write = read_write
         self.cache_ttl = cache_ttl
-        self.max_event_size = int(getattr(store, "max_event_size", 8 * 1024 * 1024))
+        self.max_event_size = store.max_event_size
         self._info_cache: dict[tuple[str, str], tuple[float, object]] = {}
         self._cache_lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}

@@ -165,6 +165,11 @@ class StreamStore(Protocol):
     #: URL scheme of this store, "stream" or "pravega"
     protocol: str
     max_event_size: int
+    #: seqs are 0, 1, 2, ... in each segment: the distance between two seqs counts the
+    #: events between them (Pravega's seqs are byte offsets: they must be counted)
+    dense_seqs: bool
+    #: streams scale (``scale_stream``, ``set_scaling``): a shape to record and replay
+    scalable: bool
 
     # scopes
     def create_scope(self, scope: str, exist_ok: bool = False) -> None: ...

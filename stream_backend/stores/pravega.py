@@ -365,6 +365,8 @@ class PravegaStore:
 
     protocol = "pravega"
     max_event_size = DEFAULT_MAX_EVENT_SIZE
+    dense_seqs = False
+    scalable = True
 
     def __init__(
         self,

@@ -18,10 +18,12 @@ removed; the run manifest is written by whichever exporter sees all parts presen
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Iterator
 
 from ..archive import (
     RunManifest,
@@ -38,8 +40,8 @@ from ..archive import (
 )
 from .. import settings
 from ..archive import layout
-from ..archive.listing import ArchiveListing
 from ..archive.format import COMPRESSIONS
+from ..archive.listing import ArchiveListing
 from ..errors import AlreadyExistsError, Paused, StreamBackendError, UsageError
 from ..units import human_size
 from .checkpoint import Checkpoint, LeaseSet, delete_checkpoint, load_checkpoint, save_checkpoint
@@ -191,9 +193,26 @@ def _count_events(store, scope, stream, seg_info, from_seq: int, to_seq: int) ->
     start = idx.offset_of(from_seq) if from_seq > seg_info.head_seq else 0
     end = seg_info.length if to_seq >= seg_info.tail_seq else idx.offset_of(to_seq)
     nbytes = max(0, end - start)
-    if seg_info.tail_seq - seg_info.head_seq == seg_info.events:  # dense seqs: count = distance
+    if store.dense_seqs:
         return to_seq - from_seq, nbytes
     return -1, nbytes  # unknown without a scan (Pravega: seq is a byte offset)
+
+
+@dataclass
+class RunPlan:
+    """One export run, fixed before any data moves: what ``execute`` carries out."""
+
+    run: int | None
+    numbers: list[int]
+    source: dict
+    #: the last complete run's manifest, which this run continues
+    prev: RunManifest | None
+    #: this exporter's shares of the run, each with its checkpoint saved
+    shares: list[Checkpoint]
+    summary: dict
+    warning: str | None
+    #: set when there is nothing to export (no segment selected, the archive up to date)
+    result: dict | None = None
 
 
 class Exporter:
@@ -213,6 +232,15 @@ class Exporter:
 
     # ----------------------------------------------------------------- planning
     def run(self) -> dict:
+        with self.plan_run() as plan:
+            return plan.result if plan.result is not None else self.execute(plan)
+
+    @contextlib.contextmanager
+    def plan_run(self) -> Iterator[RunPlan]:
+        """Check everything, take the segments' leases, and fix the run: its number, and
+        each share's range in a checkpoint saved before any data (a resumed or sharded
+        attempt reads the same ends). The leases are held until the block ends; a plan
+        with a ``result`` has nothing to export."""
         opts, target = self.opts, self.target
         # the group's position first, the tails after: it then lies within what the run holds
         group_at = (self.store.reader_group_position(self.scope, self.stream, opts.reader_group)
@@ -228,7 +256,10 @@ class Exporter:
         summary = {"op": "export", "archive": target.display, "source": f"{self.store.protocol}://{self.scope}/{self.stream}",
                    "segments": mine}
         if not mine:
-            return dict(summary, run=None, complete=False, events=0, bytes=0, objects=0, note="no segments selected")
+            yield RunPlan(None, numbers, source, None, [], summary, None,
+                          result=dict(summary, run=None, complete=False, events=0, bytes=0, objects=0,
+                                      note="no segments selected"))
+            return
         self.pause.holding_state()  # leases and checkpoints from here: a signal pauses at a safe point
         with LeaseSet(target, mine, "export") as leases:
             self.leases = leases
@@ -258,8 +289,11 @@ class Exporter:
                 new = [s for s in numbers if share_range(s)[1] > share_range(s)[0]]
                 if not new:
                     self._finish_leftovers(state, cps)
-                    return dict(summary, run=last, complete=True, events=0, bytes=0, objects=0,
-                                manifest_checksum=prev.checksum if prev else None, note="archive is up to date")
+                    yield RunPlan(last, numbers, source, prev, [], summary, None,
+                                  result=dict(summary, run=last, complete=True, events=0, bytes=0, objects=0,
+                                              manifest_checksum=prev.checksum if prev else None,
+                                              note="archive is up to date"))
+                    return
                 run = (last or 0) + 1
             shape, warning = self._run_shape(run, state, all_cps)
             if group_at is not None:
@@ -287,32 +321,40 @@ class Exporter:
                 # the run's end) and marks the run open for other shards
                 save_checkpoint(target, cp)
                 shares.append(cp)
-            target.check_free_space(sum(cp.total_bytes - cp.done_bytes for cp in shares))
+            yield RunPlan(run, numbers, source, prev, shares, summary, warning)
+
+    # ----------------------------------------------------------------- executing
+    def execute(self, plan: RunPlan) -> dict:
+        """Export the plan's shares (inside ``plan_run``'s block: the leases held), write
+        the run's parts and, when every segment's part exists, its manifest."""
+        target, shares, run, mine = self.target, plan.shares, plan.run, plan.summary["segments"]
+        target.check_free_space(sum(cp.total_bytes - cp.done_bytes for cp in shares))
+        for cp in shares:
+            self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
+            self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
+        pool = PartPool(self.opts.parallel)
+        try:
             for cp in shares:
-                self.progress.add_total(max(cp.total_events, 0), cp.total_bytes)
-                self.progress.add_done(cp.done_events, cp.done_bytes, resumed=True)
-            pool = PartPool(opts.parallel)
-            try:
-                for cp in shares:
-                    if cp.complete:  # data all written: only its segment part is missing
-                        self._export_share(cp, pool)
-                for cp in shares:
-                    if not cp.complete:
-                        self._export_share(cp, pool)
-            finally:
-                pool.close(wait=True)
-            complete, manifest = self._finalize(run, numbers, source, prev)
-            missing = [] if complete else self._missing(run, numbers)
-            if set(missing) & set(mine):
-                # every share of ours was written, yet the archive does not show it: the
-                # target does not read back what it was given; never report that as done
-                raise StreamBackendError(
-                    f"export wrote run {run} of segments {mine} but {target.display} does not list "
-                    f"segment parts {sorted(set(missing) & set(mine))}: the run is not complete"
-                )
+                if cp.complete:  # data all written: only its segment part is missing
+                    self._export_share(cp, pool)
+            for cp in shares:
+                if not cp.complete:
+                    self._export_share(cp, pool)
+        finally:
+            pool.close(wait=True)
+        complete, manifest = self._finalize(run, plan.numbers, plan.source, plan.prev)
+        missing = [] if complete else self._missing(run, plan.numbers)
+        if set(missing) & set(mine):
+            # every share of ours was written, yet the archive does not show it: the
+            # target does not read back what it was given; never report that as done
+            raise StreamBackendError(
+                f"export wrote run {run} of segments {mine} but {target.display} does not list "
+                f"segment parts {sorted(set(missing) & set(mine))}: the run is not complete"
+            )
         events, nbytes = sum(c.done_events for c in shares), sum(c.total_bytes for c in shares)
-        if warning:
-            summary["warning"] = warning
+        summary = dict(plan.summary)
+        if plan.warning:
+            summary["warning"] = plan.warning
         return dict(
             summary, run=run, complete=complete, events=events, bytes=nbytes, objects=self.objects_written,
             reused_parts=self.reused_parts, uploaded_bytes=self.sent_bytes,

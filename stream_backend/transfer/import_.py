@@ -229,7 +229,7 @@ class Importer:
         mine = select_segments(chain.numbers, self.opts.segments)
         dest = f"{self.store.protocol}://{self.scope}/{self.stream}"
         # a stream that scaled is restored scale by scale where the store can scale
-        self.replay = ShapeReplay(chain) if chain.scaled and hasattr(self.store, "scale_stream") else None
+        self.replay = ShapeReplay(chain) if chain.scaled and self.store.scalable else None
         if self.replay is not None and mine != chain.numbers:
             raise UsageError(
                 f"{self.target.display} holds a stream that scaled: its shape is restored scale by scale, "

@@ -105,18 +105,19 @@ class ShapeReplay:
         first = 0 if self.whole else 1
         return (first + 1 + self.scales.index(scale)) in self._levels(info)
 
+
 def restore_scaling(store, scope: str, stream: str, config: dict | None) -> None:
     """The source's auto-scaling policy, once every event is in (set earlier, the
     destination could scale on its own during the import and lose the source's shape)."""
     scaling = (config or {}).get("scaling") or {}
-    if scaling.get("type") in ("events", "kbytes") and hasattr(store, "set_scaling"):
+    if scaling.get("type") in ("events", "kbytes") and store.scalable:
         store.set_scaling(scope, stream, (scaling["type"], scaling["target_rate"], scaling["scale_factor"]),
                           scaling["min_segments"])
 
 
 def config_options(store, config: dict | None) -> dict:
     """create_stream options that restore a Pravega stream's retention policy and tags."""
-    if not config or not hasattr(store, "scale_stream"):
+    if not config or not store.scalable:
         return {}
     ret = config.get("retention") or {}
     out: dict = {"tags": list(config.get("tags") or [])}
@@ -131,7 +132,7 @@ def segment_map(chain, store, info, is_source: bool) -> dict[int, int] | None:
     import), or in order onto 0..n-1 (an import into a fixed stream); None if none fits."""
     if is_source:
         return {n: n for n in chain.numbers} if set(chain.numbers) <= set(info.numbers) else None
-    if chain.scaled and hasattr(store, "scale_stream"):
+    if chain.scaled and store.scalable:
         got = ShapeReplay(chain).match(info)
         if got is not None and len(got) == len(chain.numbers):
             return got

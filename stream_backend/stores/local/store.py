@@ -47,6 +47,8 @@ class LocalStore:
     """Scopes and streams in a directory tree (see the module docstring)."""
 
     protocol = "stream"
+    dense_seqs = True
+    scalable = False
 
     def __init__(self, root: str | None = None, max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
         self.root = os.path.abspath(os.path.expanduser(root or settings.default_store_root()))
