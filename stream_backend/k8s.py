@@ -33,9 +33,8 @@ from . import __version__, settings, units
 from .errors import UsageError
 from .urls import parse_stream_url
 
-#: env var the transfer CLI reads: where to write its final JSON summary (the pod's
-#: termination message file). Set in every generated manifest.
-TERMINATION_LOG_ENV = settings.TERMINATION_LOG_ENV
+#: the pod's termination message file: every generated manifest names it in
+#: settings.TERMINATION_LOG_ENV, where the transfer CLI writes its final JSON summary
 TERMINATION_LOG_PATH = "/dev/termination-log"
 #: Kubernetes keeps at most this many bytes of a termination message.
 TERMINATION_MESSAGE_MAX = 4096
@@ -415,7 +414,7 @@ def _shell_quote(arg: str) -> str:
 def _env(spec: TransferSpec, stream_protocol: str, archive_scheme: str) -> tuple[list, list]:
     """Non-secret settings as values; credentials only as references to Secrets."""
     env = [
-        {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG_PATH},
+        {"name": settings.TERMINATION_LOG_ENV, "value": TERMINATION_LOG_PATH},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     if stream_protocol == "stream":

@@ -36,9 +36,9 @@ from .. import errors as E
 from ..archive import layout
 from ..archive.format import ObjectInfo, iter_records
 from ..archive.manifest import ArchiveReader, RunManifest, segment_objects, walk_chain
-from .errors import as_fs_error as _as_fs_error
+from .errors import as_fs_error
 from .errors import fs_error
-from .errors import translating as _translating
+from .errors import translating
 
 
 
@@ -138,7 +138,7 @@ class ArchiveFileSystem(AbstractFileSystem):
         try:
             self.identity = self.reader.identity()
         except E.StreamBackendError as exc:
-            raise _as_fs_error(exc) from None
+            raise as_fs_error(exc) from None
 
     # ------------------------------------------------------------------ chain
 
@@ -241,7 +241,7 @@ class ArchiveFileSystem(AbstractFileSystem):
 
     # ------------------------------------------------------------------ fsspec API
 
-    @_translating
+    @translating
     def info(self, path, **kwargs):
         kind, run, seg = self._resolve(path)
         name = self._strip_protocol(path)
@@ -252,7 +252,7 @@ class ArchiveFileSystem(AbstractFileSystem):
         view = self._view(run, seg)
         return self._file_entry(name, view)
 
-    @_translating
+    @translating
     def ls(self, path, detail=True, refresh=False, **kwargs):
         if refresh:
             self.invalidate_cache()
@@ -277,7 +277,7 @@ class ArchiveFileSystem(AbstractFileSystem):
 
         return datetime.datetime.fromtimestamp(self.info(path)["mtime"], tz=datetime.timezone.utc)
 
-    @_translating
+    @translating
     def cat_file(self, path, start=None, end=None, **kwargs):
         kind, run, seg = self._resolve(path)
         if kind != "segment":
@@ -386,6 +386,6 @@ class ArchiveFile(AbstractBufferedFile):
         self.view = view
         super().__init__(fs, path, mode="rb", size=view.size, **kwargs)
 
-    @_translating
+    @translating
     def _fetch_range(self, start, end):
         return self.fs.read_range(self.view, start, min(end, self.view.size))

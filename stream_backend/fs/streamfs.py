@@ -43,12 +43,10 @@ from .errors import as_fs_error, fs_error, translating
 DIRECT_READ = 256 * 1024
 
 # errors: see fs/errors.py (shared with archivefs)
-_fs_err = fs_error
-_translating = translating
 
 
 def _unsupported(what: str) -> BaseException:
-    return _fs_err(E.UnsupportedError, f"{what}: streams are append-only")
+    return fs_error(E.UnsupportedError, f"{what}: streams are append-only")
 
 
 # --------------------------------------------------------------------------- filesystem
@@ -142,7 +140,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         path = self._strip_protocol(path)
         parts = [p for p in path.split("/") if p] if path else []
         if len(parts) > 3:
-            raise _fs_err(
+            raise fs_error(
                 E.NotFoundError,
                 f"no such path {self.unstrip_protocol(path)!r}: "
                 "the layout is SCOPE/STREAM[/SEGMENT]",
@@ -155,7 +153,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         except E.UsageError as exc:
             raise as_fs_error(exc) from exc
         if len(parts) == 3 and not parts[2].isdigit():
-            raise _fs_err(
+            raise fs_error(
                 E.NotFoundError,
                 f"no such segment {self.unstrip_protocol(path)!r}: "
                 "segment files are named by number",
@@ -241,13 +239,13 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         for seg in info.segments:
             if seg.segment == int(number):
                 return seg
-        raise _fs_err(
+        raise fs_error(
             E.NotFoundError,
             f"{self._url(info.scope, info.stream)} has no segment "
             f"{number} (segments: {', '.join(str(s.segment) for s in info.segments)})",
         )
 
-    @_translating
+    @translating
     def info(self, path, **kwargs):
         parts = self._parts(path)
         if not parts:
@@ -260,7 +258,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         seg = self._segment_of(info, parts[2])
         return self._segment_entry("/".join(parts), info, seg)
 
-    @_translating
+    @translating
     def ls(self, path, detail=True, **kwargs):
         parts = self._parts(path)
         if not parts:
@@ -287,7 +285,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     def created(self, path):
         c = self.info(path).get("created")
         if c is None:
-            raise _fs_err(E.UnsupportedError, f"{self._url(path)}: creation time unknown")
+            raise fs_error(E.UnsupportedError, f"{self._url(path)}: creation time unknown")
         return _dt.datetime.fromtimestamp(c, tz=_dt.timezone.utc)
 
     # -- targets -------------------------------------------------------------
@@ -296,7 +294,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         """The (scope, stream, info, segment) a file path reads; errors for directories."""
         parts = self._parts(path)
         if len(parts) < 2:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"{self._url(*parts)} is a directory (a scope), not a stream",
                 IsADirectoryError,
@@ -305,7 +303,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if len(parts) == 3:
             return parts[0], parts[1], info, self._segment_of(info, parts[2])
         if info.segment_count != 1:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"{self._url(*parts)} has {info.segment_count} segments, so it "
                 f"is a directory: use {self._url(*parts)}/N for segment N",
@@ -315,7 +313,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     # -- reading -------------------------------------------------------------
 
-    @_translating
+    @translating
     def cat_file(self, path, start=None, end=None, **kwargs):
         scope, stream, _, seg = self._file_target(path)
         size = seg.length
@@ -325,7 +323,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             return b""
         return self.store.read_range(scope, stream, seg.segment, start, end - start)
 
-    @_translating
+    @translating
     def _open(
         self,
         path,
@@ -378,7 +376,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         parts = self._parts(path)
         url = self._url(*parts)
         if len(parts) < 2:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"{url} is a scope (a directory): write to SCOPE/STREAM",
                 IsADirectoryError,
@@ -393,9 +391,9 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if len(parts) == 3:
             seg = self._segment_of(info, parts[2])
             if mode == "xb" and seg.events:
-                raise _fs_err(E.AlreadyExistsError, f"{url} exists")
+                raise fs_error(E.AlreadyExistsError, f"{url} exists")
         elif info.segment_count != 1:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"{url} has {info.segment_count} segments: write to "
                 f"{url}/N to append to segment N",
@@ -404,9 +402,9 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         else:
             seg = info.segments[0]
         if info.sealed:
-            raise _fs_err(E.SealedError, f"{url} is sealed: no more appends")
+            raise fs_error(E.SealedError, f"{url} is sealed: no more appends")
         if mode == "wb" and seg.events:
-            raise _fs_err(
+            raise fs_error(
                 E.UnsupportedError,
                 f"refusing to overwrite {url}: it already holds "
                 f"{seg.events} events and streams are append-only (open with mode 'ab' "
@@ -427,7 +425,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         with self.open(path, "wb", **kwargs):
             pass
 
-    @_translating
+    @translating
     def cp_file(self, path1, path2, **kwargs):
         """Copy event by event: boundaries and routing keys survive (not just bytes).
 
@@ -439,7 +437,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             raise _unsupported(f"copying {self._url(*src)} onto its own stream")
         if len(src) == 1:
             if len(dst) != 1:
-                raise _fs_err(E.UsageError, f"a scope copies to a scope, not to {self._url(*dst)}")
+                raise fs_error(E.UsageError, f"a scope copies to a scope, not to {self._url(*dst)}")
             self.store.create_scope(dst[0], exist_ok=True)
             return
         if len(src) == 2:
@@ -457,34 +455,34 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     def _copy_stream_shape(self, info: StreamInfo, dst: list[str]) -> None:
         """Make ``dst`` a stream with ``info``'s segment count (the segment files follow)."""
         if len(dst) != 2:
-            raise _fs_err(E.UsageError, f"a multi-segment stream copies to SCOPE/STREAM, "
+            raise fs_error(E.UsageError, f"a multi-segment stream copies to SCOPE/STREAM, "
                           f"not to {self._url(*dst)}")
         self.store.create_stream(dst[0], dst[1], segments=info.segment_count, exist_ok=True)
         have = self.store.stream_info(dst[0], dst[1]).segment_count
         if have != info.segment_count:
-            raise _fs_err(E.AlreadyExistsError, f"{self._url(*dst)} exists with {have} segments, "
+            raise fs_error(E.AlreadyExistsError, f"{self._url(*dst)} exists with {have} segments, "
                           f"not {info.segment_count}")
 
     # -- directories ---------------------------------------------------------
 
-    @_translating
+    @translating
     def mkdir(self, path, create_parents=True, segments: int | None = None, **kwargs):
         """``SCOPE`` creates a scope; ``SCOPE/STREAM`` with ``segments=N`` creates a
         stream of N segments (a directory when N > 1)."""
         parts = self._parts(path)
         if not parts:
-            raise _fs_err(E.AlreadyExistsError, "the store root always exists")
+            raise fs_error(E.AlreadyExistsError, "the store root always exists")
         if len(parts) == 1:
             if segments is not None:
-                raise _fs_err(E.UsageError, "segments= applies to SCOPE/STREAM, not to a scope")
+                raise fs_error(E.UsageError, "segments= applies to SCOPE/STREAM, not to a scope")
             self.store.create_scope(parts[0], exist_ok=False)
             return
         if len(parts) == 2 and segments is not None:
             if not create_parents and parts[0] not in self.store.list_scopes():
-                raise _fs_err(E.NotFoundError, f"no scope {self._url(parts[0])}")
+                raise fs_error(E.NotFoundError, f"no scope {self._url(parts[0])}")
             self.store.create_stream(parts[0], parts[1], segments=int(segments), exist_ok=False)
             return
-        raise _fs_err(
+        raise fs_error(
             E.UnsupportedError,
             f"cannot make directory {self._url(*parts)}: a directory below a scope is a "
             "multi-segment stream; create it with mkdir(path, segments=N)",
@@ -492,12 +490,12 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             OSError,
         )
 
-    @_translating
+    @translating
     def makedirs(self, path, exist_ok=False, segments: int | None = None):
         parts = self._parts(path)
         if not parts:
             if not exist_ok:
-                raise _fs_err(E.AlreadyExistsError, "the store root always exists")
+                raise fs_error(E.AlreadyExistsError, "the store root always exists")
             return
         if len(parts) == 1:
             self.store.create_scope(parts[0], exist_ok=exist_ok)
@@ -505,20 +503,20 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if self.exists(path):
             if self.isdir(path):
                 if not exist_ok:
-                    raise _fs_err(E.AlreadyExistsError, f"{self._url(*parts)} exists")
+                    raise fs_error(E.AlreadyExistsError, f"{self._url(*parts)} exists")
                 return
-            raise _fs_err(
+            raise fs_error(
                 E.AlreadyExistsError,
                 f"{self._url(*parts)} is a file (a single-segment "
                 "stream or a segment), not a directory",
             )
         self.mkdir(path, segments=segments)
 
-    @_translating
+    @translating
     def rmdir(self, path):
         parts = self._parts(path)
         if len(parts) != 1:
-            raise _fs_err(
+            raise fs_error(
                 E.UnsupportedError,
                 f"rmdir {self._url(*parts)}: only scopes are plain "
                 "directories; delete a stream with rm",
@@ -526,10 +524,10 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
                 OSError,
             )
         if self.store.list_streams(parts[0]):
-            raise _fs_err(E.NotEmptyError, f"scope {self._url(parts[0])} is not empty")
+            raise fs_error(E.NotEmptyError, f"scope {self._url(parts[0])} is not empty")
         self.store.delete_scope(parts[0])
 
-    @_translating
+    @translating
     def rm_file(self, path):
         parts = self._parts(path)
         if len(parts) == 2:
@@ -537,7 +535,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         elif len(parts) == 3:
             raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
         else:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"{self._url(*parts)} is a directory: use rm(recursive=True)",
                 IsADirectoryError,
@@ -545,7 +543,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     _rm = rm_file
 
-    @_translating
+    @translating
     def rm(self, path, recursive=False, maxdepth=None):
         """Delete streams; scopes too when ``recursive`` (or when empty)."""
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
@@ -553,7 +551,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         for p in paths:
             parts = self._parts(p)
             if not parts:
-                raise _fs_err(E.UsageError, "refusing to delete the whole store")
+                raise fs_error(E.UsageError, "refusing to delete the whole store")
             (scopes if len(parts) == 1 else streams if len(parts) == 2 else []).append(parts)
         stream_set = {tuple(s) for s in streams}
         for p in paths:
@@ -566,7 +564,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             self.store.delete_stream(scope, stream)
         for (scope,) in scopes:
             if not recursive and self.store.list_streams(scope):
-                raise _fs_err(
+                raise fs_error(
                     E.NotEmptyError, f"scope {self._url(scope)} is not empty: " "use recursive=True"
                 )
             self.store.delete_scope(scope)
@@ -584,12 +582,12 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
 
     # -- stream-only extras --------------------------------------------------
 
-    @_translating
+    @translating
     def seal(self, path) -> None:
         """No more appends to this stream."""
         parts = self._parts(path)
         if len(parts) != 2:
-            raise _fs_err(E.UsageError, f"seal needs SCOPE/STREAM, got {self._url(*parts)}")
+            raise fs_error(E.UsageError, f"seal needs SCOPE/STREAM, got {self._url(*parts)}")
         self.store.seal_stream(parts[0], parts[1])
 
 
@@ -673,7 +671,7 @@ class StreamFile(AbstractBufferedFile):
         max_size = max_event_size or fs.store.max_event_size
         size = int(event_size) if event_size else max_size
         if not 0 < size <= max_size:
-            raise _fs_err(
+            raise fs_error(
                 E.UsageError,
                 f"event_size {size} is outside 1..{max_size} " "(the store's max event size)",
             )
@@ -749,7 +747,7 @@ class StreamFile(AbstractBufferedFile):
 
     def seek(self, loc, whence=0):
         if self.mode != "rb":
-            raise _fs_err(
+            raise fs_error(
                 E.UnsupportedError, "seek while writing: streams are append-only", OSError
             )
         return super().seek(loc, whence)

@@ -28,9 +28,8 @@ _HERE = Path(__file__).resolve().parent / "java"
 SOURCE = _HERE / "ReaderGroups.java"
 POM = _HERE / "pom.xml"
 QUIET = _HERE / "logback-quiet.xml"
-CLASSPATH_ENV = settings.PRAVEGA_CLASSPATH_ENV
 SETUP = (f"install Java 17+ and Maven and run `{Path(sys.executable).name} -m stream_backend.stores.pravega_groups "
-         f"fetch`, or set {CLASSPATH_ENV}")
+         f"fetch`, or set {settings.PRAVEGA_CLASSPATH_ENV}")
 
 
 def _cache_file() -> Path:

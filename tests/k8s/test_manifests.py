@@ -17,6 +17,7 @@ from kubernetes_validate import utils as kv
 
 from stream_backend.cli import main
 from stream_backend import k8s as k8smod
+from stream_backend import settings
 
 K8S_VERSION = kv.latest_version()
 
@@ -354,7 +355,7 @@ def test_options_reach_the_manifest():
 
 def test_termination_message_helper(tmp_path):
     path = tmp_path / "termination-log"
-    env = {k8smod.TERMINATION_LOG_ENV: str(path)}
+    env = {settings.TERMINATION_LOG_ENV: str(path)}
     assert k8smod.write_termination_message({"event": "done", "events": 3}, env=env)
     assert path.read_text() == '{"event":"done","events":3}'
     big = {"event": "done", "events": 3, "objects": ["x" * 100] * 100}
@@ -364,7 +365,7 @@ def test_termination_message_helper(tmp_path):
     assert not k8smod.write_termination_message({"event": "done"}, env={})
     # an unwritable path never fails the transfer
     assert not k8smod.write_termination_message({"event": "done"},
-                                                env={k8smod.TERMINATION_LOG_ENV: str(tmp_path / "no" / "dir")})
+                                                env={settings.TERMINATION_LOG_ENV: str(tmp_path / "no" / "dir")})
 
 
 def test_indexed_import_parallelism_defaults():
