@@ -5,21 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("stream-backend")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "stream_backend.cli"]  # pragma: no cover
+import support
 
 
-CLI = _command()
+CLI = [support.CLI]
 
 
 class Runner:

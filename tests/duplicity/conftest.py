@@ -1,5 +1,5 @@
 import pytest
-from fuse.mounting import private_mount_dirs
+from support.mounting import private_mount_dirs
 
 
 @pytest.fixture

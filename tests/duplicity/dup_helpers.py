@@ -7,7 +7,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from fuse.mounting import CLI
+from support.mounting import CLI
 
 
 def dup_env(**extra) -> dict:

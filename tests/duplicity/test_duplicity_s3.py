@@ -9,7 +9,7 @@ import time
 
 import pytest
 from dup_helpers import diff_r, dup_env, duplicity, make_tree
-from fuse.mounting import cli, mounted, read_counter
+from support.mounting import cli, mounted, read_counter
 
 pytestmark = [pytest.mark.s3, pytest.mark.fuse, pytest.mark.timeout(300)]
 

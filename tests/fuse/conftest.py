@@ -1,6 +1,6 @@
 import pytest
 
-from .mounting import private_mount_dirs
+from support.mounting import private_mount_dirs
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .mounting import CLI
+from support.mounting import CLI
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "admin-guide.md"
 

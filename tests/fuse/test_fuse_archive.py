@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from .mounting import cli, mounted
+from support.mounting import cli, mounted
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3, pytest.mark.timeout(240)]
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .mounting import CLI, cli, mounted, read_counter, wait_mounted, wait_unmounted
+from support.mounting import CLI, cli, mounted, read_counter, wait_mounted, wait_unmounted
 
 pytestmark = [pytest.mark.fuse, pytest.mark.timeout(180)]
 

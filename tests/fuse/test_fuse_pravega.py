@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from .mounting import mounted
+from support.mounting import mounted
 
 pytestmark = [pytest.mark.pravega, pytest.mark.fuse, pytest.mark.timeout(300)]
 

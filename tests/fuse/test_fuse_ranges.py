@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .mounting import mounted, private_mount_dirs
+from support.mounting import mounted, private_mount_dirs
 
 pytestmark = [pytest.mark.fuse, pytest.mark.timeout(180)]
 

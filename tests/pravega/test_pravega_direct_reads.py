@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +16,9 @@ from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.signals import PauseRequest
 from stream_backend.transfer.targets import open_target
 
-from transfer.helpers import archive_files, pausing_progress
+from support import CLI
+from support.transfer import archive_files, pausing_progress
 
-CLI = str(Path(sys.executable).parent / "stream-backend")
 
 
 def _fill(store, prefix: str, segments: int, events: int, keys: int) -> str:

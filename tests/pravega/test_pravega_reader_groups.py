@@ -13,7 +13,7 @@ import pytest
 
 from pravega.javatool import java_tool
 from servers.pravega import drop_scope
-from transfer.helpers import cli_env, done_line, pausing_progress, run_cli
+from support.transfer import cli_env, done_line, pausing_progress, run_cli
 
 
 @pytest.fixture

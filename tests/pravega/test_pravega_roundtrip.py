@@ -12,7 +12,7 @@ import uuid
 from stream_backend.stores.local import LocalStore
 from stream_backend.stores.pravega import PravegaStore
 
-from transfer.helpers import cli_env, done_line, run_cli
+from support.transfer import cli_env, done_line, run_cli
 
 
 def _fill(store, scope, stream, segments, events, seed) -> int:

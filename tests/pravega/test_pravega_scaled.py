@@ -22,7 +22,7 @@ from stream_backend.transfer.targets import open_target
 
 from pravega.javatool import java_tool
 from servers.pravega import drop_scope
-from transfer.helpers import archive_files, cli_env, done_line, pausing_progress, run_cli
+from support.transfer import archive_files, cli_env, done_line, pausing_progress, run_cli
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import uuid
 
 from stream_backend.stores.pravega import PravegaStore
 
-from transfer.helpers import cli_env, run_cli
+from support.transfer import cli_env, run_cli
 
 
 def test_sealed_multi_segment_stream_reads_and_exports(pravega_server, tmp_path):

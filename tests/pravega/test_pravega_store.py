@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,21 +26,13 @@ from stream_backend.stores.pravega import (
     PravegaStore,
     parse_controller,
 )
+from support import CLI, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [str(Path(sys.executable).with_name("stream-backend"))]
 
 
 def _name(p: str) -> str:
     return f"{p}-{uuid.uuid4().hex[:8]}"
-
-
-def _dead_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class _Blackhole:
@@ -60,7 +51,7 @@ class _Blackhole:
 
 
 def test_unreachable_controller_is_unavailable_fast():
-    store = PravegaStore(controller=f"tcp://127.0.0.1:{_dead_port()}", timeout=5)
+    store = PravegaStore(controller=f"tcp://127.0.0.1:{free_ports(1)[0]}", timeout=5)
     t = time.monotonic()
     with pytest.raises(UnavailableError) as ei:
         store.list_scopes()
@@ -121,7 +112,7 @@ def test_cli_unavailable_exit_69_one_line_no_secret(tmp_path):
     with _Blackhole() as bh:
         t = time.monotonic()
         r = subprocess.run(
-            CLI + ["ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "3"],
+            [CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "3"],
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
         )
         took = time.monotonic() - t
@@ -135,7 +126,7 @@ def test_cli_unavailable_exit_69_one_line_no_secret(tmp_path):
 def test_ctrl_c_interrupts_a_hanging_call():
     with _Blackhole() as bh:
         p = subprocess.Popen(
-            CLI + ["ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
+            [CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
         time.sleep(3)

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,9 +19,9 @@ from stream_backend.stores.local import LocalStore
 from stream_backend.stores.pravega import PravegaStore
 
 from pravega.javatool import java_tool
-from transfer.helpers import Proc
+from support import CLI
+from support.transfer import Proc
 
-CLI = str(Path(sys.executable).parent / "stream-backend")
 KILLS = 5
 
 

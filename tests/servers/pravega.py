@@ -16,27 +16,16 @@ instead (a developer convenience; CI does not set it).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "pravega-server"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass
@@ -77,7 +66,7 @@ def pravega_server(tmp_path_factory):
         yield PravegaServer(controller=reuse, home=None, env=dict(os.environ))
         return
     home = tmp_path_factory.mktemp("pravega")
-    controller, segstore, zk, rest, admin, ssrest = _free_ports(6)
+    controller, segstore, zk, rest, admin, ssrest = free_ports(6)
     env = dict(
         os.environ,
         PRAVEGA_HOME=str(home),

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from .helpers import cli_env, done_line, fill_stream, run_cli
+from support.transfer import cli_env, done_line, fill_stream, run_cli
 
 
 @pytest.mark.parametrize("suffix", ["//p", "/p//q", "/./p", "/p/../q"])

@@ -9,7 +9,8 @@ import pytest
 
 from stream_backend.archive.manifest import seal
 
-from .helpers import cli_env, fill_stream, run_cli
+from support import free_ports
+from support.transfer import cli_env, fill_stream, run_cli
 
 
 def error_lines(proc):
@@ -172,14 +173,10 @@ def test_usage_errors_64(local_store, store_root, tmp_path):
 
 
 def test_unreachable_endpoint_69_fast(local_store, store_root):
-    import socket
     import time
 
     fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    (port,) = free_ports(1)  # nothing listens there
     env = cli_env(store_root, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="a",
                   AWS_SECRET_ACCESS_KEY="b", AWS_DEFAULT_REGION="us-east-1")
     t0 = time.monotonic()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .helpers import CLI, cli_env, done_line, fill_stream, listing, run_cli
+from support.transfer import CLI, cli_env, done_line, fill_stream, listing, run_cli
 
 TRIES = 20
 

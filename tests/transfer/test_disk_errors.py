@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from .helpers import CLI, cli_env, fill_stream, run_cli
+from support.transfer import CLI, cli_env, fill_stream, run_cli
 
 
 def _in_namespace(setup: str, args: list[str], env) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ from stream_backend.transfer.export import ArchiveState, Exporter, ExportOptions
 from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.targets import open_target
 
-from .helpers import append_events, cli_env, fill_stream, run_cli
+from support.transfer import append_events, cli_env, fill_stream, run_cli
 
 
 def _exporter(store, target):

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from .helpers import cli_env, fill_stream, run_cli
+from support.transfer import cli_env, fill_stream, run_cli
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_info_says_an_import_stopped_on_a_damaged_archive(tmp_path, env):
 def test_summaries_on_a_terminal_say_run_total_and_this_attempt(tmp_path, env):
     import subprocess
 
-    from .helpers import CLI
+    from support.transfer import CLI
 
     archive = f"file://{tmp_path}/arch"
 

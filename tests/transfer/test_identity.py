@@ -11,7 +11,7 @@ from pathlib import Path
 from stream_backend.archive import serialize_identity
 from stream_backend.stores.local import LocalStore
 
-from .helpers import cli_env, done_line, fill_stream, listing, run_cli
+from support.transfer import cli_env, done_line, fill_stream, listing, run_cli
 
 
 def test_recreated_stream_is_refused_naming_both(tmp_path, local_store):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .helpers import cli_env, fill_stream, listing, run_cli
+from support.transfer import cli_env, fill_stream, listing, run_cli
 
 
 def _archive(tmp_path, local_store):

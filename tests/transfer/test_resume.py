@@ -12,7 +12,7 @@ import pytest
 
 from stream_backend.stores.local import LocalStore
 
-from .helpers import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_s3
+from support.transfer import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_s3
 
 KILLS = 20
 
@@ -150,7 +150,7 @@ def test_second_signal_abandons_at_once_and_still_resumes(small_store, store_roo
     assert rc == 75, err[-2000:]
     assert "resume with: stream-backend export" in err.strip().splitlines()[-1]
     run_cli(args, env, check=0)
-    from .helpers import snapshot_dir
+    from support.transfer import snapshot_dir
 
     assert snapshot_dir(archive) == snapshot_dir(ref)
 

@@ -8,7 +8,7 @@ import pytest
 
 from stream_backend.stores.local import LocalStore
 
-from .helpers import cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir
+from support.transfer import cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_roundtrip_local_dir(small_store, store_root, tmp_path, compression):
 
 
 def test_incremental_costs_only_new_data(local_store, store_root, tmp_path):
-    from .helpers import append_events
+    from support.transfer import append_events
 
     fill_stream(local_store, "demo", "src", segments=2, events=400, seed=3, max_size=20000)
     env = cli_env(store_root)

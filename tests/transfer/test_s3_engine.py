@@ -12,7 +12,7 @@ import pytest
 
 from stream_backend.stores.local import LocalStore
 
-from .helpers import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
+from support.transfer import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
 
 
 @pytest.mark.s3
@@ -149,7 +149,7 @@ def _peak_rss(args, env):
     missed or caught peaks depending on the machine's load."""
     import sys
 
-    from .helpers import CLI
+    from support.transfer import CLI
 
     probe = ("import resource, subprocess, sys\n"
              "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"

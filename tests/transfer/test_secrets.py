@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import CLI, cli_env, fill_stream, run_cli
+from support.transfer import CLI, cli_env, fill_stream, run_cli
 
 URL_SECRET = "Zq9UrlPassw0rd"
 URL_USER = "Zq9UrlUser"

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from .helpers import Proc, cli_env, fill_stream, run_cli, snapshot_s3
+from support.transfer import Proc, cli_env, fill_stream, run_cli, snapshot_s3
 
 
 def _silent_server():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .helpers import CLI, append_events, cli_env, done_line, fill_stream, run_cli
+from support.transfer import CLI, append_events, cli_env, done_line, fill_stream, run_cli
 
 
 def _setup(tmp_path, local_store):

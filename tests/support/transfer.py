@@ -7,12 +7,11 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-CLI = str(Path(sys.executable).parent / "stream-backend")
+from support import CLI
 
 
 def fill_stream(store, scope, stream, segments=3, events=300, seed=0, max_size=None, key_every=3):

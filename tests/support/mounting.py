@@ -6,13 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-CLI = str(Path(sys.executable).with_name("stream-backend"))
+from support import CLI
 
 
 def cli(*args, check=True, timeout=120, **kw) -> subprocess.CompletedProcess:
