@@ -129,7 +129,8 @@ def test_ctrl_c_interrupts_a_hanging_call():
             [CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
-        time.sleep(3)
+        bh.sock.settimeout(60)
+        conn, _ = bh.sock.accept()  # the CLI has connected and now waits for an answer
         p.send_signal(signal.SIGINT)
         t = time.monotonic()
         try:
@@ -140,6 +141,7 @@ def test_ctrl_c_interrupts_a_hanging_call():
         assert time.monotonic() - t < 2, "Ctrl-C waited for the call instead of cancelling it"
         assert p.returncode != 0
         assert "Traceback" not in p.stderr.read()
+        conn.close()
 
 
 def test_server_listens_on_loopback_only(pravega_server):
@@ -257,8 +259,7 @@ def test_writer_opened_in_a_thread_outlives_it(pravega_server):
 
     t = threading.Thread(target=opener)
     t.start()
-    t.join()
-    time.sleep(0.5)
+    t.join()  # the thread is gone, with whatever it held
     w = box["w"]
     w.append(b"after it ended")
     w.close()

@@ -222,7 +222,10 @@ def test_concurrent_readers_see_a_consistent_prefix(tmp_path):
         assert proc.stdout.readline().startswith(b"ready")
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60  # until every reader has read a stream that grew
+        while min(seen) < 500 and not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert min(seen) >= 500 or errors, seen
     finally:
         proc.kill()
         proc.wait()
