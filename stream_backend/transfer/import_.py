@@ -22,10 +22,12 @@ at that position, which catches a foreign writer that slipped in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from .. import settings
 from ..errors import (
@@ -213,6 +215,22 @@ def _planned(chain: Chain, segment: int, opts: ImportOptions) -> tuple[int, int]
     return ev, by
 
 
+@dataclass
+class ImportPlan:
+    """One import, fixed while the destination's writer is held: what ``execute`` does."""
+
+    writer: object
+    chain: Chain
+    mine: list[int]
+    dest: str
+    ident: dict
+    #: archive segment -> events its destination segment holds already (skipped)
+    have: dict[int, int]
+    #: archive segment -> (events, bytes) the import restores
+    plan: dict[int, tuple[int, int]]
+    warning: str | None
+
+
 class Importer:
     def __init__(self, target: ArchiveTarget, store, scope: str, stream: str, opts: ImportOptions,
                  pause: PauseRequest | None = None, progress: Progress | None = None):
@@ -223,6 +241,14 @@ class Importer:
         self.progress.watch_retries(lambda: target.retries)
 
     def run(self) -> dict:
+        with self.plan_run() as plan:
+            return self.execute(plan)
+
+    @contextlib.contextmanager
+    def plan_run(self) -> Iterator[ImportPlan]:
+        """Check the archive and the destination, create it if it is missing, take its
+        writer, and fix what each segment restores (what it holds already is skipped).
+        The writer is held until the block ends."""
         chain = self._chain = load_chain(self.target)
         if not chain.runs:
             raise NotFoundError(f"archive {self.target.display} has no complete run yet")
@@ -268,7 +294,7 @@ class Importer:
                 "run this import again once it has finished (it then resumes or finds it complete)"
             ) from None
         try:
-            return self._run_holding(writer, chain, mine, dest, ident)
+            yield self._plan_holding(writer, chain, mine, dest, ident)
         except CorruptionError as exc:
             # next to the destination, for `info`: running the import again cannot help
             # until the archive is repaired
@@ -280,7 +306,7 @@ class Importer:
         finally:
             writer.close()
 
-    def _run_holding(self, writer, chain: Chain, mine: list[int], dest: str, ident: dict) -> dict:
+    def _plan_holding(self, writer, chain: Chain, mine: list[int], dest: str, ident: dict) -> ImportPlan:
         info = self.store.stream_info(self.scope, self.stream)
         if self.replay is not None:
             self.replay.start(self.store, self.scope, self.stream, info)
@@ -313,18 +339,24 @@ class Importer:
         have = {s: (info.segment(d).events if info.segment(d) is not None else 0) for s, d in dest_of.items()}
         plan = {s: _planned(chain, s, self.opts) for s in mine}
         for s in mine:
-            ev, by = plan[s]
-            if have.get(s, 0) > ev:
+            if have.get(s, 0) > plan[s][0]:
                 raise NotEmptyError(
-                    f"destination {dest} segment {dest_of[s]} holds {have[s]} events, more than the {ev} this "
-                    "import restores: import into a new stream"
+                    f"destination {dest} segment {dest_of[s]} holds {have[s]} events, more than the {plan[s][0]} "
+                    "this import restores: import into a new stream"
                 )
-            self.progress.add_total(ev, by)
         warning = None
         if sum(ev for ev, _b in plan.values()) == 0 and (self.opts.to_seq is not None or self.opts.to_time_ns is not None):
             first = min((p.first_time for s in mine for p in chain.parts(s) if p.first_time is not None), default=None)
             warning = "nothing to restore: no event of the archive is before the restore point" + (
                 f" (its first event was appended at {_iso(first)})" if first is not None else "")
+        return ImportPlan(writer, chain, mine, dest, ident, have, plan, warning)
+
+    def execute(self, p: ImportPlan) -> dict:
+        """Append what the plan restores, segment by segment (scale by scale for a stream
+        that scaled), then mark the destination finished and restore its policies."""
+        writer, chain, mine, dest, ident, have, plan = p.writer, p.chain, p.mine, p.dest, p.ident, p.have, p.plan
+        for s in mine:
+            self.progress.add_total(*plan[s])
         self.appended = self.appended_bytes = skipped = 0
         t0 = time.monotonic()
         steps = self.replay.steps(mine) if self.replay is not None else [("write", s) for s in mine]
@@ -353,7 +385,7 @@ class Importer:
                              "elapsed_s": round(time.monotonic() - t0, 2)},
             "run_total": {"events": sum(ev for ev, _b in plan.values()), "bytes": sum(b for _e, b in plan.values()),
                           "segments": len(mine)},
-            **({"warning": warning} if warning else {}),
+            **({"warning": p.warning} if p.warning else {}),
             **({"reader_group": group} if group else {}),
         }
 

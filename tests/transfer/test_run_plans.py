@@ -1,5 +1,5 @@
-"""An export's run is fixed before any data moves (``Exporter.plan_run``), and carried out
-as planned (``Exporter.execute``), whatever the stream does in between."""
+"""An export or import is fixed before any data moves (``plan_run``) and carried out as
+planned (``execute``), whatever the stream does in between."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from stream_backend.transfer.export import ArchiveState, Exporter, ExportOptions
 from stream_backend.transfer.progress import Progress
 from stream_backend.transfer.targets import open_target
 
-from support.transfer import append_events, cli_env, fill_stream, run_cli
+from support.transfer import append_events, cli_env, fill_stream, listing, run_cli
 
 
 def _exporter(store, target):
@@ -45,3 +45,22 @@ def test_nothing_to_export_is_a_plan_with_a_result(local_store, tmp_path):
     assert _exporter(local_store, target).run()["complete"]
     with _exporter(local_store, target).plan_run() as plan:
         assert plan.shares == [] and plan.result["note"] == "archive is up to date"
+
+
+def test_import_plan_holds_the_destination_and_execute_restores_it(local_store, store_root, tmp_path):
+    from stream_backend.transfer.import_ import Importer, ImportOptions
+
+    fill_stream(local_store, "demo", "src", segments=2, events=80, seed=9, max_size=2000)
+    target = open_target(f"file://{tmp_path}/a")
+    _exporter(local_store, target).run()
+    importer = Importer(target, local_store, "demo", "copy", ImportOptions(), progress=Progress("import", "none"))
+    with importer.plan_run() as plan:
+        want = {s.segment: s.events for s in local_store.stream_info("demo", "src").segments}
+        assert {s: ev for s, (ev, _b) in plan.plan.items()} == want and plan.have == {0: 0, 1: 0}
+        # the destination exists, empty, and its writer is the plan's: a second import waits its turn
+        assert local_store.stream_info("demo", "copy").events == 0
+        other = run_cli(["import", str(tmp_path / "a"), "stream://demo/copy"], cli_env(store_root))
+        assert other.returncode == 75, other.stderr
+        done = importer.execute(plan)
+    assert done["events"] == 80
+    assert listing(local_store, "demo", "copy") == listing(local_store, "demo", "src")
