@@ -39,7 +39,7 @@ PRAVEGA_CLASSPATH_ENV = "STREAM_BACKEND_PRAVEGA_CLASSPATH"
 DUPLICITY_ENV = "STREAM_BACKEND_DUPLICITY"
 
 #: seconds, each with its variable and default
-_SECONDS = {
+DURATIONS = {
     "progress_interval": ("STREAM_BACKEND_PROGRESS_INTERVAL", 1.0, 0.01),
     "checkpoint_interval": ("STREAM_BACKEND_CHECKPOINT_INTERVAL", 1.0, 0.0),
     "pause_grace": ("STREAM_BACKEND_PAUSE_GRACE", 30.0, 0.0),
@@ -51,7 +51,7 @@ _SECONDS = {
 
 def seconds(name: str) -> float:
     """One of the durations above; a value that is not a number is refused, not ignored."""
-    var, default, least = _SECONDS[name]
+    var, default, least = DURATIONS[name]
     text = os.environ.get(var)
     if text is None or not text.strip():
         return default
