@@ -418,11 +418,11 @@ def _env(spec: TransferSpec, stream_protocol: str, archive_scheme: str) -> tuple
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     if stream_protocol == "stream":
-        env.append({"name": "STREAM_BACKEND_ROOT", "value": STORE_MOUNT})
+        env.append({"name": settings.ROOT_ENV, "value": STORE_MOUNT})
     if spec.controller:
-        env.append({"name": "PRAVEGA_CONTROLLER_URI", "value": spec.controller})
+        env.append({"name": settings.CONTROLLER_ENV, "value": spec.controller})
     if spec.shards is not None:
-        env.append({"name": "STREAM_BACKEND_SHARDS", "value": str(spec.shards)})
+        env.append({"name": settings.SHARDS_ENV, "value": str(spec.shards)})
     env_from = []
     if spec.s3_secret:
         # the Secret must hold the first two keys; the others are used when present

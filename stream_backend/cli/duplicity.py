@@ -32,13 +32,13 @@ if os.environ.get(settings.DUPLICITY_ENV) == "1":
 )
 @click.option(
     "--root",
-    envvar="STREAM_BACKEND_ROOT",
+    envvar=settings.ROOT_ENV,
     default=None,
     help="Local store directory for stream:// targets [env STREAM_BACKEND_ROOT].",
 )
 @click.option(
     "--controller",
-    envvar="PRAVEGA_CONTROLLER_URI",
+    envvar=settings.CONTROLLER_ENV,
     default=None,
     help="Pravega controller URI for pravega:// targets [env PRAVEGA_CONTROLLER_URI].",
 )

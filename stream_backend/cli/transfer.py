@@ -17,8 +17,8 @@ import sys
 import click
 
 from .. import settings
-from ..units import human_size
 from ..errors import Paused, UsageError
+from ..units import human_size
 from ..urls import parse_stream_url, redact
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
@@ -196,7 +196,8 @@ def _endpoint_option(f):
 @main.command("export")
 @click.argument("source")
 @click.argument("archive")
-@click.option("--object-size", default=human_size(settings.DEFAULT_OBJECT_SIZE), show_default=True, help="Target size of each data object.")
+@click.option("--object-size", default=human_size(settings.DEFAULT_OBJECT_SIZE), show_default=True,
+              help="Target size of each data object.")
 @click.option("--part-size", default=human_size(settings.DEFAULT_PART_SIZE), show_default=True,
               help="Upload part size (S3: at least 5MiB).")
 @click.option("--parallel", default=settings.DEFAULT_PARALLEL, show_default=True, type=int, help="Parts uploaded at once.")
@@ -352,6 +353,7 @@ def status_cmd(archive, as_json, endpoint_url):
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
+
     def when(ns):
         return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ns else "-"
 

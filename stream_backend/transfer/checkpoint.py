@@ -26,9 +26,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import settings
 from ..archive import checkpoint_key, lease_key
 from ..archive.format import ObjectInfo
-from .. import settings
 from ..errors import CorruptionError, WriterBusyError
 from .targets import ArchiveTarget, PreconditionFailed
 
