@@ -10,15 +10,13 @@ from .format import (
     HEADER_SIZE,
     ArchivedEvent,
     ObjectInfo,
-    PackedObject,
     Record,
-    SegmentPacker,
     encode_record,
     iter_events,
     iter_records,
-    pack_segment,
     read_objects,
 )
+from .packing import PackedObject, SegmentPacker, pack_segment
 from .layout import (
     checkpoint_key,
     lease_key,

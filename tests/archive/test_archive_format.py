@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stream_backend.archive import format as fmt
-from stream_backend.archive.format import HEADER_SIZE, iter_events, iter_records, pack_segment, read_objects
+from stream_backend.archive.format import HEADER_SIZE, iter_events, iter_records, read_objects
+from stream_backend.archive.packing import pack_segment
 from stream_backend.archive.layout import object_key, parse_object_key
 from stream_backend.errors import CorruptionError, FormatVersionError, StreamBackendError
 

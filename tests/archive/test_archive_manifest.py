@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_backend.archive import layout
-from stream_backend.archive.format import FORMAT_VERSION, pack_segment
+from stream_backend.archive.format import FORMAT_VERSION
+from stream_backend.archive.packing import pack_segment
 from stream_backend.archive.manifest import (
     ArchiveReader,
     RunManifest,
