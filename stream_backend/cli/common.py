@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import os
 import sys
 import traceback
@@ -9,7 +11,7 @@ import traceback
 import click
 
 from .. import settings
-from ..errors import StreamBackendError
+from ..errors import NotFoundError, PermissionDeniedError, StreamBackendError, UsageError
 from ..urls import redact
 
 
@@ -110,3 +112,54 @@ def config_line(cfg: dict) -> str:
         f"{ret['value'] / 1000:g} s" if ret["type"] == "time" else f"{ret['value']} bytes")
     tags = ", ".join(cfg.get("tags") or []) or "none"
     return f"stream config: scaling {scaling}; retention {retention}; tags {tags}"
+
+
+def iso_time(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return (
+        _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def binary(stream):
+    """The byte stream under a text stream (sys.stdin/stdout, also under CliRunner)."""
+    return getattr(stream, "buffer", stream)
+
+
+@contextlib.contextmanager
+def opened_store(url, root, controller, timeout):
+    """The store a URL lives in, closed afterwards; an unusable root is a clear error."""
+    try:
+        store = open_store_for(url, root=root, controller=controller, timeout=timeout)
+    except PermissionError as exc:  # a store that did not translate it itself
+        raise PermissionDeniedError(
+            f"store root not usable: {exc.filename or root}: {exc.strerror}"
+        ) from exc
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def segment_of(info, url, segment: int | None):
+    """The SegmentInfo a command addresses: the URL's /SEGMENT, --segment, or the only one."""
+    if url.segment is not None and segment is not None and url.segment != segment:
+        raise UsageError(f"segment given twice and they differ: {url} and --segment {segment}")
+    number = url.segment if url.segment is not None else segment
+    if number is None:
+        if info.segment_count != 1:
+            raise UsageError(
+                f"{url} has {info.segment_count} segments: choose one with --segment N "
+                f"(segments: {', '.join(str(s.segment) for s in info.segments)})"
+            )
+        return info.segments[0]
+    for seg in info.segments:
+        if seg.segment == number:
+            return seg
+    raise NotFoundError(
+        f"{url.protocol}://{info.scope}/{info.stream} has no segment {number} "
+        f"(segments: {', '.join(str(s.segment) for s in info.segments)})"
+    )
