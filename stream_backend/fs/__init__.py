@@ -10,6 +10,10 @@ __all__ = ["StreamFileSystem", "PravegaFileSystem", "StreamFile"]
 
 
 def __getattr__(name):  # lazy: importing stream_backend.fs must not import fsspec eagerly
+    if name == "StreamFile":
+        from .streamfile import StreamFile
+
+        return StreamFile
     if name in __all__:
         from . import streamfs
 

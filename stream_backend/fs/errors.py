@@ -66,3 +66,8 @@ def translating(func):
             raise mapped from exc
 
     return wrapper
+
+
+def unsupported(what: str) -> BaseException:
+    """What an overwrite, truncate or seek-while-writing raises: streams only grow."""
+    return fs_error(E.UnsupportedError, f"{what}: streams are append-only")

@@ -25,28 +25,21 @@ so fsspec callers and the CLI's exit codes both keep working.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import os
 import threading
 from typing import Any
 
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+from fsspec.spec import AbstractFileSystem
 
 from .. import errors as E
 from .. import settings
 from ..stores import StreamInfo, open_store
 from ..stores.base import SegmentInfo
 from ..urls import check_name
-from .errors import as_fs_error, fs_error, translating
-
-#: ``read(n)`` of at least this many bytes bypasses fsspec's block cache (one copy less)
-DIRECT_READ = 256 * 1024
+from .errors import as_fs_error, fs_error, translating, unsupported
+from .streamfile import StreamFile
 
 # errors: see fs/errors.py (shared with archivefs)
-
-
-def _unsupported(what: str) -> BaseException:
-    return fs_error(E.UnsupportedError, f"{what}: streams are append-only")
 
 
 # --------------------------------------------------------------------------- filesystem
@@ -351,7 +344,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
                 **kwargs,
             )
         if mode not in ("wb", "ab", "xb"):
-            raise _unsupported(
+            raise unsupported(
                 f"mode {mode!r} for {self._url(path)} (writing in the middle, "
                 "or reading and writing at once)"
             )
@@ -420,7 +413,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         ``truncate`` would have to drop events (append-only: that raises)."""
         if self.exists(path):
             if truncate and self.info(path).get("events"):
-                raise _unsupported(f"truncating {self._url(path)}")
+                raise unsupported(f"truncating {self._url(path)}")
             return
         with self.open(path, "wb", **kwargs):
             pass
@@ -434,7 +427,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         """
         src, dst = self._parts(path1), self._parts(path2)
         if src[:2] == dst[:2] and len(src) >= 2:
-            raise _unsupported(f"copying {self._url(*src)} onto its own stream")
+            raise unsupported(f"copying {self._url(*src)} onto its own stream")
         if len(src) == 1:
             if len(dst) != 1:
                 raise fs_error(E.UsageError, f"a scope copies to a scope, not to {self._url(*dst)}")
@@ -533,7 +526,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         if len(parts) == 2:
             self.store.delete_stream(parts[0], parts[1])
         elif len(parts) == 3:
-            raise _unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
+            raise unsupported(f"deleting segment {self._url(*parts)} on its own (rm the stream)")
         else:
             raise fs_error(
                 E.UsageError,
@@ -557,7 +550,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         for p in paths:
             parts = self._parts(p)
             if len(parts) == 3 and tuple(parts[:2]) not in stream_set:
-                raise _unsupported(
+                raise unsupported(
                     f"deleting segment {self._url(*parts)} on its own (rm the stream)"
                 )
         for scope, stream in streams:
@@ -572,13 +565,13 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     # -- what a stream cannot do ---------------------------------------------
 
     def mv(self, path1, path2, recursive=False, maxdepth=None, **kwargs):
-        raise _unsupported(f"moving {self._url(path1)} (copy it, then rm the source)")
+        raise unsupported(f"moving {self._url(path1)} (copy it, then rm the source)")
 
     def rename(self, path1, path2, **kwargs):
-        raise _unsupported(f"renaming {self._url(path1)} (copy it, then rm the source)")
+        raise unsupported(f"renaming {self._url(path1)} (copy it, then rm the source)")
 
     def truncate(self, path, size=0, **kwargs):  # not in the fsspec base class; used by FUSE
-        raise _unsupported(f"truncating {self._url(path)}")
+        raise unsupported(f"truncating {self._url(path)}")
 
     # -- stream-only extras --------------------------------------------------
 
@@ -621,136 +614,3 @@ class PravegaFileSystem(StreamFileSystem):
         if kwargs.get("controller") is None:
             kwargs["controller"] = settings.controller()
         return kwargs
-
-
-# --------------------------------------------------------------------------- files
-
-
-class StreamFile(AbstractBufferedFile):
-    """One segment's file view: ranged reads through the offset index, or appends.
-
-    Writing cuts the bytes into events of exactly ``event_size`` bytes (the last one
-    shorter), whatever the sizes of the ``write()`` calls, so the same bytes always make
-    the same events. ``close()`` returns when they are acknowledged.
-    """
-
-    def __init__(
-        self,
-        fs: StreamFileSystem,
-        path: str,
-        mode: str = "rb",
-        block_size=None,
-        cache_type="readahead",
-        cache_options=None,
-        *,
-        scope: str,
-        stream: str,
-        segment: int,
-        details: dict | None = None,
-        event_size: int | None = None,
-        routing_key: str | None = None,
-        max_event_size: int | None = None,
-        **kwargs,
-    ):
-        self.scope, self.stream, self.segment = scope, stream, segment
-        self.routing_key = routing_key
-        self._writer = None
-        if mode == "rb":
-            self._details = details
-            super().__init__(
-                fs,
-                path,
-                mode,
-                block_size=block_size,
-                cache_type=cache_type,
-                cache_options=cache_options,
-                size=details["size"] if details else None,
-                **kwargs,
-            )
-            return
-        max_size = max_event_size or fs.store.max_event_size
-        size = int(event_size) if event_size else max_size
-        if not 0 < size <= max_size:
-            raise fs_error(
-                E.UsageError,
-                f"event_size {size} is outside 1..{max_size} " "(the store's max event size)",
-            )
-        self.event_size = size
-        super().__init__(fs, path, mode, block_size=size, **kwargs)
-        try:
-            self._writer = fs.store.writer(scope, stream)
-        except E.StreamBackendError as exc:
-            self.closed = True
-            raise as_fs_error(exc) from exc
-
-    def read(self, length=-1):
-        """Large reads (and read-all) go straight to the store: its result is returned
-        as is, not copied through fsspec's block cache; small reads use the cache."""
-        if self.mode != "rb" or self.closed or length is None:
-            return super().read(length)
-        length = int(length)
-        if 0 <= length < DIRECT_READ:
-            return super().read(length)
-        end = self.size if length < 0 else min(self.loc + length, self.size)
-        if end <= self.loc:
-            return b""
-        out = self._fetch_range(self.loc, end)
-        self.loc += len(out)
-        return out
-
-    def _fetch_range(self, start, end):
-        try:
-            return self.fs.store.read_range(
-                self.scope, self.stream, self.segment, start, end - start
-            )
-        except E.StreamBackendError as exc:
-            raise as_fs_error(exc) from exc
-
-    def _upload_chunk(self, final=False):
-        """Append every whole event in the buffer (and the short tail when final); keep
-        the rest buffered. Returns False: the buffer was already replaced here."""
-        buf = self.buffer.getbuffer()
-        total = len(buf)
-        whole = total if final else total - total % self.event_size
-        try:
-            for pos in range(0, whole, self.event_size):
-                self._writer.append(
-                    bytes(buf[pos:min(pos + self.event_size, whole)]),
-                    routing_key=self.routing_key,
-                    segment=self.segment,
-                )
-            rest = bytes(buf[whole:])
-            buf.release()
-            self.offset += whole
-            self.buffer = io.BytesIO()
-            self.buffer.write(rest)
-            if final:
-                self._writer.flush()
-        except E.StreamBackendError as exc:
-            raise as_fs_error(exc) from exc
-        finally:
-            buf.release()
-        return False
-
-    def close(self):
-        if self.closed:
-            return
-        try:
-            super().close()
-        finally:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                try:
-                    writer.close()
-                except E.StreamBackendError as exc:
-                    raise as_fs_error(exc) from exc
-
-    def seek(self, loc, whence=0):
-        if self.mode != "rb":
-            raise fs_error(
-                E.UnsupportedError, "seek while writing: streams are append-only", OSError
-            )
-        return super().seek(loc, whence)
-
-    def truncate(self, size=None):
-        raise _unsupported(f"truncating {self.fs._url(self.path)}")

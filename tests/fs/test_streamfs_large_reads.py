@@ -12,7 +12,7 @@ import shutil
 import fsspec
 import pytest
 
-from stream_backend.fs import streamfs
+from stream_backend.fs import streamfile
 from stream_backend.stores.local import records
 from stream_backend.stores.local import LocalStore
 
@@ -32,7 +32,7 @@ def _stream(root: str, sizes: list[int], seed: int = 1) -> bytes:
 
 
 def test_large_and_small_reads_and_seeks_match_the_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(streamfs, "DIRECT_READ", 5000)
+    monkeypatch.setattr(streamfile, "DIRECT_READ", 5000)
     root = str(tmp_path)
     model = _stream(root, [3000] * 20 + [17_000] * 10 + [1, 0, 40_000, 9000] * 3)
     rng = random.Random(7)
