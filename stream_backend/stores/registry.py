@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Callable
 
 from .. import settings
 from ..errors import UsageError
@@ -19,26 +20,18 @@ class StoreOption:
     name: str
     env: str
     help: str
+    #: the option as the environment gives it (None: the store's default)
+    from_env: Callable[[], object]
     type: type = str
     #: shown in help; the value used when neither flag nor variable is given
     default: object = None
 
-    def from_env(self):
-        """The option as the environment gives it (None: the store's default)."""
-        if self.name == "root":
-            return settings.store_root()
-        if self.name == "controller":
-            return settings.controller()
-        if self.name == "timeout":
-            return settings.timeout()
-        raise AssertionError(self.name)  # pragma: no cover - every option is read above
 
-
-ROOT = StoreOption("root", settings.ROOT_ENV, "Local store directory for stream:// URLs")
+ROOT = StoreOption("root", settings.ROOT_ENV, "Local store directory for stream:// URLs", settings.store_root)
 CONTROLLER = StoreOption("controller", settings.CONTROLLER_ENV, "Pravega controller URI for pravega:// URLs",
-                         default=settings.DEFAULT_CONTROLLER)
+                         settings.controller, default=settings.DEFAULT_CONTROLLER)
 TIMEOUT = StoreOption("timeout", settings.TIMEOUT_ENV, "Seconds to wait for a Pravega controller before giving up",
-                      type=float, default=settings.DEFAULT_TIMEOUT)
+                      settings.timeout, type=float, default=settings.DEFAULT_TIMEOUT)
 
 
 @dataclass(frozen=True)
