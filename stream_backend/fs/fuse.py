@@ -22,6 +22,7 @@ docs/admin-guide.md:
     write at an offset other than the end, truncate to a larger size   EOPNOTSUPP
     truncate an existing non-empty file shorter (``> file``)           EPERM
     rename, link, symlink, chmod, chown, mknod                          EOPNOTSUPP
+    unlink of a stream open for writing (on this mount or elsewhere)    EBUSY
     any change on a read-only mount                                     EROFS
 """
 
@@ -447,6 +448,22 @@ class StoreOperations(Operations):
     #: how long an open for writing waits for this mount's previous handle on the stream
     RELEASE_WAIT = 2.0
 
+    def _when_released(self, scope: str, stream: str, fn):
+        """``fn()``, retried while it finds the stream's writer busy with a handle of this
+        mount whose RELEASE has not come in yet (up to RELEASE_WAIT); another holder's
+        writer is refused at once (EBUSY)."""
+        deadline = time.monotonic() + self.RELEASE_WAIT
+        while True:
+            try:
+                return fn()
+            except WriterBusyError:
+                with self._fh_lock:
+                    ours = any(o.writer is not None and (o.scope, o.stream) == (scope, stream)
+                               for o in self._handles.values())
+                if not ours or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
     def _attach_writer(self, h: _Handle, flags: int) -> None:
         """Take the stream's writer, then read where it ends (nobody can append meanwhile).
 
@@ -454,18 +471,7 @@ class StoreOperations(Operations):
         writer, afterwards. So `a >> f; b >> f` in a shell can open f again while this
         mount still holds the first handle's writer: that case waits for the release
         (briefly), instead of failing the second append with EBUSY."""
-        deadline = time.monotonic() + self.RELEASE_WAIT
-        while True:
-            try:
-                h.writer = self.store.writer(h.scope, h.stream)
-                break
-            except WriterBusyError:
-                with self._fh_lock:
-                    ours = any(o.writer is not None and (o.scope, o.stream) == (h.scope, h.stream)
-                               for o in self._handles.values())
-                if not ours or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
+        h.writer = self._when_released(h.scope, h.stream, lambda: self.store.writer(h.scope, h.stream))
         try:
             length = self._info(h.scope, h.stream, fresh=True).segments[0].length
             if flags & os.O_TRUNC and length > 0:
@@ -572,7 +578,8 @@ class StoreOperations(Operations):
         scope, stream, segment, depth = self._split(path)
         if stream is None or segment is not None:
             raise FuseOSError(errno.EOPNOTSUPP)
-        self.store.delete_stream(scope, stream)
+        # `echo x > f; rm f`: the kernel may send UNLINK before the RELEASE of f's handle
+        self._when_released(scope, stream, lambda: self.store.delete_stream(scope, stream))
         self._forget(scope, stream)
         return 0
 
@@ -817,6 +824,10 @@ def run_mount(
     )
     if read_only:
         opts["ro"] = True
+    else:
+        # unlink of a file still open (its RELEASE not yet in) deletes the stream, instead of
+        # the kernel renaming it to .fuse_hidden*, which a stream cannot be
+        opts["hard_remove"] = True
     if allow_other:  # the kernel then checks the modes we report (0444/0644, 0555/0755)
         opts["allow_other"] = True
         opts["default_permissions"] = True

@@ -328,3 +328,23 @@ def test_allow_other_lets_another_user_read(mountdir, store_root, populated):
                 assert res.stdout == populated["logs"]
                 res = subprocess.run([*nobody, "sh", "-c", f"echo x >> {mp / 'logs'}"])
                 assert res.returncode != 0  # still read-only
+
+
+def test_rm_of_a_stream_open_for_writing_is_busy_then_deletes(mountdir, local_store, store_root, populated):
+    """The kernel does not hide an open file (.fuse_hidden, a rename streams cannot do):
+    rm reaches the store, which refuses while this mount's handle holds the writer, and
+    deletes the stream once the handle is closed."""
+    mp = mountdir()
+    with mounted("stream://demo", mp, "--read-write", root=store_root):
+        fd = os.open(mp / "held", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"x")
+            with pytest.raises(OSError) as info:
+                os.unlink(mp / "held")
+            assert info.value.errno == errno.EBUSY
+            assert "held" in local_store.list_streams("demo")
+        finally:
+            os.close(fd)
+        os.unlink(mp / "held")  # its RELEASE may still be on the way: the unlink waits for it
+        assert "held" not in local_store.list_streams("demo")
+        assert not [n for n in os.listdir(mp) if n.startswith(".fuse_hidden")]
