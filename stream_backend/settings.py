@@ -52,13 +52,7 @@ DURATIONS = {
 def seconds(name: str) -> float:
     """One of the durations above; a value that is not a number is refused, not ignored."""
     var, default, least = DURATIONS[name]
-    text = os.environ.get(var)
-    if text is None or not text.strip():
-        return default
-    try:
-        return max(least, float(text))
-    except ValueError:
-        raise UsageError(f"{var} must be a number of seconds, not {text!r}") from None
+    return max(least, _number(var, float, default))
 
 
 def store_root() -> str | None:
@@ -80,14 +74,19 @@ def controller() -> str:
     return os.environ.get(CONTROLLER_ENV) or DEFAULT_CONTROLLER
 
 
-def timeout() -> float:
-    text = os.environ.get(TIMEOUT_ENV)
-    if not text:
-        return DEFAULT_TIMEOUT
+def _number(var: str, kind, default):
+    """A numeric variable: ``default`` when unset or empty, refused when not a number."""
+    text = os.environ.get(var)
+    if text is None or not text.strip():
+        return default
     try:
-        return float(text)
+        return kind(text)
     except ValueError:
-        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
+        raise UsageError(f"{var} must be a number, not {text!r}") from None
+
+
+def timeout() -> float:
+    return _number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT)
 
 
 def s3_endpoint() -> str | None:
@@ -95,13 +94,7 @@ def s3_endpoint() -> str | None:
 
 
 def shard_count() -> int | None:
-    text = os.environ.get(SHARDS_ENV)
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"{SHARDS_ENV} must be a number") from None
+    return _number(SHARDS_ENV, int, None)
 
 
 def job_index() -> str | None:

@@ -188,3 +188,13 @@ def test_archive_of_another_stream_73(archived, local_store):
     env, archive = archived
     fill_stream(local_store, "demo", "other", segments=2, events=5, seed=4, max_size=100)
     assert_one_line_error(run_cli(["export", "stream://demo/other", str(archive)], env), 73, "demo/src")
+
+
+def test_a_setting_that_is_not_a_number_is_refused(local_store, store_root, tmp_path):
+    """A mistyped environment variable is an error naming it, not a silent default."""
+    fill_stream(local_store, "demo", "src", segments=1, events=3, seed=1, max_size=10)
+    for var in ("STREAM_BACKEND_CHECKPOINT_INTERVAL", "STREAM_BACKEND_SHARDS"):
+        env = cli_env(store_root, **{var: "ten"}, JOB_COMPLETION_INDEX="0")
+        out = run_cli(["export", "stream://demo/src", str(tmp_path / "a")], env)
+        assert_one_line_error(out, 64)
+        assert f"{var} must be a number, not 'ten'" in out.stderr

@@ -12,7 +12,7 @@ import uuid
 
 from ...errors import NoSpaceError, NotFoundError, from_os_error
 from ...units import human_size
-from .base import FsspecTarget
+from .base import FsspecTarget, FsspecUpload
 from .errors import PreconditionFailed
 from .uploads import ObjectUpload, PartPool, done
 
@@ -124,7 +124,7 @@ class LocalTarget(FsspecTarget):
         return LocalUpload(self, key)
 
 
-class LocalUpload(ObjectUpload):
+class LocalUpload(FsspecUpload):
     """A temporary file, fsync'ed and renamed at the end (never a torn object)."""
 
     def __init__(self, target: LocalTarget, key: str):
@@ -135,11 +135,6 @@ class LocalUpload(ObjectUpload):
         remove_stale_tmp(self.path)  # a SIGKILLed run's half object: we redo it whole
         self.tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.f = open(self.tmp, "wb")
-
-    def write_part(self, data: bytes) -> None:
-        with self.target.errors(self.key):
-            self.f.write(data)
-            self.sent_bytes += len(data)
 
     def finish(self):
         with self.target.errors(self.key):
