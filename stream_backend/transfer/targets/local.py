@@ -17,16 +17,14 @@ from .errors import PreconditionFailed
 from .uploads import ObjectUpload, PartPool, done
 
 
-def remove_stale_tmp(path: str, keep: str | None = None) -> None:
-    """Drop temporary files a killed writer of ``path`` left behind.
+def remove_stale_tmp(path: str) -> None:
+    """Drop the temporary files a killed writer of data object ``path`` left behind.
 
-    Only called by the holder of the segment's lease (data objects, its checkpoint),
-    so no live writer owns them.
+    Only called by the holder of the segment's lease, so no live writer owns them.
     """
     for tmp in glob.glob(glob.escape(path) + ".tmp-*"):
-        if tmp != keep:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 #: small objects are written here and renamed into place, so that a writer killed midway
