@@ -307,13 +307,21 @@ class StoreOperations(Operations):
             if info.segment_count != 1:
                 return self._dir_attrs(key, info.last_append or info.created)
             seg = info.segments[0]
-            size = self._open_length(scope, stream, 0)
+            size = self._open_length(scope, stream, seg.segment)
             size = seg.length if size is None else max(size, seg.length)
             return self._file_attrs(key, size, seg.last_append or info.created)
-        if info.segment_count == 1 or segment >= info.segment_count:
-            raise FuseOSError(errno.ENOENT)
-        seg = info.segments[segment]
+        seg = self._segment(info, segment)
         return self._file_attrs(key, seg.length, seg.last_append or info.created)
+
+    @staticmethod
+    def _segment(info, number: int):
+        """Segment ``number`` of a multi-segment stream (numbers need not be 0..n-1: a
+        truncated Pravega stream starts past its deleted segments); ENOENT otherwise."""
+        if info.segment_count > 1:
+            for seg in info.segments:
+                if seg.segment == number:
+                    return seg
+        raise FuseOSError(errno.ENOENT)
 
     def _entry(self, name: str, key: str, is_dir: bool):
         """readdir entry with inode and type: with use_ino, a zero d_ino would hide it."""
@@ -343,7 +351,7 @@ class StoreOperations(Operations):
         if info.segment_count == 1:
             raise FuseOSError(errno.ENOTDIR)
         return entries + [
-            self._entry(str(i), f"{scope}/{stream}/{i}", False) for i in range(info.segment_count)
+            self._entry(str(s.segment), f"{scope}/{stream}/{s.segment}", False) for s in info.segments
         ]
 
     @fuse_errors
@@ -358,16 +366,19 @@ class StoreOperations(Operations):
         attr = name.removeprefix(XATTR_PREFIX)
         if stream is None:
             raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
-        seg = 0 if segment is None else segment
-        counter = self.reads.get((scope, stream, seg), ReadCounter())
         info = self._info(scope, stream)
+        s = None
+        if segment is not None:
+            s = self._segment(info, segment)
+        elif info.segment_count == 1:
+            s = info.segments[0]
+        counter = self.reads.get((scope, stream, s.segment if s else 0), ReadCounter())
         values = {
             "read_calls": counter.calls,
             "read_bytes": counter.bytes,
             "segments": info.segment_count,
         }
-        if seg < info.segment_count:
-            s = info.segments[seg]
+        if s is not None:
             values.update(events=s.events, head_seq=s.head_seq, tail_seq=s.tail_seq)
         if attr not in values:
             raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
@@ -385,10 +396,8 @@ class StoreOperations(Operations):
         if segment is None:
             if info.segment_count != 1:
                 raise FuseOSError(errno.EISDIR)
-            return scope, stream, 0
-        if info.segment_count == 1 or segment >= info.segment_count:
-            raise FuseOSError(errno.ENOENT)
-        return scope, stream, segment
+            return scope, stream, info.segments[0].segment
+        return scope, stream, self._segment(info, segment).segment
 
     def _new_fh(self, handle: _Handle) -> int:
         with self._fh_lock:
@@ -508,9 +517,10 @@ class StoreOperations(Operations):
             raise FuseOSError(errno.ENOENT)
         self.store.create_stream(scope, stream, segments=1, exist_ok=True)
         self._forget(scope, stream)
-        if self._info(scope, stream, fresh=True).segment_count != 1:
+        info = self._info(scope, stream, fresh=True)
+        if info.segment_count != 1:
             raise FuseOSError(errno.EISDIR)
-        h = _Handle(scope, stream, 0)
+        h = _Handle(scope, stream, info.segments[0].segment)
         self._attach_writer(h, flags)
         return self._new_fh(h)
 
@@ -546,7 +556,7 @@ class StoreOperations(Operations):
         current = self._open_length(scope, stream, segment)
         if current is None:
             info = self._info(scope, stream, fresh=True)
-            current = info.segments[segment].length
+            current = next(s.length for s in info.segments if s.segment == segment)
         if length == current:
             return 0
         if length < current:

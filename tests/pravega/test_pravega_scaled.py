@@ -7,13 +7,16 @@ client's reader group reads each routing key's events in the order they were wri
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import uuid
 from collections import Counter
 
 import pytest
 
 from stream_backend.errors import Paused
+from stream_backend.fs.fuse import StoreOperations
 from stream_backend.stores.local import LocalStore
 from stream_backend.transfer.export import ExportOptions, export_stream
 from stream_backend.transfer.progress import Progress
@@ -166,10 +169,29 @@ def test_truncated_through_the_controller_then_merged(pravega_server, pravega_st
               ["write", sc, "s", 200, 4, "b"], ["truncate-head", sc, "s"])
     info = pravega_store.stream_info(sc, "s")
     assert info.numbers == [1, 2] and info.events == 200  # the sealed predecessor went with the truncation
+    _mount_names_segments_by_number(pravega_store, sc, "s")
     # the two roots merge into one: a restore created over two segments could not follow
     java_tool(pravega_server, ["scale", sc, "s", 1], ["write", sc, "s", 100, 4, "c"], ["seal", sc, "s"])
     _round_trip(pravega_server, pravega_store, tmp_path, sc, [("b", 200, 4), ("c", 100, 4)],
                 killed_after_create=True)
+
+
+def _mount_names_segments_by_number(store, scope, stream):
+    """The mount's files are the segments' own numbers, each with that segment's bytes."""
+    ops = StoreOperations(store, cache_ttl=0)
+    info = store.stream_info(scope, stream)
+    assert sum(s.length for s in info.segments) > 0
+    names = [e[0] for e in ops.readdir(f"/{scope}/{stream}", None)[2:]]
+    assert names == [str(n) for n in info.numbers]
+    for seg in info.segments:
+        path = f"/{scope}/{stream}/{seg.segment}"
+        assert ops.getattr(path)["st_size"] == seg.length
+        fh = ops.open(path, os.O_RDONLY)
+        assert ops.read(path, seg.length, 0, fh) == store.read_range(scope, stream, seg.segment, 0, seg.length)
+        ops.release(path, fh)
+    with pytest.raises(OSError) as gone:
+        ops.getattr(f"/{scope}/{stream}/0")  # deleted by the truncation
+    assert gone.value.errno == errno.ENOENT
 
 
 def test_truncated_through_the_segment(pravega_server, pravega_store, tmp_path, sc):

@@ -43,13 +43,13 @@ def _run(args, env, check=0, timeout=300):
     return p
 
 
-def _fill(store, scope, stream, segments, events, seed):
+def _fill(store, scope, stream, segments, events, seed, scale=1):
     rnd = random.Random(seed)
     store.create_stream(scope, stream, segments=segments, exist_ok=True)
     with store.writer(scope, stream) as w:
         for i in range(events):
             size = rnd.choice([0 if segments == 1 else 1, 1, rnd.randint(2, 300), rnd.randint(300, 3000)])
-            w.append(rnd.randbytes(size), f"key-{rnd.randint(0, 20)}")
+            w.append(rnd.randbytes(size * scale), f"key-{rnd.randint(0, 20)}")
 
 
 def _payloads(store, scope, stream):
@@ -132,10 +132,12 @@ def test_import_into_pravega_kill_loop_no_gap_no_duplicate(pravega_server, tmp_p
     root = tmp_path / "root"
     root.mkdir()
     local = LocalStore(root=str(root))
-    _fill(local, "demo", "src", segments=2, events=4000, seed=5)
+    # 14 MiB: the import ships it in a dozen 1 MiB batches, so a partly written stream is a
+    # state that lasts, not one a kill must hit within milliseconds
+    _fill(local, "demo", "src", segments=2, events=4000, seed=5, scale=8)
     env = _env(pravega_server, root)
     archive = f"file://{tmp_path}/a"
-    _run(["export", "stream://demo/src", archive, "--object-size", "16KiB"], env)
+    _run(["export", "stream://demo/src", archive, "--object-size", "256KiB"], env)
     sc = f"imp-{uuid.uuid4().hex[:8]}"
     p = PravegaStore(controller=pravega_server.controller, timeout=60)
     _run(["import", archive, f"pravega://{sc}/ref"], env)
