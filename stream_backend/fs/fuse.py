@@ -556,7 +556,9 @@ class StoreOperations(Operations):
         current = self._open_length(scope, stream, segment)
         if current is None:
             info = self._info(scope, stream, fresh=True)
-            current = next(s.length for s in info.segments if s.segment == segment)
+            current = next((s.length for s in info.segments if s.segment == segment), None)
+            if current is None:  # the stream changed shape since the lookup
+                raise FuseOSError(errno.ENOENT)
         if length == current:
             return 0
         if length < current:
