@@ -34,7 +34,7 @@ def _parse_targets(args: tuple[str, ...], archive: str | None) -> tuple[str, str
 def _archive_operations(url: str, endpoint_url: str | None):
     """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
     from ..fs.archivefs import ArchiveFileSystem
-    from ..fs.fuse import FsspecOperations
+    from ..fs.fuse import FileSystemOperations
     from ..urls import redact
 
     target = url.split("::", 1)[1] if url.startswith("sbarchive::") else url
@@ -59,7 +59,7 @@ def _archive_operations(url: str, endpoint_url: str | None):
         raise UsageError(f"cannot open archive {redact(target)!r}: {exc}") from None
     except Exception as exc:  # s3fs/botocore: the one error table
         raise translate_error(exc, redact(target)) from None
-    return FsspecOperations(fs, "")
+    return FileSystemOperations(fs)
 
 
 def _background(argv: list[str], mountpoint: str, wait: float) -> None:
@@ -202,7 +202,9 @@ def mount(
         _background(argv, mountpoint, wait=max(timeout, 10.0))
         return
 
-    from ..fs.fuse import StoreOperations, run_mount
+    from ..fs.fuse import FileSystemOperations
+    from ..fs.fuse_mount import run_mount
+    from ..fs.streamfs import filesystem_over
 
     if is_archive:
         ops = _archive_operations(url, endpoint_url)
@@ -228,9 +230,8 @@ def mount(
     try:
         if parsed.scope and parsed.scope not in store.list_scopes():
             raise NotFoundError(f"scope not found: {parsed.scope}")
-        ops = StoreOperations(
-            store, scope=parsed.scope, read_write=read_write, cache_ttl=min(attr_timeout, 1.0)
-        )
+        ops = FileSystemOperations(filesystem_over(store), root=parsed.scope or "",
+                                   read_write=read_write, cache_ttl=min(attr_timeout, 1.0))
         run_mount(
             ops,
             mountpoint,
@@ -247,9 +248,9 @@ def mount(
 def _mounted(mountpoint: str) -> bool:
     """Mounted, per /proc/self/mountinfo: unlike os.path.ismount this also sees a stale
     FUSE mount ("Transport endpoint is not connected") whose process died."""
-    from ..fs.fuse import _mount_device
+    from ..fs.fuse_mount import mount_device
 
-    return os.path.ismount(mountpoint) or _mount_device(mountpoint) is not None
+    return os.path.ismount(mountpoint) or mount_device(mountpoint) is not None
 
 
 def unmount(mountpoint: str) -> None:

@@ -1,4 +1,5 @@
-"""FUSE mount of a store (streams as files) and of any read-only fsspec filesystem.
+"""FUSE operations over an fsspec filesystem: the stream filesystem (streams as files) or
+any read-only one (an archive).
 
 Own mfusepy Operations rather than fsspec.fuse because a mount is used by rsync, tar and
 duplicity, which decide what changed from st_size/st_mtime: those must be *stable*
@@ -6,18 +7,12 @@ duplicity, which decide what changed from st_size/st_mtime: those must be *stabl
 between calls or mounts, and every failure must reach the caller as the right errno
 (fsspec.fuse reports now() as mtime and turns errno-less errors into ERANGE).
 
-Layout (mount root = the store, or one scope)::
-
-    /SCOPE/                 a directory per scope (store mounts only)
-    /SCOPE/STREAM           a single-segment stream: a file, its segment's file view
-    /SCOPE/STREAM/N         a multi-segment stream: a directory with one file per segment
-
-Reads are served by ``StreamStore.read_range`` (offset index, O(log n) per read).
-
-Writes (``read_write=True`` only) never rewrite history: creating a file creates a
-stream; writing at the end appends events (split at the store's max event size); ``>>``
-(O_APPEND) appends. Everything else gets a clear errno, documented in
-docs/admin-guide.md:
+The tree is the filesystem's (docs/filesystem.md): a scope is a directory, a
+single-segment stream a file, a multi-segment stream a directory of segment files.
+Reads and writes go through the filesystem's files, so a mount and fsspec cannot
+disagree. Writes (``read_write=True`` only) never rewrite history: creating a file
+creates a stream, writing at the end appends, ``>>`` (O_APPEND) appends. Everything else
+gets a clear errno, documented in docs/admin-guide.md:
 
     write at an offset other than the end, truncate to a larger size   EOPNOTSUPP
     truncate an existing non-empty file shorter (``> file``)           EPERM
@@ -34,13 +29,11 @@ import hashlib
 import logging
 import os
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ..errors import StreamBackendError, UsageError, WriterBusyError
-from ..urls import check_name
 
 log = logging.getLogger("stream_backend.fuse")
 
@@ -68,7 +61,7 @@ try:  # mfusepy is an optional extra ("fuse"); importing it loads libfuse
     from mfusepy import FuseOSError, Operations
 except (ImportError, OSError) as _exc:  # pragma: no cover - reported when mounting
     mfusepy = None
-    _IMPORT_ERROR: Exception | None = _exc
+    IMPORT_ERROR: Exception | None = _exc
 
     class Operations:  # type: ignore[no-redef]
         pass
@@ -78,7 +71,7 @@ except (ImportError, OSError) as _exc:  # pragma: no cover - reported when mount
             super().__init__(err, os.strerror(err))
 
 else:
-    _IMPORT_ERROR = None
+    IMPORT_ERROR = None
 
 #: virtual extended attributes (getxattr only, never listed, so rsync -X / cp -a do not copy them)
 XATTR_PREFIX = "user.stream_backend."
@@ -143,47 +136,58 @@ class ReadCounter:
 
 
 @dataclass
-class _Handle:
-    scope: str
-    stream: str
-    segment: int
-    writer: object | None = None
+class _Open:
+    """An open file of the filesystem behind one FUSE file handle."""
+
+    path: str
+    file: object
+    writing: bool = False
     append_only: bool = False
-    buffer: bytearray = field(default_factory=bytearray)
-    #: file-view length already committed by the store when the handle opened / last flushed
+    #: the file's size when it was opened for writing (its stream's writer held since)
     committed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def end(self) -> int:
-        return self.committed + len(self.buffer)
+        """Where the next write must start: committed bytes plus those written since."""
+        return self.committed + self.file.loc
 
 
-class StoreOperations(Operations):
-    """Streams of a store (or of one scope) as a read-only or append-only file tree."""
+def _related(a: str, b: str) -> bool:
+    """``a`` and ``b`` are the same path or one lies below the other."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/") or not a or not b
+
+
+class FileSystemOperations(Operations):
+    """An fsspec filesystem as a FUSE tree: the stream filesystem (read-only or
+    append-only) or any read-only one (an archive above all).
+
+    What a path is, its size, its errors and its bytes come from the filesystem, so the
+    mount and fsspec cannot disagree. Here lives only what FUSE adds: stable attributes
+    (mtime from ``info()``, 0 when it has none, never "now"; inode numbers from the
+    path), a short-lived cache of ``info()`` filled by ``readdir``, POSIX's view of
+    appends (writes only at the end; ``> file`` and shorter truncates of a non-empty file
+    are EPERM) and errnos for everything else."""
 
     use_ns = True
 
-    def __init__(
-        self,
-        store,
-        scope: str | None = None,
-        read_write: bool = False,
-        cache_ttl: float = 1.0,
-    ) -> None:
-        self.store = store
-        self.scope = check_name("scope", scope) if scope else None
+    #: info fields shown as ``user.stream_backend.NAME`` xattrs, besides the read counters
+    XATTR_FIELDS = ("events", "head_seq", "tail_seq", "segments")
+    #: how long an open for writing waits for this mount's previous handle on the stream
+    RELEASE_WAIT = 2.0
+
+    def __init__(self, fs, root: str = "", read_write: bool = False, cache_ttl: float = 1.0) -> None:
+        self.fs = fs
+        self.root = root.strip("/")
         self.read_write = read_write
         self.cache_ttl = cache_ttl
-        self.max_event_size = store.max_event_size
-        self._info_cache: dict[tuple[str, str], tuple[float, object]] = {}
+        self._infos: dict[str, tuple[float, dict]] = {}
         self._cache_lock = threading.Lock()
-        self._handles: dict[int, _Handle] = {}
+        self._handles: dict[int, _Open] = {}
         self._next_fh = 1
         self._fh_lock = threading.Lock()
-        self.reads: dict[tuple[str, str, int], ReadCounter] = {}
+        self.reads: dict[str, ReadCounter] = {}
         self._uid, self._gid = os.getuid(), os.getgid()
-        self._mounted_at = time.time()
 
     #: set once the kernel mount is up (libfuse called init)
     initialized = False
@@ -191,472 +195,34 @@ class StoreOperations(Operations):
     def init(self, path):
         self.initialized = True
 
-    # ----------------------------------------------------------------- resolution
-    def _split(self, path: str) -> tuple[str | None, str | None, int | None, int]:
-        """path -> (scope, stream, segment, depth-kind); raises ENOENT for bad names."""
-        parts = [p for p in path.split("/") if p]
-        if self.scope:
-            parts = [self.scope] + parts
-        if len(parts) > 3:
-            raise FuseOSError(errno.ENOENT)
-        try:
-            scope = check_name("scope", parts[0]) if parts else None
-            stream = check_name("stream", parts[1]) if len(parts) > 1 else None
-        except UsageError:
-            raise FuseOSError(errno.ENOENT) from None
-        segment = None
-        if len(parts) == 3:
-            if not parts[2].isdigit() or (len(parts[2]) > 1 and parts[2][0] == "0"):
-                raise FuseOSError(errno.ENOENT)
-            segment = int(parts[2])
-        return scope, stream, segment, len(parts)
-
-    def _info(self, scope: str, stream: str, fresh: bool = False):
-        key = (scope, stream)
-        now = time.monotonic()
-        if not fresh and self.cache_ttl > 0:
-            with self._cache_lock:
-                hit = self._info_cache.get(key)
-            if hit and now - hit[0] < self.cache_ttl:
-                return hit[1]
-        info = self.store.stream_info(scope, stream)
-        with self._cache_lock:
-            self._info_cache[key] = (now, info)
-        return info
-
-    def _forget(self, scope: str, stream: str | None = None) -> None:
-        with self._cache_lock:
-            for key in list(self._info_cache):
-                if key[0] == scope and (stream is None or key[1] == stream):
-                    del self._info_cache[key]
-
-    def _key(self, scope, stream, segment) -> str:
-        return "/".join(str(p) for p in (scope, stream, segment) if p is not None)
-
-    def _open_length(self, scope: str, stream: str, segment: int) -> int | None:
-        """File-view length including bytes buffered by an open writer handle of ours."""
-        best = None
-        with self._fh_lock:
-            handles = list(self._handles.values())
-        for h in handles:
-            if h.writer is not None and (h.scope, h.stream, h.segment) == (scope, stream, segment):
-                best = max(best or 0, h.end)
-        return best
-
-    def _dir_attrs(self, key: str, mtime: float | None) -> dict:
-        t = _ns(mtime)
-        mode = 0o755 if self.read_write else 0o555
-        return {
-            "st_mode": stat.S_IFDIR | mode,
-            "st_nlink": 2,
-            "st_ino": path_inode(key),
-            "st_size": 0,
-            "st_uid": self._uid,
-            "st_gid": self._gid,
-            "st_mtime": t,
-            "st_ctime": t,
-            "st_atime": t,
-        }
-
-    def _file_attrs(self, key: str, size: int, mtime: float | None) -> dict:
-        t = _ns(mtime)
-        mode = 0o644 if self.read_write else 0o444
-        return {
-            "st_mode": stat.S_IFREG | mode,
-            "st_nlink": 1,
-            "st_ino": path_inode(key),
-            "st_size": size,
-            "st_blocks": (size + 511) // 512,
-            "st_blksize": 128 * 1024,
-            "st_uid": self._uid,
-            "st_gid": self._gid,
-            "st_mtime": t,
-            "st_ctime": t,
-            "st_atime": t,
-        }
-
-    def _scope_mtime(self, scope: str) -> float | None:
-        """Latest append in the scope (as the fsspec view reports it): stable, not "now"."""
-        times = []
-        for name in self.store.list_streams(scope):
-            try:
-                info = self._info(scope, name)
-            except StreamBackendError:
-                continue
-            t = info.last_append or info.created
-            if t:
-                times.append(t)
-        return max(times) if times else None
-
-    def _scopes(self) -> list[str]:
-        return [self.scope] if self.scope else sorted(self.store.list_scopes())
-
-    # ----------------------------------------------------------------- metadata
-    @fuse_errors
-    def getattr(self, path, fh=None):
-        scope, stream, segment, depth = self._split(path)
-        if scope is None:
-            return self._dir_attrs("", None)
-        if stream is None:
-            if scope not in self.store.list_scopes():
-                raise FuseOSError(errno.ENOENT)
-            return self._dir_attrs(scope, self._scope_mtime(scope))
-        info = self._info(scope, stream)
-        key = self._key(scope, stream, segment)
-        if segment is None:
-            if info.segment_count != 1:
-                return self._dir_attrs(key, info.last_append or info.created)
-            seg = info.segments[0]
-            size = self._open_length(scope, stream, seg.segment)
-            size = seg.length if size is None else max(size, seg.length)
-            return self._file_attrs(key, size, seg.last_append or info.created)
-        seg = self._segment(info, segment)
-        return self._file_attrs(key, seg.length, seg.last_append or info.created)
-
-    @staticmethod
-    def _segment(info, number: int):
-        """Segment ``number`` of a multi-segment stream (numbers need not be 0..n-1: a
-        truncated Pravega stream starts past its deleted segments); ENOENT otherwise."""
-        if info.segment_count > 1:
-            for seg in info.segments:
-                if seg.segment == number:
-                    return seg
-        raise FuseOSError(errno.ENOENT)
-
-    def _entry(self, name: str, key: str, is_dir: bool):
-        """readdir entry with inode and type: with use_ino, a zero d_ino would hide it."""
-        mode = stat.S_IFDIR if is_dir else stat.S_IFREG
-        return (name, {"st_mode": mode, "st_ino": path_inode(key)}, 0)
-
-    @fuse_errors
-    def readdir(self, path, fh):
-        scope, stream, segment, depth = self._split(path)
-        here = self._key(scope, stream, None)
-        parent = here.rsplit("/", 1)[0] if "/" in here else ""
-        entries = [self._entry(".", here, True), self._entry("..", parent, True)]
-        if scope is None:
-            return entries + [self._entry(s, s, True) for s in self._scopes()]
-        if stream is None:
-            out = []
-            for name in sorted(self.store.list_streams(scope)):
-                try:
-                    is_dir = self._info(scope, name).segment_count != 1
-                except StreamBackendError:
-                    continue  # deleted meanwhile
-                out.append(self._entry(name, f"{scope}/{name}", is_dir))
-            return entries + out
-        if segment is not None:
-            raise FuseOSError(errno.ENOTDIR)
-        info = self._info(scope, stream)
-        if info.segment_count == 1:
-            raise FuseOSError(errno.ENOTDIR)
-        return entries + [
-            self._entry(str(s.segment), f"{scope}/{stream}/{s.segment}", False) for s in info.segments
-        ]
-
-    @fuse_errors
-    def statfs(self, path):
-        return {"f_bsize": _BLOCK, "f_frsize": _BLOCK, "f_namemax": 255}
-
-    @fuse_errors
-    def getxattr(self, path, name, position=0):
-        if not name.startswith(XATTR_PREFIX):
-            raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
-        scope, stream, segment, _ = self._split(path)
-        attr = name.removeprefix(XATTR_PREFIX)
-        if stream is None:
-            raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
-        info = self._info(scope, stream)
-        s = None
-        if segment is not None:
-            s = self._segment(info, segment)
-        elif info.segment_count == 1:
-            s = info.segments[0]
-        counter = self.reads.get((scope, stream, s.segment if s else 0), ReadCounter())
-        values = {
-            "read_calls": counter.calls,
-            "read_bytes": counter.bytes,
-            "segments": info.segment_count,
-        }
-        if s is not None:
-            values.update(events=s.events, head_seq=s.head_seq, tail_seq=s.tail_seq)
-        if attr not in values:
-            raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
-        return str(values[attr]).encode()
-
-    def listxattr(self, path):
-        return []
-
-    # ----------------------------------------------------------------- reading
-    def _file(self, path) -> tuple[str, str, int]:
-        scope, stream, segment, _ = self._split(path)
-        if stream is None:
-            raise FuseOSError(errno.EISDIR)
-        info = self._info(scope, stream)
-        if segment is None:
-            if info.segment_count != 1:
-                raise FuseOSError(errno.EISDIR)
-            return scope, stream, info.segments[0].segment
-        return scope, stream, self._segment(info, segment).segment
-
-    def _new_fh(self, handle: _Handle) -> int:
-        with self._fh_lock:
-            fh = self._next_fh
-            self._next_fh += 1
-            self._handles[fh] = handle
-        return fh
-
-    @fuse_errors
-    def open(self, path, flags):
-        scope, stream, segment = self._file(path)
-        accmode = flags & os.O_ACCMODE
-        handle = _Handle(scope, stream, segment)
-        if accmode != os.O_RDONLY:
-            if not self.read_write:
-                raise FuseOSError(errno.EROFS)
-            if self._info(scope, stream).segment_count != 1:
-                raise FuseOSError(errno.EOPNOTSUPP)  # routing across segments is not a file write
-            self._attach_writer(handle, flags)
-        return self._new_fh(handle)
-
-    @fuse_errors
-    def read(self, path, size, offset, fh):
-        h = self._handles.get(fh)
-        if h is None:
-            scope, stream, segment = self._file(path)
-        else:
-            scope, stream, segment = h.scope, h.stream, h.segment
-        data = self.store.read_range(scope, stream, segment, offset, size)
-        with self._cache_lock:  # reads run on several FUSE threads
-            c = self.reads.setdefault((scope, stream, segment), ReadCounter())
-            c.calls += 1
-            c.bytes += len(data)
-        return data
-
-    @fuse_errors
-    def release(self, path, fh):
-        with self._fh_lock:
-            h = self._handles.get(fh)
-        try:
-            if h is not None and h.writer is not None:
-                try:
-                    self._drain(h, final=True)
-                finally:
-                    h.writer.close()
-                    self._forget(h.scope, h.stream)
-        finally:  # listed until its writer is closed: an open waiting for it sees it
-            with self._fh_lock:
-                self._handles.pop(fh, None)
-        return 0
-
-    # ----------------------------------------------------------------- writing
-    def _need_rw(self):
-        if not self.read_write:
-            raise FuseOSError(errno.EROFS)
-
-    #: how long an open for writing waits for this mount's previous handle on the stream
-    RELEASE_WAIT = 2.0
-
-    def _when_released(self, scope: str, stream: str, fn):
-        """``fn()``, retried while it finds the stream's writer busy with a handle of this
-        mount whose RELEASE has not come in yet (up to RELEASE_WAIT); another holder's
-        writer is refused at once (EBUSY)."""
-        deadline = time.monotonic() + self.RELEASE_WAIT
-        while True:
-            try:
-                return fn()
-            except WriterBusyError:
-                with self._fh_lock:
-                    ours = any(o.writer is not None and (o.scope, o.stream) == (scope, stream)
-                               for o in self._handles.values())
-                if not ours or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-
-    def _attach_writer(self, h: _Handle, flags: int) -> None:
-        """Take the stream's writer, then read where it ends (nobody can append meanwhile).
-
-        close() returns once FLUSH is done; the kernel sends RELEASE, which frees the
-        writer, afterwards. So `a >> f; b >> f` in a shell can open f again while this
-        mount still holds the first handle's writer: that case waits for the release
-        (briefly), instead of failing the second append with EBUSY."""
-        h.writer = self._when_released(h.scope, h.stream, lambda: self.store.writer(h.scope, h.stream))
-        try:
-            length = self._info(h.scope, h.stream, fresh=True).segments[0].length
-            if flags & os.O_TRUNC and length > 0:
-                raise FuseOSError(errno.EPERM)  # `> file` must never empty a stream
-        except BaseException:
-            h.writer.close()
-            h.writer = None
-            raise
-        h.append_only = bool(flags & os.O_APPEND)
-        h.committed = length
-
-    def _drain(self, h: _Handle, final: bool) -> None:
-        """Append buffered bytes as events: full max-size events always, the rest if final."""
-        with h.lock:
-            n = self.max_event_size
-            while len(h.buffer) >= n or (final and h.buffer):
-                chunk = bytes(h.buffer[:n])
-                h.writer.append(chunk, segment=h.segment)
-                del h.buffer[: len(chunk)]
-                h.committed += len(chunk)
-            if final:
-                h.writer.flush()
-
-    @fuse_errors
-    def create(self, path, mode, flags=0):
-        self._need_rw()
-        parent, _, name = path.rstrip("/").rpartition("/")
-        self._split(parent or "/")
-        check_name("stream", name)  # UsageError -> EINVAL: say why, not "no such file"
-        scope, stream, segment, depth = self._split(path)
-        if stream is None or segment is not None:
-            raise FuseOSError(errno.EOPNOTSUPP)
-        if self.scope is None and scope not in self.store.list_scopes():
-            raise FuseOSError(errno.ENOENT)
-        self.store.create_stream(scope, stream, segments=1, exist_ok=True)
-        self._forget(scope, stream)
-        info = self._info(scope, stream, fresh=True)
-        if info.segment_count != 1:
-            raise FuseOSError(errno.EISDIR)
-        h = _Handle(scope, stream, info.segments[0].segment)
-        self._attach_writer(h, flags)
-        return self._new_fh(h)
-
-    @fuse_errors
-    def write(self, path, data, offset, fh):
-        self._need_rw()
-        h = self._handles.get(fh)
-        if h is None or h.writer is None:
-            raise FuseOSError(errno.EBADF)
-        with h.lock:
-            if not h.append_only and offset != h.end:
-                raise FuseOSError(errno.EOPNOTSUPP)
-            h.buffer += data
-        self._drain(h, final=False)
-        return len(data)
-
-    @fuse_errors
-    def flush(self, path, fh):
-        h = self._handles.get(fh)
-        if h is not None and h.writer is not None:
-            self._drain(h, final=True)
-            self._forget(h.scope, h.stream)
-        return 0
-
-    @fuse_errors
-    def fsync(self, path, datasync, fh):
-        return self.flush(path, fh)
-
-    @fuse_errors
-    def truncate(self, path, length, fh=None):
-        self._need_rw()
-        scope, stream, segment = self._file(path)
-        current = self._open_length(scope, stream, segment)
-        if current is None:
-            info = self._info(scope, stream, fresh=True)
-            current = next((s.length for s in info.segments if s.segment == segment), None)
-            if current is None:  # the stream changed shape since the lookup
-                raise FuseOSError(errno.ENOENT)
-        if length == current:
-            return 0
-        if length < current:
-            raise FuseOSError(errno.EPERM)
-        raise FuseOSError(errno.EOPNOTSUPP)  # growing would zero-fill
-
-    @fuse_errors
-    def mkdir(self, path, mode):
-        self._need_rw()
-        scope, stream, segment, depth = self._split(path)
-        if stream is not None or scope is None or self.scope:
-            raise FuseOSError(errno.EOPNOTSUPP)
-        self.store.create_scope(scope)
-        return 0
-
-    @fuse_errors
-    def rmdir(self, path):
-        self._need_rw()
-        scope, stream, segment, depth = self._split(path)
-        if stream is not None or scope is None or self.scope:
-            raise FuseOSError(errno.EOPNOTSUPP)
-        self.store.delete_scope(scope)
-        self._forget(scope)
-        return 0
-
-    @fuse_errors
-    def unlink(self, path):
-        self._need_rw()
-        scope, stream, segment, depth = self._split(path)
-        if stream is None or segment is not None:
-            raise FuseOSError(errno.EOPNOTSUPP)
-        # `echo x > f; rm f`: the kernel may send UNLINK before the RELEASE of f's handle
-        self._when_released(scope, stream, lambda: self.store.delete_stream(scope, stream))
-        self._forget(scope, stream)
-        return 0
-
-    @fuse_errors
-    def utimens(self, path, times=None):
-        # Times are append times: they cannot be set. Accepted (ignored) on a read-write
-        # mount so that `touch` and `cp -p` into the mount do not fail.
-        self._need_rw()
-        self._split(path)
-        return 0
-
-    def _refuse(self, *args, **kwargs):
-        self._need_rw()
-        raise FuseOSError(errno.EOPNOTSUPP)
-
-    rename = _refuse
-    link = _refuse
-    symlink = _refuse
-    mknod = _refuse
-    chmod = _refuse
-    chown = _refuse
-
-    def fallocate(self, path, mode, offset, size, fh):
-        self._need_rw()
-        raise FuseOSError(errno.EOPNOTSUPP)
-
-    def destroy(self, path):
-        with self._fh_lock:
-            handles = list(self._handles.values())
-            self._handles.clear()
-        for h in handles:
-            if h.writer is not None:
-                try:
-                    self._drain(h, final=True)
-                    h.writer.close()
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("closing writer of %s/%s failed: %s", h.scope, h.stream, exc)
-
-
-class FsspecOperations(Operations):
-    """Any fsspec filesystem (an archive above all), mounted read-only.
-
-    Stable attributes: mtime comes from info() (``mtime``/``LastModified``/``created``)
-    and is 0 when the filesystem has none, never "now"."""
-
-    use_ns = True
-
-    def __init__(self, fs, root: str = "") -> None:
-        self.fs = fs
-        self.root = root.rstrip("/")
-        self._handles: dict[int, object] = {}
-        self._next = 1
-        self._lock = threading.Lock()
-        self._uid, self._gid = os.getuid(), os.getgid()
-
-    initialized = False
-
-    def init(self, path):
-        self.initialized = True
-
+    # ----------------------------------------------------------------- lookups
     def _p(self, path: str) -> str:
         path = path.strip("/")
         if not self.root:
             return path
         return f"{self.root}/{path}" if path else self.root
+
+    def _info(self, full: str, fresh: bool = False) -> dict:
+        now = time.monotonic()
+        if not fresh and self.cache_ttl > 0:
+            with self._cache_lock:
+                hit = self._infos.get(full)
+            if hit and now - hit[0] < self.cache_ttl:
+                return hit[1]
+        info = {"type": "directory", "size": 0} if not full else self.fs.info(full)
+        with self._cache_lock:
+            self._infos[full] = (now, info)
+        return info
+
+    def _forget(self, full: str) -> None:
+        """Drop cached infos the change of ``full`` may have made stale (it, above, below)."""
+        with self._cache_lock:
+            for key in [k for k in self._infos if _related(k, full)]:
+                del self._infos[key]
+
+    def _open_handles(self, full: str | None = None) -> list[_Open]:
+        with self._fh_lock:
+            return [h for h in self._handles.values() if h.writing and (full is None or _related(h.path, full))]
 
     @staticmethod
     def _mtime(info: dict) -> float | None:
@@ -674,191 +240,245 @@ class FsspecOperations(Operations):
 
     def _attrs(self, full: str, info: dict) -> dict:
         t = _ns(self._mtime(info))
-        is_dir = info.get("type") == "directory"
+        common = {"st_ino": path_inode(full), "st_uid": self._uid, "st_gid": self._gid,
+                  "st_mtime": t, "st_ctime": t, "st_atime": t}
+        if info.get("type") == "directory":
+            mode = 0o755 if self.read_write else 0o555
+            return {"st_mode": stat.S_IFDIR | mode, "st_nlink": 2, "st_size": 0, **common}
         size = int(info.get("size") or 0)
-        return {
-            "st_mode": (stat.S_IFDIR | 0o555) if is_dir else (stat.S_IFREG | 0o444),
-            "st_nlink": 2 if is_dir else 1,
-            "st_ino": path_inode("fsspec:" + full),
-            "st_size": 0 if is_dir else size,
-            "st_blocks": 0 if is_dir else (size + 511) // 512,
-            "st_uid": self._uid,
-            "st_gid": self._gid,
-            "st_mtime": t,
-            "st_ctime": t,
-            "st_atime": t,
-        }
+        for h in self._open_handles(full):
+            if h.path == full:
+                size = max(size, h.end)  # bytes written through this mount, not yet appended
+        mode = 0o644 if self.read_write else 0o444
+        return {"st_mode": stat.S_IFREG | mode, "st_nlink": 1, "st_size": size,
+                "st_blocks": (size + 511) // 512, "st_blksize": 128 * 1024, **common}
 
+    # ----------------------------------------------------------------- metadata
     @fuse_errors
     def getattr(self, path, fh=None):
         full = self._p(path)
-        if path.strip("/") == "":
-            return self._attrs(full, {"type": "directory"})
-        return self._attrs(full, self.fs.info(full))
+        try:
+            return self._attrs(full, self._info(full))
+        except UsageError:  # a name the filesystem cannot hold (".x.tmp"): not there
+            raise FuseOSError(errno.ENOENT) from None
+
+    def _entry(self, name: str, full: str, is_dir: bool):
+        """readdir entry with inode and type: with use_ino, a zero d_ino would hide it."""
+        mode = stat.S_IFDIR if is_dir else stat.S_IFREG
+        return (name, {"st_mode": mode, "st_ino": path_inode(full)}, 0)
 
     @fuse_errors
     def readdir(self, path, fh):
         full = self._p(path)
+        now = time.monotonic()
         entries = {}
-        for entry in self.fs.ls(full, detail=True):
-            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        for info in self.fs.ls(full, detail=True):
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
             if name:
                 child = f"{full}/{name}" if full else name
-                mode = stat.S_IFDIR if entry.get("type") == "directory" else stat.S_IFREG
-                # with use_ino a zero d_ino hides the entry: give every one its inode
-                ino = path_inode("fsspec:" + child)
-                entries[name] = (name, {"st_mode": mode, "st_ino": ino}, 0)
-        here = {"st_mode": stat.S_IFDIR, "st_ino": path_inode("fsspec:" + full)}
+                entries[name] = self._entry(name, child, info.get("type") == "directory")
+                with self._cache_lock:  # the getattr calls that follow a listing are free
+                    self._infos[child] = (now, info)
         up = full.rpartition("/")[0]
-        parent = {"st_mode": stat.S_IFDIR, "st_ino": path_inode("fsspec:" + up)}
-        return [(".", here, 0), ("..", parent, 0)] + [entries[n] for n in sorted(entries)]
-
-    @fuse_errors
-    def open(self, path, flags):
-        if flags & os.O_ACCMODE != os.O_RDONLY:
-            raise FuseOSError(errno.EROFS)
-        f = self.fs.open(self._p(path), "rb")
-        with self._lock:
-            fh = self._next
-            self._next += 1
-            self._handles[fh] = (f, threading.Lock())
-        return fh
-
-    @fuse_errors
-    def read(self, path, size, offset, fh):
-        entry = self._handles.get(fh)
-        if entry is None:
-            return self.fs.cat_file(self._p(path), start=offset, end=offset + size)
-        f, lock = entry
-        with lock:
-            f.seek(offset)
-            return f.read(size)
-
-    @fuse_errors
-    def release(self, path, fh):
-        with self._lock:
-            entry = self._handles.pop(fh, None)
-        if entry is not None:
-            entry[0].close()
-        return 0
+        return [self._entry(".", full, True), self._entry("..", up, True)] + [entries[n] for n in sorted(entries)]
 
     @fuse_errors
     def statfs(self, path):
         return {"f_bsize": _BLOCK, "f_frsize": _BLOCK, "f_namemax": 255}
 
+    @fuse_errors
+    def getxattr(self, path, name, position=0):
+        full = self._p(path)
+        info = self._info(full)
+        values = {k: info[k] for k in self.XATTR_FIELDS if info.get(k) is not None}
+        if info.get("type") != "directory":
+            counter = self.reads.get(full, ReadCounter())
+            values.update(read_calls=counter.calls, read_bytes=counter.bytes)
+        value = values.get(name.removeprefix(XATTR_PREFIX)) if name.startswith(XATTR_PREFIX) else None
+        if value is None:
+            raise FuseOSError(mfusepy.ENOATTR if mfusepy else errno.ENODATA)
+        return str(value).encode()
+
     def listxattr(self, path):
         return []
 
-    def _erofs(self, *args, **kwargs):
-        raise FuseOSError(errno.EROFS)
+    # ----------------------------------------------------------------- reading
+    def _new_fh(self, handle: _Open) -> int:
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = handle
+        return fh
 
-    create = write = truncate = mkdir = rmdir = unlink = rename = _erofs
-    link = symlink = mknod = chmod = chown = utimens = _erofs
+    @fuse_errors
+    def open(self, path, flags):
+        full = self._p(path)
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            return self._new_fh(_Open(full, self.fs.open(full, "rb")))
+        self._need_rw()
+        return self._new_fh(self._open_for_append(full, flags))
 
+    @fuse_errors
+    def read(self, path, size, offset, fh):
+        h = self._handles.get(fh)
+        if h is None:
+            full = self._p(path)
+            data = self.fs.cat_file(full, start=offset, end=offset + size)
+        else:
+            full = h.path
+            pread = getattr(h.file, "pread", None)
+            if pread is not None:  # positional, thread-safe: the kernel's parallel reads stay parallel
+                data = pread(offset, size)
+            else:
+                with h.lock:
+                    h.file.seek(offset)
+                    data = h.file.read(size)
+        with self._cache_lock:  # reads run on several FUSE threads
+            c = self.reads.setdefault(full, ReadCounter())
+            c.calls += 1
+            c.bytes += len(data)
+        return data
 
-READAHEAD_KB = 1024
+    @fuse_errors
+    def release(self, path, fh):
+        with self._fh_lock:
+            h = self._handles.get(fh)
+        try:
+            if h is not None:
+                with h.lock:
+                    h.file.close()
+        finally:  # listed until its writer is closed: an open waiting for it sees it
+            with self._fh_lock:
+                self._handles.pop(fh, None)
+            if h is not None and h.writing:
+                self._forget(h.path)
+        return 0
 
+    # ----------------------------------------------------------------- writing
+    def _need_rw(self):
+        if not self.read_write:
+            raise FuseOSError(errno.EROFS)
 
-def _mount_device(mountpoint: str) -> str | None:
-    """'major:minor' of the mount at ``mountpoint`` from /proc/self/mountinfo (no stat:
-    stat-ing our own mount from the process serving it could deadlock)."""
-    dev = None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 4 and parts[4].replace("\\040", " ") == mountpoint:
-                    dev = parts[2]  # keep the last one: the top of the mount stack
-    except OSError:
-        return None
-    return dev
+    def _when_released(self, full: str, fn):
+        """``fn()``, retried while it finds the stream's writer busy with a handle of this
+        mount whose RELEASE has not come in yet (up to RELEASE_WAIT); another holder's
+        writer is refused at once (EBUSY).
 
+        close() returns once FLUSH is done; the kernel sends RELEASE, which frees the
+        writer, afterwards. So `a >> f; b >> f` in a shell can open f again while this
+        mount still holds the first handle's writer, and `echo x > f; rm f` can unlink it."""
+        deadline = time.monotonic() + self.RELEASE_WAIT
+        while True:
+            try:
+                return fn()
+            except WriterBusyError:
+                if not self._open_handles(full) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
-def _when_mounted(
-    mountpoint: str, announce: str | None, kb: int = READAHEAD_KB, wait: float = 30.0
-) -> None:
-    """Once the mount is up: raise its kernel readahead (FUSE starts at 128 KiB; sequential
-    readers such as duplicity and tar then get ~1.6x the throughput, scripts/bench_mount.py;
-    needs root for /sys/class/bdi, else the default stays and nothing fails), then print
-    ``announce`` on stderr."""
+    def _open_for_append(self, full: str, flags: int) -> _Open:
+        """Open for appending, then read the size (the writer is held: nobody can append
+        meanwhile). ``> file`` (O_TRUNC) of a non-empty file is EPERM: never empty a stream."""
+        f = self._when_released(full, lambda: self.fs.open(full, "ab"))
+        try:
+            size = int(self._info(full, fresh=True).get("size") or 0)
+            if flags & os.O_TRUNC and size > 0:
+                raise FuseOSError(errno.EPERM)
+        except BaseException:
+            f.close()
+            raise
+        return _Open(full, f, writing=True, append_only=bool(flags & os.O_APPEND), committed=size)
 
-    def work():
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            dev = _mount_device(mountpoint)
-            if dev:
-                try:
-                    with open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
-                        f.write(str(kb))
-                except OSError as exc:
-                    log.debug("readahead not tuned: %s", exc)
-                if announce:
-                    print(announce, file=sys.stderr, flush=True)
-                return
-            time.sleep(0.05)
+    @fuse_errors
+    def create(self, path, mode, flags=0):
+        self._need_rw()
+        full = self._p(path)
+        fh = self._new_fh(self._open_for_append(full, flags))
+        self._forget(full)
+        return fh
 
-    threading.Thread(target=work, name="when-mounted", daemon=True).start()
+    @fuse_errors
+    def write(self, path, data, offset, fh):
+        self._need_rw()
+        h = self._handles.get(fh)
+        if h is None or not h.writing:
+            raise FuseOSError(errno.EBADF)
+        with h.lock:
+            if not h.append_only and offset != h.end:
+                raise FuseOSError(errno.EOPNOTSUPP)  # a stream cannot be rewritten
+            h.file.write(data)
+        return len(data)
 
+    @fuse_errors
+    def flush(self, path, fh):
+        """Every close() of a descriptor: the bytes written so far become events, durable."""
+        h = self._handles.get(fh)
+        if h is not None and h.writing:
+            with h.lock:
+                h.file.commit()
+            self._forget(h.path)
+        return 0
 
-def run_mount(
-    operations,
-    mountpoint: str,
-    read_only: bool,
-    fsname: str,
-    debug: bool = False,
-    attr_timeout: float = 1.0,
-    allow_other: bool = False,
-) -> None:
-    """Mount in the foreground until unmounted, SIGINT, SIGTERM or SIGHUP.
+    @fuse_errors
+    def fsync(self, path, datasync, fh):
+        return self.flush(path, fh)
 
-    ``auto_unmount``: libfuse's fusermount helper unmounts even if this process is killed
-    with SIGKILL, so a mount never outlives its command."""
-    if mfusepy is None:
-        raise UsageError(
-            f"FUSE is not available: {_IMPORT_ERROR} (install fuse3 or libfuse2, and mfusepy)"
-        )
-    if not os.path.isdir(mountpoint):
-        from ..errors import NotFoundError
+    @fuse_errors
+    def truncate(self, path, length, fh=None):
+        self._need_rw()
+        full = self._p(path)
+        sizes = [h.end for h in self._open_handles(full) if h.path == full]
+        current = max(sizes) if sizes else int(self._info(full, fresh=True).get("size") or 0)
+        if length == current:
+            return 0
+        if length < current:
+            raise FuseOSError(errno.EPERM)
+        raise FuseOSError(errno.EOPNOTSUPP)  # growing would zero-fill
 
-        raise NotFoundError(f"mount point {mountpoint!r} is not a directory")
-    if os.path.ismount(mountpoint):
-        raise UsageError(f"{mountpoint!r} is already a mount point")
-    opts = dict(
-        foreground=True,
-        fsname=fsname.replace(",", "_"),
-        subtype="stream-backend",
-        use_ino=True,
-        auto_unmount=True,
-        attr_timeout=attr_timeout,
-        entry_timeout=attr_timeout,
-        negative_timeout=0,
-        debug=debug,
-    )
-    if read_only:
-        opts["ro"] = True
-    else:
-        # unlink of a file still open (its RELEASE not yet in) deletes the stream, instead of
-        # the kernel renaming it to .fuse_hidden*, which a stream cannot be
-        opts["hard_remove"] = True
-    if allow_other:  # the kernel then checks the modes we report (0444/0644, 0555/0755)
-        opts["allow_other"] = True
-        opts["default_permissions"] = True
-    if mfusepy.fuse_version_major == 2:
-        opts["big_writes"] = True
-        opts["max_write"] = 1024 * 1024
-    else:
-        opts["max_idle_threads"] = 8  # libfuse 3.14 warns about its own unset default
-    logging.getLogger("fuse").setLevel(logging.DEBUG if debug else logging.ERROR)
-    mp = os.path.abspath(mountpoint)
-    _when_mounted(
-        mp,
-        f"stream-backend: mounted {fsname} at {mp} "
-        f"({'read-only' if read_only else 'read-write'}); Ctrl-C, SIGTERM or "
-        f"`stream-backend umount {mp}` unmounts",
-    )
-    try:
-        mfusepy.FUSE(operations, mountpoint, **opts)
-    except RuntimeError as exc:
-        if getattr(operations, "initialized", False):
-            return  # libfuse 3 returns non-zero when a signal ended the loop: a clean unmount
-        raise UsageError(f"could not mount at {mountpoint!r} (libfuse error {exc})") from None
+    @fuse_errors
+    def mkdir(self, path, mode):
+        self._need_rw()
+        full = self._p(path)
+        self.fs.mkdir(full, create_parents=False)
+        self._forget(full)
+        return 0
+
+    @fuse_errors
+    def rmdir(self, path):
+        self._need_rw()
+        full = self._p(path)
+        self.fs.rmdir(full)
+        self._forget(full)
+        return 0
+
+    @fuse_errors
+    def unlink(self, path):
+        self._need_rw()
+        full = self._p(path)
+        self._when_released(full, lambda: self.fs.rm_file(full))
+        self._forget(full)
+        return 0
+
+    @fuse_errors
+    def utimens(self, path, times=None):
+        # Times are append times: they cannot be set. Accepted (ignored) on a read-write
+        # mount so that `touch` and `cp -p` into the mount do not fail.
+        self._need_rw()
+        self._info(self._p(path))
+        return 0
+
+    def _refuse(self, *args, **kwargs):
+        self._need_rw()
+        raise FuseOSError(errno.EOPNOTSUPP)
+
+    rename = link = symlink = mknod = chmod = chown = fallocate = _refuse
+
+    def destroy(self, path):
+        with self._fh_lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for h in handles:
+            try:
+                h.file.close()
+            except Exception as exc:  # noqa: BLE001 - unmounting: report, close the others
+                log.warning("closing %s failed: %s", h.path, exc)

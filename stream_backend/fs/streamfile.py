@@ -91,10 +91,14 @@ class StreamFile(AbstractBufferedFile):
         return out
 
     def _fetch_range(self, start, end):
+        return self.pread(start, end - start)
+
+    def pread(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``, as the segment is now (it may have grown since
+        the open), without moving the position or touching the cache: like os.pread, safe
+        from several threads at once, as a mount's reads are."""
         try:
-            return self.fs.store.read_range(
-                self.scope, self.stream, self.segment, start, end - start
-            )
+            return self.fs.store.read_range(self.scope, self.stream, self.segment, offset, size)
         except E.StreamBackendError as exc:
             raise as_fs_error(exc) from exc
 
@@ -123,6 +127,16 @@ class StreamFile(AbstractBufferedFile):
         finally:
             buf.release()
         return False
+
+    def commit(self) -> None:
+        """Append every byte written so far (the tail as a shorter event) and return once
+        they are durable; the file stays open for more. A mount does this on every close()
+        of a descriptor; close() does it a last time."""
+        if self.mode == "rb" or self.closed:
+            return
+        if self.offset is None:
+            self.offset = 0
+        self._upload_chunk(final=True)
 
     def close(self):
         if self.closed:

@@ -173,6 +173,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
             "mtime": self._mtime(info, seg),
             "created": info.created,
             "segment": seg.segment,
+            "segments": info.segment_count,
             "events": seg.events,
             "head_seq": seg.head_seq,
             "tail_seq": seg.tail_seq,
@@ -183,9 +184,7 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
     def _stream_entry(self, scope: str, info: StreamInfo) -> dict:
         name = f"{scope}/{info.stream}"
         if info.segment_count == 1:
-            entry = self._segment_entry(name, info, info.segments[0])
-            entry["segments"] = 1
-            return entry
+            return self._segment_entry(name, info, info.segments[0])
         return {
             "name": name,
             "size": 0,
@@ -382,6 +381,10 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
                 self.store.create_stream(scope, stream, segments=1, exist_ok=True)
         info = self.store.stream_info(scope, stream)
         if len(parts) == 3:
+            if int(parts[2]) not in info.numbers:
+                raise fs_error(E.UnsupportedError, f"cannot create segment file {url}: a stream's "
+                               "segments come from its shape (mkdir SCOPE/STREAM with segments=N)",
+                               NotImplementedError, OSError)
             seg = self._segment_of(info, parts[2])
             if mode == "xb" and seg.events:
                 raise fs_error(E.AlreadyExistsError, f"{url} exists")
@@ -614,3 +617,11 @@ class PravegaFileSystem(StreamFileSystem):
         if kwargs.get("controller") is None:
             kwargs["controller"] = settings.controller()
         return kwargs
+
+
+def filesystem_over(store) -> StreamFileSystem:
+    """The filesystem of an already open store, whose owner (a mount, a test) closes it."""
+    cls = next(c for c in (StreamFileSystem, PravegaFileSystem) if c.store_protocol == store.protocol)
+    fs = cls(skip_instance_cache=True)
+    fs._store = store
+    return fs

@@ -223,7 +223,13 @@ def test_read_write_mount_appends_and_never_rewrites(
         refused(lambda: os.truncate(mp / "new", len(expected) + 100), errno.EOPNOTSUPP)  # zero-fill
         refused(lambda: os.rename(mp / "new", mp / "renamed"), errno.EOPNOTSUPP)
         refused(lambda: open(mp / ".new.tmp", "wb"), errno.EINVAL)  # not a stream name
-        refused(lambda: open(mp / "multi" / "0", "ab"), errno.EOPNOTSUPP)  # segments: no routing
+        refused(lambda: open(mp / "multi" / "9", "ab"), errno.EOPNOTSUPP)  # segments come from the shape
+        seg0 = local_store.stream_info("demo", "multi").segments[0]
+        with open(mp / "multi" / "0", "ab") as fh:  # a segment file appends to its segment, as in fsspec
+            fh.write(b"seg0 tail")
+        grown = local_store.stream_info("demo", "multi").segments[0]
+        assert grown.events == seg0.events + 1 and grown.length == seg0.length + 9
+        assert (mp / "multi" / "0").read_bytes()[-9:] == b"seg0 tail"
         def append_while_another_writer_holds_it():
             with open(mp / "logs", "ab") as fh:
                 fh.write(b"x")

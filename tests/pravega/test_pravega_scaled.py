@@ -16,7 +16,8 @@ from collections import Counter
 import pytest
 
 from stream_backend.errors import Paused
-from stream_backend.fs.fuse import StoreOperations
+from stream_backend.fs.fuse import FileSystemOperations
+from stream_backend.fs.streamfs import filesystem_over
 from stream_backend.stores.local import LocalStore
 from stream_backend.transfer.export import ExportOptions, export_stream
 from stream_backend.transfer.progress import Progress
@@ -178,7 +179,7 @@ def test_truncated_through_the_controller_then_merged(pravega_server, pravega_st
 
 def _mount_names_segments_by_number(store, scope, stream):
     """The mount's files are the segments' own numbers, each with that segment's bytes."""
-    ops = StoreOperations(store, cache_ttl=0)
+    ops = FileSystemOperations(filesystem_over(store), cache_ttl=0)
     info = store.stream_info(scope, stream)
     assert sum(s.length for s in info.segments) > 0
     names = [e[0] for e in ops.readdir(f"/{scope}/{stream}", None)[2:]]
