@@ -25,7 +25,6 @@ and create-only manifests can rely on conditional writes there (moto 5 supports 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
@@ -125,11 +124,12 @@ def weed_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
-    """Child side of Popen: get SIGKILLed if the test process dies (no orphan servers)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    os.setsid()
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that it is SIGKILLed if the test process dies (no orphan servers):
+    through util-linux's setpriv, not a preexec_fn (Python code between fork and exec in a
+    process with threads can deadlock there, and did: a CI run hung in dlopen)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 @dataclass
@@ -170,8 +170,8 @@ class SeaweedFS:
         env.update({"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key})
         self.log_path = self.data_dir / "weed.log"
         log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=self.data_dir, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(_dying_with_parent(args), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.data_dir, start_new_session=True)
         log.close()
         try:
             self._wait_ready(timeout)
