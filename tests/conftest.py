@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-pytest_plugins = ["servers.s3", "servers.pravega"]  # S3 fixtures: seaweedfs, s3_bucket, moto_server, moto_bucket, fault_proxy
+pytest_plugins = ["servers.s3", "servers.pravega", "servers.k8s"]  # S3 fixtures: seaweedfs, s3_bucket, moto_server, moto_bucket, fault_proxy
 
 STORE_KINDS = ["local", "pravega"]
 

@@ -63,7 +63,7 @@ class StreamBackendGroup(click.Group):
 def _termination_message(summary: dict) -> None:
     """In a Kubernetes pod, leave the one-line failure where `kubectl get pod` shows it."""
     if settings.termination_log():
-        from ..k8s import write_termination_message
+        from ..k8s.termination import write_termination_message
 
         write_termination_message(summary)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .. import k8s as k8smod
+from ..k8s import jobs as k8smod
 from ..errors import UsageError
 from . import main
 

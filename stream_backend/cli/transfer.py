@@ -100,7 +100,7 @@ def _archive_target(archive: str, endpoint_url: str | None):
 
 
 def _emit(summary: dict) -> None:
-    from ..k8s import write_termination_message
+    from ..k8s.termination import write_termination_message
     from ..transfer.progress import print_done
 
     write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
@@ -148,7 +148,7 @@ def _summary_text(summary: dict) -> str:
 def _paused(exc: Paused) -> None:
     from ..transfer.signals import resume_command
 
-    from ..k8s import write_termination_message
+    from ..k8s.termination import write_termination_message
 
     resume = resume_command()
     write_termination_message({"event": "paused", "exit_code": exc.exit_code, "error": str(exc), "resume": resume})
@@ -270,7 +270,7 @@ def _group(name: str | None, url) -> str | None:
         reader_group_key(0, name)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    from ..stores.pravega_groups import check_ready
+    from ..stores.pravega.groups import check_ready
 
     check_ready()  # before any work: not after a whole import
     return name

@@ -1,7 +1,8 @@
 """Streams seen as files: fsspec filesystems (``stream://``, ``pravega://``) and FUSE.
 
-``stream_backend.fs.streamfs`` is registered through the ``fsspec.specs`` entry point,
-so ``fsspec.open("stream://scope/stream")`` works without importing this package.
+``stream://`` (streamfs.py) and ``pravega://`` (pravegafs.py) are registered through the
+``fsspec.specs`` entry point, so ``fsspec.open("stream://scope/stream")`` works without
+importing this package.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ def __getattr__(name):  # lazy: importing stream_backend.fs must not import fssp
         from .streamfile import StreamFile
 
         return StreamFile
-    if name in __all__:
-        from . import streamfs
+    if name == "PravegaFileSystem":
+        from .pravegafs import PravegaFileSystem
 
-        return getattr(streamfs, name)
+        return PravegaFileSystem
+    if name == "StreamFileSystem":
+        from .streamfs import StreamFileSystem
+
+        return StreamFileSystem
     raise AttributeError(name)

@@ -1,4 +1,5 @@
-"""Streams as an fsspec filesystem: ``stream://SCOPE/STREAM`` and ``pravega://SCOPE/STREAM``.
+"""Streams as an fsspec filesystem: ``stream://SCOPE/STREAM`` (and, in pravegafs.py, the same
+over Pravega, ``pravega://SCOPE/STREAM``).
 
 The file view (docs/filesystem.md):
 
@@ -33,7 +34,7 @@ from fsspec.spec import AbstractFileSystem
 
 from .. import errors as E
 from .. import settings
-from ..stores import StreamInfo, open_store
+from ..stores import StreamInfo, open_store, registry
 from ..stores.base import SegmentInfo
 from ..urls import check_name
 from .errors import as_fs_error, fs_error, translating, unsupported
@@ -587,41 +588,8 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         self.store.seal_stream(parts[0], parts[1])
 
 
-class PravegaFileSystem(StreamFileSystem):
-    """Streams of a Pravega cluster as files (``pravega://SCOPE/STREAM``).
-
-    Storage options: ``controller`` (default env PRAVEGA_CONTROLLER_URI, else
-    tcp://127.0.0.1:9090), ``timeout`` (seconds), ``event_size``.
-    """
-
-    protocol = "pravega"
-    store_protocol = "pravega"
-
-    def __init__(
-        self,
-        controller: str | None = None,
-        timeout: float | None = None,
-        event_size: int | None = None,
-        **kwargs,
-    ):
-        AbstractFileSystem.__init__(self, **kwargs)
-        self._store_options = {"controller": controller}
-        if timeout is not None:
-            self._store_options["timeout"] = float(timeout)
-        self.event_size = event_size
-        self._store = None
-        self._store_lock = threading.Lock()
-
-    @classmethod
-    def _resolve_options(cls, kwargs: dict) -> dict:
-        if kwargs.get("controller") is None:
-            kwargs["controller"] = settings.controller()
-        return kwargs
-
-
 def filesystem_over(store) -> StreamFileSystem:
     """The filesystem of an already open store, whose owner (a mount, a test) closes it."""
-    cls = next(c for c in (StreamFileSystem, PravegaFileSystem) if c.store_protocol == store.protocol)
-    fs = cls(skip_instance_cache=True)
+    fs = registry.kind(store.protocol).filesystem_class()(skip_instance_cache=True)
     fs._store = store
     return fs

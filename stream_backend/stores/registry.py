@@ -51,8 +51,15 @@ class StoreKind:
             if opts.get(o.name) is None:
                 opts[o.name] = o.from_env()
         _check(opts)
-        module, _, cls = self.factory.partition(":")
-        return getattr(importlib.import_module(module), cls)(**{k: v for k, v in opts.items() if v is not None})
+        return _load(self.factory)(**{k: v for k, v in opts.items() if v is not None})
+
+    def filesystem_class(self) -> type:
+        return _load(self.fs_class)
+
+
+def _load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _check(opts: dict) -> None:
@@ -67,8 +74,8 @@ def _check(opts: dict) -> None:
 STORES: dict[str, StoreKind] = {
     "stream": StoreKind("stream", "stream_backend.stores.local.store:LocalStore",
                         "stream_backend.fs.streamfs:StreamFileSystem", (ROOT,)),
-    "pravega": StoreKind("pravega", "stream_backend.stores.pravega:PravegaStore",
-                         "stream_backend.fs.streamfs:PravegaFileSystem", (CONTROLLER, TIMEOUT)),
+    "pravega": StoreKind("pravega", "stream_backend.stores.pravega.store:PravegaStore",
+                         "stream_backend.fs.pravegafs:PravegaFileSystem", (CONTROLLER, TIMEOUT)),
 }
 PROTOCOLS = tuple(STORES)
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.pravega
 
 @pytest.fixture
 def pfs(pravega_server):
-    from stream_backend.fs.streamfs import PravegaFileSystem
+    from stream_backend.fs.pravegafs import PravegaFileSystem
 
     fs = PravegaFileSystem(
         controller=pravega_server.controller, timeout=60, skip_instance_cache=True
@@ -95,7 +95,7 @@ def test_pravega_multi_segment_directory_and_rm(pfs, scope):
 
 
 def test_pravega_unreachable_controller_is_a_connection_error():
-    from stream_backend.fs.streamfs import PravegaFileSystem
+    from stream_backend.fs.pravegafs import PravegaFileSystem
 
     fs = PravegaFileSystem(controller="tcp://127.0.0.1:9", timeout=2, skip_instance_cache=True)
     with pytest.raises(ConnectionError) as exc:

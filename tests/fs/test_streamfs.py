@@ -15,7 +15,8 @@ import fsspec
 import pytest
 
 from stream_backend import errors as E
-from stream_backend.fs.streamfs import PravegaFileSystem, StreamFileSystem
+from stream_backend.fs.pravegafs import PravegaFileSystem
+from stream_backend.fs.streamfs import StreamFileSystem
 
 from .conftest import SMALL_EVENT
 
@@ -44,7 +45,7 @@ def test_entry_points_register_both_protocols_without_import(store_root):
         """)
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["stream_backend.fs.streamfs", "PravegaFileSystem", "pravega"]
+    assert out.stdout.split() == ["stream_backend.fs.pravegafs", "PravegaFileSystem", "pravega"]
 
 
 def test_default_root_follows_env_not_a_stale_cached_instance(tmp_path, monkeypatch):

@@ -20,17 +20,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def cli_executable() -> str:
-    exe = Path(sys.executable).parent / "stream-backend"
-    assert exe.exists(), f"{exe} missing: pip install -e '.[all,test]'"
-    return str(exe)
+from support.jobs import cli_executable
 
 
 @dataclass
@@ -300,15 +295,3 @@ class JobSimulation:
                         + "".join(pod.stderr_lines))
                 if action != "Succeeded":
                     pending.insert(0, pod.index)  # the replacement, after the old pod terminated
-
-
-def progress_lines(stderr: str) -> list[dict]:
-    out = []
-    for line in stderr.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_backend import k8s as k8smod
+from stream_backend.k8s import jobs as k8smod
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -156,7 +156,7 @@ def test_build_context_builds_the_package(tmp_path):
     (sdist,) = out.glob("stream*backend-*.tar.gz")
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-        assert "stream_backend/k8s.py" in names and "stream_backend/cli/k8s.py" in names
+        assert "stream_backend/k8s/jobs.py" in names and "stream_backend/cli/k8s.py" in names
         eps = next(n for n in t.getnames() if n.endswith("entry_points.txt"))
         assert re.search(r"stream-backend\s*=\s*stream_backend\.cli:main", t.extractfile(eps).read().decode())
 

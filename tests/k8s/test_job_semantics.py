@@ -11,7 +11,6 @@ and byte for byte; a SIGTERMed pod must exit 75 and a finished one 0.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -21,70 +20,12 @@ import yaml
 from click.testing import CliRunner
 
 from stream_backend.cli import main
-from stream_backend.k8s import STORE_MOUNT
+from stream_backend.k8s.jobs import STORE_MOUNT
 
-from .jobsim import JobSimulation, cli_executable, progress_lines
+from support.jobs import (EVENTS_PER_SEGMENT, EXPORT_OPTS, SEGMENTS, archive_files, cli_executable, env_for,
+                          job_manifest, progress_lines, uninterrupted_export)
 
-SEGMENTS = 5
-EVENTS_PER_SEGMENT = 120
-EXPORT_OPTS = ["--object-size", "256KiB", "--part-size", "64KiB", "--parallel", "2"]
-
-
-@pytest.fixture
-def source_store(store_root):
-    """A local store with one stream of a few segments: events of mixed sizes (empty ones,
-    ones larger than an object, so spillover is exercised) and routing keys."""
-    from stream_backend.stores.local import LocalStore
-
-    store = LocalStore(root=str(store_root))
-    store.create_stream("k8s", "events", segments=SEGMENTS)
-    rng = random.Random(20261125)
-    with store.writer("k8s", "events") as w:
-        for seg in range(SEGMENTS):
-            for i in range(EVENTS_PER_SEGMENT):
-                size = rng.choice([0, 17, 1000, 30000, 90000, 300000])
-                w.append(rng.randbytes(size), routing_key=f"key-{i % 5}", segment=seg)
-    store.close()
-    return store_root
-
-
-def archive_files(root: Path) -> dict[str, bytes]:
-    """Every key of a file:// archive with its bytes. Temporary files a SIGKILLed writer
-    left behind (in ``.tmp/``, or ``*.tmp-*`` beside a data object; never listed by the
-    archive reader) are not keys."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and ".tmp-" not in p.name and p.relative_to(root).parts[0] != ".tmp":
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
-
-
-def env_for(store_root) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["STREAM_BACKEND_ROOT"] = str(store_root)
-    return env
-
-
-def uninterrupted_export(store_root, target: Path) -> dict:
-    proc = subprocess.run(
-        [cli_executable(), "export", "stream://k8s/events", f"file://{target}", "--progress", "none", *EXPORT_OPTS],
-        env=env_for(store_root), capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def job_manifest(op: str, stream_url: str, archive: Path, shards: int | None, parallelism: int | None) -> dict:
-    args = ["k8s", "job", op]
-    args += [stream_url, f"file://{archive}"] if op == "export" else [f"file://{archive}", stream_url]
-    args += ["--pvc", "streams", "--archive-pvc", "backups", "--archive-mount", str(archive.parent)]
-    if shards:
-        args += ["--indexed", str(shards), "--parallelism", str(parallelism)]
-    if op == "export":
-        args += EXPORT_OPTS
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    return yaml.safe_load(result.stdout)
+from .jobsim import JobSimulation
 
 
 def check_exit_codes(results, op: str, completions: int) -> None:

@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from kubernetes_validate import utils as kv
 
 from stream_backend.cli import main
-from stream_backend import k8s as k8smod
+from stream_backend.k8s import jobs as k8smod
+from stream_backend.k8s.names import label_value
+from stream_backend.k8s.termination import write_termination_message
 from stream_backend import settings
 
 K8S_VERSION = kv.latest_version()
@@ -240,11 +242,11 @@ def test_every_combination(canary_env, op, mode, pvc, target, source):
     "s3://" + "x" * 60 + "/" + "y" * 60,
 ])
 def test_label_values_are_sanitised(value):
-    v = k8smod.label_value(value)
+    v = label_value(value)
     assert label_value_valid(v)
     # long values keep a hash of the full text, so two of them do not collide
     if len(value) > 63:
-        assert k8smod.label_value(value + "z") != v
+        assert label_value(value + "z") != v
 
 
 def test_long_names_fit():
@@ -356,15 +358,15 @@ def test_options_reach_the_manifest():
 def test_termination_message_helper(tmp_path):
     path = tmp_path / "termination-log"
     env = {settings.TERMINATION_LOG_ENV: str(path)}
-    assert k8smod.write_termination_message({"event": "done", "events": 3}, env=env)
+    assert write_termination_message({"event": "done", "events": 3}, env=env)
     assert path.read_text() == '{"event":"done","events":3}'
     big = {"event": "done", "events": 3, "objects": ["x" * 100] * 100}
-    assert k8smod.write_termination_message(big, env=env)
+    assert write_termination_message(big, env=env)
     data = yaml.safe_load(path.read_text())
     assert len(path.read_bytes()) <= 4096 and data == {"event": "done", "events": 3, "truncated": True}
-    assert not k8smod.write_termination_message({"event": "done"}, env={})
+    assert not write_termination_message({"event": "done"}, env={})
     # an unwritable path never fails the transfer
-    assert not k8smod.write_termination_message({"event": "done"},
+    assert not write_termination_message({"event": "done"},
                                                 env={settings.TERMINATION_LOG_ENV: str(tmp_path / "no" / "dir")})
 
 

@@ -20,12 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_backend.errors import UnavailableError, UsageError
-from stream_backend.stores.pravega import (
-    HEADER,
-    PravegaOffsetIndex,
-    PravegaStore,
-    parse_controller,
-)
+from stream_backend.stores.pravega import PravegaStore
+from stream_backend.stores.pravega.wire import HEADER, PravegaOffsetIndex, parse_controller
 from support import CLI, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]

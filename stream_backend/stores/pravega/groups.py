@@ -5,7 +5,7 @@ A Pravega reader group keeps its state in a Java-format state-synchronizer strea
 (``ReaderGroup.getStreamCuts``, ``ReaderGroupConfig.stream(stream, cut)``) is the one
 stable way in. So this needs Java 17+ and the client's jars, resolved once:
 
-    python -m stream_backend.stores.pravega_groups fetch
+    python -m stream_backend.stores.pravega.groups fetch
 
 (Maven, into the user's cache) or named by STREAM_BACKEND_PRAVEGA_CLASSPATH. Nothing else
 in stream-backend needs Java.
@@ -20,15 +20,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import settings
-from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UnavailableError, UsageError
+from ... import settings
+from ...errors import AlreadyExistsError, NotFoundError, StreamBackendError, UnavailableError, UsageError
 
 CLIENT_VERSION = "0.13.0"
 _HERE = Path(__file__).resolve().parent / "java"
 SOURCE = _HERE / "ReaderGroups.java"
 POM = _HERE / "pom.xml"
 QUIET = _HERE / "logback-quiet.xml"
-SETUP = (f"install Java 17+ and Maven and run `{Path(sys.executable).name} -m stream_backend.stores.pravega_groups "
+SETUP = (f"install Java 17+ and Maven and run `{Path(sys.executable).name} -m stream_backend.stores.pravega.groups "
          f"fetch`, or set {settings.PRAVEGA_CLASSPATH_ENV}")
 
 
@@ -120,7 +120,7 @@ def create_group(controller: str, scope: str, group: str, stream: str, cut: dict
 
 def main(argv: list[str]) -> int:
     if argv != ["fetch"]:
-        print(f"usage: {Path(sys.executable).name} -m stream_backend.stores.pravega_groups fetch", file=sys.stderr)
+        print(f"usage: {Path(sys.executable).name} -m stream_backend.stores.pravega.groups fetch", file=sys.stderr)
         return 2
     try:
         print(f"Pravega Java client {CLIENT_VERSION}: classpath in {fetch()}")

@@ -1,44 +1,19 @@
-"""PravegaStore: the StreamStore protocol on a Pravega cluster (protocol "pravega"), over
-``sb_pravega``, our binding of the pravega-client Rust crate (``native/``).
-
-Shape. A Pravega stream's segments form a graph over epochs: a scale (auto-scaling or
-through the controller) seals segments and creates successors over their key ranges. The
-store lists every segment from the stream's head stream cut on, sealed predecessors
-included, by Pravega's segment number (the low 32 bits of the segment id, unique within a
-stream; 0..n-1 for a stream that never scaled), each with its key range, creating epoch,
-predecessors and successors. A segment is read alone, from any offset, straight from the
-segment store: nothing scans the stream to find one segment's events.
-
-Positions. seq = the event's byte offset in its segment (the start of its 8-byte header,
-``int32 type = 0, int32 length``); ``tail_seq`` = the segment's write offset when the
-info was taken; ``head_seq`` = its first readable byte (the head stream cut, or a
-truncation through the segment, whichever is later).
-
-The offset index (file view <-> seq) is built from the event headers (the native client
-walks them, jumping over large payloads) and kept in memory, extended as a segment grows.
-docs/pravega.md says what is exact for which stream shape (all of them).
-"""
+"""PravegaStore: the StreamStore protocol on a Pravega cluster (the package docstring)."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import re
 import socket
 import struct
-import tempfile
 import threading
 import time
 import uuid
-from array import array
-from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from bisect import bisect_left
 from typing import Iterator
-from urllib.parse import urlsplit
 
-from .. import settings
-from ..errors import (
+from ... import settings
+from ...errors import (
     AlreadyExistsError,
     CorruptionError,
     EventTooLargeError,
@@ -49,13 +24,12 @@ from ..errors import (
     UnavailableError,
     UnsupportedError,
     UsageError,
-    WriterBusyError,
 )
-from .base import DEFAULT_MAX_EVENT_SIZE, Event, SegmentInfo, StreamInfo
-from . import pravega_groups
+from ..base import DEFAULT_MAX_EVENT_SIZE, Event, SegmentInfo, StreamInfo
+from . import groups
+from .wire import HEADER, PravegaOffsetIndex, Segment, parse_controller, parse_events
+from .writer import PravegaWriter
 
-HEADER = 8
-_HEAD = struct.Struct(">ii")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 OUR_TAG = "stream-backend"
 LAST_APPEND_TAG = "sb.last-append."
@@ -64,295 +38,6 @@ CHUNK = 4 << 20  # raw bytes per read call: several 1 MiB events per round trip
 FOLLOW_POLL = 0.2  # seconds between looks at a followed segment's tail
 
 
-# --- offset index -----------------------------------------------------------------------
-class PravegaOffsetIndex:
-    """Dense index of one segment: seq (byte offset of the event) and file-view offset of
-    every event, plus payload lengths. O(log n) both ways."""
-
-    def __init__(self, head: int = 0) -> None:
-        self.head = head  # file-view offset 0 is the event at this seq
-        self.seqs = array("q")
-        self.foffs = array("q")
-        self.lens = array("q")
-        self.scanned_to = head  # raw offset up to which events are indexed
-        self.final = False  # scanned to the end of a sealed stream: nothing can follow
-        self._length = 0
-        # non-empty events only, for locate()
-        self._ne_foffs = array("q")
-        self._ne_idx = array("q")
-
-    def add(self, seq: int, size: int) -> None:
-        if size:
-            self._ne_foffs.append(self._length)
-            self._ne_idx.append(len(self.seqs))
-        self.seqs.append(seq)
-        self.foffs.append(self._length)
-        self.lens.append(size)
-        self._length += size
-        self.scanned_to = seq + HEADER + size
-
-    @property
-    def length(self) -> int:
-        return self._length
-
-    @property
-    def tail_seq(self) -> int:
-        return self.scanned_to
-
-    @property
-    def events(self) -> int:
-        return len(self.seqs)
-
-    def events_from(self, seq: int) -> int:
-        """Events at or after ``seq``."""
-        return len(self.seqs) - bisect_left(self.seqs, seq)
-
-    def locate(self, offset: int) -> tuple[int, int]:
-        if offset < 0 or offset > self._length:
-            raise ValueError(f"offset {offset} outside [0, {self._length}]")
-        if offset == self._length:
-            return self.scanned_to, 0
-        j = bisect_right(self._ne_foffs, offset) - 1
-        i = self._ne_idx[j]
-        return self.seqs[i], offset - self.foffs[i]
-
-    def offset_of(self, seq: int) -> int:
-        if seq >= self.scanned_to:
-            if seq == self.scanned_to:
-                return self._length
-            raise ValueError(f"seq {seq} beyond the indexed tail {self.scanned_to}")
-        i = bisect_left(self.seqs, seq)
-        if i < len(self.seqs) and self.seqs[i] == seq:
-            return self.foffs[i]
-        # between events: the next event's offset
-        return self.foffs[i] if i < len(self.seqs) else self._length
-
-
-def _parse(raw: bytes, base: int):
-    """Yield (seq, payload) of complete events in ``raw`` (which starts at segment offset
-    ``base``) and finally return the offset of the first incomplete byte."""
-    pos, n = 0, len(raw)
-    mv = memoryview(raw)
-    while pos + HEADER <= n:
-        typ, size = _HEAD.unpack_from(raw, pos)
-        if typ != 0 or size < 0 or size > DEFAULT_MAX_EVENT_SIZE:
-            raise CorruptionError(
-                f"segment data at offset {base + pos} is not a Pravega event header (type {typ}, length {size})"
-            )
-        if pos + HEADER + size > n:
-            break
-        yield base + pos, bytes(mv[pos + HEADER : pos + HEADER + size])
-        pos += HEADER + size
-    return base + pos
-
-
-def parse_controller(uri: str) -> tuple[str, str, int, bool]:
-    """-> (client URI, host, port, tls). Accepts tcp://h:p, tls://h:p, h:p (tcp)."""
-    raw = (uri or "").strip()
-    if not raw:
-        raise UsageError("empty Pravega controller URI")
-    if "://" not in raw:
-        raw = "tcp://" + raw
-    try:
-        parts = urlsplit(raw)
-        port = parts.port or 9090
-    except ValueError:
-        raise UsageError(f"bad Pravega controller URI {uri!r} (expected tcp://host:port or tls://host:port)") from None
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise UsageError(f"bad Pravega controller URI {uri!r} (expected tcp://host:port or tls://host:port)")
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{shown}:{port}", host, port, parts.scheme == "tls"
-
-
-def segment_name(seg_id: int) -> str:
-    """How people read a segment id: ``number.#epoch.epoch`` as Pravega prints it."""
-    return f"{seg_id & 0xFFFFFFFF}.#epoch.{seg_id >> 32}"
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """One node of a stream's segment graph, as read at one moment."""
-
-    id: int
-    low: float
-    high: float
-    start: int  # first readable offset
-    end: int  # write offset
-    sealed: bool
-    predecessors: tuple[int, ...]  # ids
-    successors: tuple[int, ...]  # ids
-
-    @property
-    def number(self) -> int:
-        return self.id & 0xFFFFFFFF
-
-    @property
-    def epoch(self) -> int:
-        return self.id >> 32
-
-
-# --- writer -------------------------------------------------------------------------------
-_OPEN_WRITERS: set[tuple[str, str, str]] = set()
-_OPEN_LOCK = threading.Lock()
-
-
-class PravegaWriter:
-    """The stream's single writer (per machine: an flock in the temp dir; Pravega itself
-    has no writer lock). Appends by routing key go to the crate's event writer; appends to
-    a named segment (``append(segment=k)``, what import does) go to a pipelined appender
-    on that segment, which keeps many blocks in flight where the crate's writer keeps one.
-    Both take batches; ``flush`` returns when Pravega acknowledged every event."""
-
-    BATCH_BYTES = 1 << 20
-    BATCH_EVENTS = 1000
-
-    def __init__(self, store: "PravegaStore", scope: str, stream: str):
-        self.store, self.scope, self.stream = store, scope, stream
-        self.key = (store.uri, scope, stream)
-        with _OPEN_LOCK:
-            if self.key in _OPEN_WRITERS:
-                raise WriterBusyError(f"another writer holds pravega stream {scope}/{stream}")
-            _OPEN_WRITERS.add(self.key)
-        self._lockf = None
-        self._native = None
-        self._appenders: dict[int, object] = {}  # segment number -> its pipelined appender
-        try:
-            digest = hashlib.sha256("\0".join(self.key).encode()).hexdigest()[:32]
-            lockdir = os.path.join(tempfile.gettempdir(), "stream-backend-pravega-writers")
-            os.makedirs(lockdir, exist_ok=True)
-            self._lockf = open(os.path.join(lockdir, digest + ".lock"), "a+")
-            try:
-                fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WriterBusyError(f"another writer holds pravega stream {scope}/{stream}") from None
-            self.refresh()
-            self._native = store._client().writer(scope, stream)
-        except BaseException:
-            self._release()
-            raise
-        self.batch: list[tuple[bytes, str | None]] = []
-        self.batch_bytes = 0
-        self.direct: dict[int, list[bytes]] = {}  # segment number -> payloads not yet sent
-        self.direct_bytes = 0
-        self._keyed = False  # events sent through the event writer since its last flush
-        self._direct_sent = False  # events sent to appenders since their last flush
-        self.appended = 0
-        self.closed = False
-
-    def refresh(self) -> None:
-        """Learn the stream's open segments again (after a scale): ``append(segment=k)``
-        addresses them by key range."""
-        current = self.store._call("current_segments", self.scope, self.stream)
-        if not current:
-            raise SealedError(f"pravega stream {self.scope}/{self.stream} is sealed")
-        self.ranges = {sid & 0xFFFFFFFF: (lo, hi) for sid, lo, hi in current}
-        self.ids = {sid & 0xFFFFFFFF: sid for sid, _lo, _hi in current}
-        for n in [n for n in self._appenders if n not in self.ids]:
-            self._appenders.pop(n).close()  # sealed by the scale (flushed before it)
-
-    def _release(self) -> None:
-        for a in self._appenders.values():
-            a.close()
-        if self._native is not None:
-            self._native.close()
-        if self._lockf is not None:
-            try:
-                fcntl.flock(self._lockf, fcntl.LOCK_UN)
-                self._lockf.close()
-            except OSError:
-                pass
-            self._lockf = None
-        with _OPEN_LOCK:
-            _OPEN_WRITERS.discard(self.key)
-
-    def append(self, payload: bytes, routing_key: str | None = None, segment: int | None = None) -> None:
-        if self.closed:
-            raise UsageError("writer is closed")
-        payload = bytes(payload)
-        if len(payload) > self.store.max_event_size:
-            raise EventTooLargeError(
-                f"event of {len(payload)} bytes exceeds Pravega's max event size {self.store.max_event_size}"
-            )
-        if segment is not None:
-            if segment not in self.ranges:
-                raise NotFoundError(
-                    f"segment {segment} is not an open segment of {self.scope}/{self.stream} "
-                    f"(open: {', '.join(map(str, sorted(self.ranges)))})"
-                )
-            if self.batch or self._keyed:  # keyed events first: they may share the segment
-                self._flush_keyed()
-            self.direct.setdefault(segment, []).append(payload)
-            self.direct_bytes += len(payload)
-            self.appended += 1
-            if self.direct_bytes >= self.BATCH_BYTES or len(self.direct[segment]) >= self.BATCH_EVENTS:
-                self._ship_direct()
-            return
-        if self.direct or self._direct_sent:  # segment appends first, likewise
-            self._flush_direct()
-        self.batch.append((payload, routing_key))
-        self.batch_bytes += len(payload)
-        self.appended += 1
-        if self.batch_bytes >= self.BATCH_BYTES or len(self.batch) >= self.BATCH_EVENTS:
-            self._ship()
-
-    def _ship(self) -> None:
-        if not self.batch:
-            return
-        batch, self.batch, self.batch_bytes = self.batch, [], 0
-        self._keyed = True
-        self.store._call_on(self._native, "write", batch, sealed_check=(self.scope, self.stream))
-
-    def _ship_direct(self) -> None:
-        direct, self.direct, self.direct_bytes = self.direct, {}, 0
-        self._direct_sent = self._direct_sent or bool(direct)
-        for n, payloads in direct.items():
-            a = self._appenders.get(n)
-            if a is None:
-                a = self._appenders[n] = self.store._call("appender", self.scope, self.stream, self.ids[n],
-                                                          sealed_check=(self.scope, self.stream))
-            self.store._call_on(a, "write", payloads, sealed_check=(self.scope, self.stream))
-
-    def _flush_keyed(self) -> None:
-        self._ship()
-        self.store._call_on(self._native, "flush", sealed_check=(self.scope, self.stream))
-        self._keyed = False
-
-    def _flush_direct(self) -> None:
-        self._ship_direct()
-        for a in self._appenders.values():
-            self.store._call_on(a, "flush", sealed_check=(self.scope, self.stream))
-        self._direct_sent = False
-
-    def flush(self) -> None:
-        self._flush_direct()
-        self._flush_keyed()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.flush()
-            if self.appended:
-                self.store._note_append(self.scope, self.stream)
-        finally:
-            self.closed = True
-            self._release()
-
-    def __enter__(self) -> "PravegaWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is not None:
-            try:
-                self.close()
-            except Exception:
-                pass
-        else:
-            self.close()
-
-
-# --- the store ------------------------------------------------------------------------------
 _SCALING_KINDS = ("fixed", "events", "kbytes")
 
 
@@ -577,7 +262,7 @@ class PravegaStore:
         except StreamBackendError:
             return False
 
-    def _graph(self, scope: str, stream: str) -> tuple[list[_Segment], bool]:
+    def _graph(self, scope: str, stream: str) -> tuple[list[Segment], bool]:
         """Every segment from the head stream cut on (a walk over successors), each with
         its offsets as read now; and whether the stream is sealed."""
         sealed = not self._call("current_segments", scope, stream)
@@ -607,7 +292,7 @@ class PravegaStore:
             start, end, seg_sealed = self._call("segment_info", scope, stream, sid)
             lo, hi = ranges.get(sid, (0.0, 1.0))
             # the segment store's start offset already includes a truncation by the controller
-            out.append(_Segment(id=sid, low=lo, high=hi, start=start, end=end,
+            out.append(Segment(id=sid, low=lo, high=hi, start=start, end=end,
                                 sealed=seg_sealed or bool(succs.get(sid)),
                                 predecessors=tuple(sorted(preds.get(sid, ()))), successors=succs.get(sid, ())))
         numbers = [s.number for s in out]
@@ -697,7 +382,7 @@ class PravegaStore:
             self._indexes[key] = idx
             return idx
 
-    def _seg_info(self, number: int, seg: _Segment, idx: PravegaOffsetIndex, last: float | None) -> SegmentInfo:
+    def _seg_info(self, number: int, seg: Segment, idx: PravegaOffsetIndex, last: float | None) -> SegmentInfo:
         return SegmentInfo(
             segment=number,
             head_seq=seg.start,
@@ -737,11 +422,11 @@ class PravegaStore:
         self._require_stream(scope, stream)
         self._graph(scope, stream)
 
-    # --- reader groups (through the Java client: pravega_groups) --------------------------
+    # --- reader groups (through the Java client: groups.py) --------------------------
     def reader_group_position(self, scope: str, stream: str, group: str) -> dict[int, int]:
         """Segment number -> offset where reader group ``scope/group`` next reads the stream."""
         self._require_stream(scope, stream)
-        cut = pravega_groups.group_position(self.uri, scope, group, stream, timeout=max(self.timeout, 60))
+        cut = groups.group_position(self.uri, scope, group, stream, timeout=max(self.timeout, 60))
         return {sid & 0xFFFFFFFF: off for sid, off in cut.items()}
 
     def create_reader_group(self, scope: str, stream: str, group: str, positions: dict[int, int]) -> None:
@@ -749,7 +434,7 @@ class PravegaStore:
         number -> offset); AlreadyExistsError if the group exists."""
         info = self.stream_info(scope, stream)
         cut = {(info.segment(n).epoch << 32) | n: off for n, off in positions.items()}
-        pravega_groups.create_group(self.uri, scope, group, stream, cut, timeout=max(self.timeout, 60))
+        groups.create_group(self.uri, scope, group, stream, cut, timeout=max(self.timeout, 60))
 
     # --- data ---------------------------------------------------------------------------
     def writer(self, scope: str, stream: str) -> PravegaWriter:
@@ -772,7 +457,7 @@ class PravegaStore:
             raw = self._call("read_segment", scope, stream, seg_id, pos, min(CHUNK, stop - pos), end=stop)
             if not raw:
                 return
-            gen = _parse(raw, pos)
+            gen = parse_events(raw, pos)
             while True:
                 try:
                     yield next(gen)

@@ -1,6 +1,6 @@
 // A reader group's position, read and set through the official Java client's public API:
 // its state lives in a Java-format state synchronizer stream that no other client reads.
-// Run by stream_backend/stores/pravega_groups.py as
+// Run by stream_backend/stores/pravega/groups.py as
 //   java -cp CLASSPATH ReaderGroups.java CONTROLLER_URI COMMAND ARGS...
 // Commands (one JSON document on stdout; errors: one line on stderr, exit 66 not found,
 // 73 exists, 1 anything else):

@@ -23,21 +23,17 @@ This module builds plain dicts (no click, no store, no transfer import); the CLI
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from . import __version__, settings, units
-from .errors import UsageError
-from .urls import parse_stream_url
-
-#: the pod's termination message file: every generated manifest names it in
-#: settings.TERMINATION_LOG_ENV, where the transfer CLI writes its final JSON summary
-TERMINATION_LOG_PATH = "/dev/termination-log"
-#: Kubernetes keeps at most this many bytes of a termination message.
-TERMINATION_MESSAGE_MAX = 4096
+from .. import __version__, settings
+from ..errors import UsageError
+from ..urls import parse_stream_url
+from .names import (QUANTITY, check_k8s_name, check_no_userinfo, check_schedule, dns_name, label_value,
+                    parse_size, quantity)
+from .termination import TERMINATION_LOG_PATH
 
 CONTAINER_NAME = "stream-backend"
 DEFAULT_IMAGE = f"stream-backend:{__version__}"
@@ -50,8 +46,9 @@ EXIT_PAUSED = 75  # Paused / WriterBusyError: resumable, retry without counting
 #: killed by SIGTERM before the CLI's handler was installed (startup) or after it was
 #: removed (exiting): only the kubelet sends SIGTERM, so this is a disruption too
 EXIT_SIGTERM = 128 + 15
-#: exit codes that a retry cannot fix: usage, corrupt data / newer format, foreign target
-EXIT_FAIL_FAST = (64, 65, 73)
+#: exit codes that a retry cannot fix: usage, corrupt data / newer format, a source, archive
+#: or bucket that does not exist (a retry every 10, 20, 40... s would only hide it), foreign target
+EXIT_FAIL_FAST = (64, 65, 66, 73)
 
 LABEL_PREFIX = "stream-backend"
 
@@ -60,96 +57,10 @@ BASE_MEMORY = 256 * 1024**2
 ZSTD_MEMORY_PER_LANE = 16 * 1024**2
 #: the Pravega client runs in a worker process of its own (interpreter + Rust runtime)
 PRAVEGA_CLIENT_MEMORY = 256 * 1024**2
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]i?)?$")
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
-_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-#: archive URL schemes a pod can write to and a later pod can read (memory:// cannot)
 _REMOTE_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
 #: mount points the pod keeps for itself
 _RESERVED_MOUNTS = {"/", "/tmp", "/dev", "/proc", "/sys", "/etc", "/usr", "/bin", "/lib", "/opt",
                     "/var", "/run", "/home", STORE_MOUNT}
-
-
-def parse_size(text: str | int) -> int:
-    """'8MiB' -> 8388608, by the same grammar the transfer CLI uses, and positive."""
-    if isinstance(text, int):
-        return text
-    n = units.parse_size(text)
-    if n <= 0:
-        raise UsageError(f"size must be positive, not {text!r}")
-    return n
-
-
-def quantity(nbytes: int) -> str:
-    """Bytes as a Kubernetes quantity, rounded up to whole MiB ('320Mi')."""
-    return f"{-(-nbytes // 1024**2)}Mi"
-
-
-def label_value(text: str) -> str:
-    """Sanitise any string into a valid label value that still reads like it.
-
-    Runs of characters outside [A-Za-z0-9._-] become '-', the ends are trimmed to
-    alphanumerics, and a value longer than 63 is cut and suffixed with a hash of the
-    full text so two long values never collide. The full text goes in an annotation.
-    """
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
-    clean = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", clean)
-    if len(clean) > 63:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        clean = re.sub(r"[^A-Za-z0-9]+$", "", clean[:54]) + "-" + digest
-    return clean
-
-
-def dns_name(*parts: str, limit: int = 63) -> str:
-    """A DNS-1123 label built from ``parts``, at most ``limit`` long."""
-    text = "-".join(p for p in parts if p).lower()
-    text = re.sub(r"[^a-z0-9-]+", "-", text)
-    text = re.sub(r"-+", "-", text).strip("-")
-    return text[:limit].rstrip("-") or "stream-backend"
-
-
-def _check_no_userinfo(kind: str, url: str) -> None:
-    """Refuse credentials embedded in a URL, without echoing them."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise UsageError(f"{kind} is not a valid URL") from None
-    if "@" in parts.netloc or parts.password or parts.username:
-        raise UsageError(
-            f"{kind} URL carries credentials (user:password@...): they would land in the "
-            "manifest in clear text; put them in a Secret and pass --s3-secret/--pravega-secret"
-        )
-    if parts.query or parts.fragment:
-        raise UsageError(f"{kind} URL must not have a query string or fragment (it may hold credentials)")
-
-
-def check_k8s_name(kind: str, name: str, limit: int = 253, label: bool = False) -> str:
-    """A Kubernetes object name (DNS subdomain, or label when ``label``); the error does
-    not echo the value, in case a credential was pasted by mistake."""
-    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
-    if not name or len(name) > limit or not pattern.match(name):
-        raise UsageError(
-            f"invalid {kind}: a Kubernetes name is lowercase letters, digits and '-'"
-            + ("" if label else " or '.'") + f", at most {limit} characters"
-        )
-    return name
-
-
-def check_schedule(schedule: str) -> str:
-    """A five-field cron expression or a macro like @hourly (what CronJob accepts)."""
-    text = (schedule or "").strip()
-    if text.startswith("@"):
-        if text not in _CRON_MACROS:
-            raise UsageError(f"invalid --schedule {schedule!r}: unknown macro (use e.g. @hourly or '0 * * * *')")
-        return text
-    fields = text.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise UsageError(f"invalid --schedule {schedule!r}: expected five cron fields like '0 * * * *'")
-    return text
 
 
 @dataclass
@@ -164,7 +75,7 @@ class PodArchive:
 def parse_archive(url: str) -> PodArchive:
     if not url:
         raise UsageError("ARCHIVE is empty")
-    _check_no_userinfo("ARCHIVE", url)
+    check_no_userinfo("ARCHIVE", url)
     if "://" not in url:
         if not url.startswith("/"):
             raise UsageError(f"ARCHIVE {url!r}: a path inside a pod must be absolute (or use s3://BUCKET/PREFIX)")
@@ -252,7 +163,7 @@ def _validate(spec: TransferSpec):
         raise UsageError(f"unknown operation {spec.op!r}")
     if spec.kind not in ("Job", "CronJob"):
         raise UsageError(f"unknown kind {spec.kind!r}")
-    _check_no_userinfo("SOURCE" if spec.op == "export" else "DEST", spec.stream_url)
+    check_no_userinfo("SOURCE" if spec.op == "export" else "DEST", spec.stream_url)
     stream = parse_stream_url(spec.stream_url, need="stream")
     if stream.segment is not None:
         raise UsageError(f"{spec.stream_url!r}: name a stream, not one segment (use --segments)")
@@ -284,7 +195,7 @@ def _validate(spec: TransferSpec):
                 f"{spec.stream_url} is in Pravega: pass --controller URI as the pod sees it, "
                 "e.g. tcp://pravega-controller.pravega.svc:9090 (127.0.0.1 is the pod itself)"
             )
-        _check_no_userinfo("--controller", spec.controller)
+        check_no_userinfo("--controller", spec.controller)
     elif spec.controller or spec.pravega_secret:
         raise UsageError("--controller/--pravega-secret apply to pravega:// streams only")
     if archive.scheme == "file":
@@ -305,7 +216,7 @@ def _validate(spec: TransferSpec):
     else:
         mount = None
     if spec.endpoint_url:
-        _check_no_userinfo("--endpoint-url", spec.endpoint_url)
+        check_no_userinfo("--endpoint-url", spec.endpoint_url)
     if spec.kind == "CronJob":
         if not spec.schedule:
             raise UsageError("a CronJob needs --schedule, e.g. '0 * * * *'")
@@ -319,7 +230,7 @@ def _validate(spec: TransferSpec):
             raise UsageError("--parallelism must be at least 1")
         if spec.shards is None:
             raise UsageError("--parallelism applies to Indexed Jobs (--indexed N)")
-    if not _QUANTITY.match(str(spec.cpu)):
+    if not QUANTITY.match(str(spec.cpu)):
         raise UsageError(f"invalid --cpu {spec.cpu!r}: a Kubernetes quantity like 500m or 2")
     if spec.backoff_limit < 0 or spec.grace_period < 1:
         raise UsageError("--backoff-limit must be >= 0 and --grace-period >= 1")
@@ -574,38 +485,3 @@ def to_yaml(manifest: dict) -> str:
     import yaml
 
     return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=1000)
-
-
-def write_termination_message(summary, env=None) -> bool:
-    """Write the final summary where Kubernetes shows it as the termination message.
-
-    Called by the transfer CLI at exit; does nothing unless STREAM_BACKEND_TERMINATION_LOG
-    is set. ``summary`` is a dict (written as compact JSON) or a string. Never raises:
-    a missing message must not fail a finished transfer. Kubernetes keeps 4096 bytes,
-    so a longer dict loses its largest fields first (marked ``"truncated": true``).
-    """
-    path = settings.termination_log(env)
-    if not path:
-        return False
-    if isinstance(summary, dict):
-        data = dict(summary)
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-        while len(text.encode()) > TERMINATION_MESSAGE_MAX:
-            droppable = [k for k in data if k not in ("event", "truncated")]
-            if not droppable:
-                break
-            biggest = max(droppable, key=lambda k: len(json.dumps(data[k], default=str)))
-            del data[biggest]
-            data["truncated"] = True
-            text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    else:
-        text = str(summary)
-    from .urls import redact
-
-    raw = redact(text).encode()[:TERMINATION_MESSAGE_MAX]
-    try:
-        with open(path, "wb") as f:
-            f.write(raw)
-        return True
-    except OSError:
-        return False
