@@ -35,6 +35,8 @@ SHARDS_ENV = "STREAM_BACKEND_SHARDS"
 TERMINATION_LOG_ENV = "STREAM_BACKEND_TERMINATION_LOG"
 #: the Java client's class path for --reader-group (else resolved into the user's cache)
 PRAVEGA_CLASSPATH_ENV = "STREAM_BACKEND_PRAVEGA_CLASSPATH"
+#: the container image of generated manifests and of the operator's Jobs
+IMAGE_ENV = "STREAM_BACKEND_IMAGE"
 #: the duplicity backend's registration, set by `stream-backend duplicity` for its child
 DUPLICITY_ENV = "STREAM_BACKEND_DUPLICITY"
 
@@ -46,6 +48,7 @@ DURATIONS = {
     "lease_ttl": ("STREAM_BACKEND_LEASE_TTL", 60.0, 0.0),
     "lease_settle": ("STREAM_BACKEND_LEASE_SETTLE", 0.5, 0.0),
     "writer_wait": ("STREAM_BACKEND_WRITER_WAIT", 600.0, 0.0),
+    "operator_refresh": ("STREAM_BACKEND_OPERATOR_REFRESH", 2.0, 0.1),
 }
 
 

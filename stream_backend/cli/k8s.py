@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from .. import settings
 from ..k8s import jobs as k8smod
 from ..errors import UsageError
 from . import main
@@ -42,7 +43,7 @@ def _literal_guards(f):
 def _k8s_options(f):
     """Options shared by every manifest command (applied bottom-up, listed top-down)."""
     options = [
-        click.option("--image", required=True, envvar="STREAM_BACKEND_IMAGE",
+        click.option("--image", required=True, envvar=settings.IMAGE_ENV,
                      help="Container image with its registry, built from the repository's Dockerfile "
                           "(e.g. registry.example/stream-backend:0.2) [env STREAM_BACKEND_IMAGE]."),
         click.option("--uid", type=int, default=k8smod.RUN_AS_USER, show_default=True,
@@ -237,3 +238,38 @@ def cronjob_import(archive, dest, **opts):
           --schedule '*/15 * * * *' --pvc standby-streams --s3-secret s3-creds
     """
     _emit("import", "CronJob", dest, archive, opts)
+
+
+@k8s.command("install")
+def install():
+    """Print the custom resource definitions: StreamExport, StreamImport, ArchiveLocation.
+
+    \b
+    Example:
+      stream-backend k8s install | kubectl apply -f -
+      kubectl get streamexports    # phase, percent, ETA, run, last run, age
+    """
+    from ..k8s.resources import definitions
+
+    click.echo("---\n".join(k8smod.to_yaml(d) for d in definitions()), nl=False)
+
+
+@main.command("operator")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Watch only this namespace (repeatable) [default: every namespace].")
+@click.option("--liveness", default=None, metavar="URL",
+              help="Serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz.")
+def operator(namespaces, liveness):
+    """Run the operator: each StreamExport / StreamImport becomes its Job, and its status
+    follows the Job (phase, run, events, bytes, per-shard state, the last error).
+
+    Credentials come from the pod's ServiceAccount in a cluster, else from KUBECONFIG.
+
+    \b
+    Example:
+      stream-backend k8s install | kubectl apply -f -
+      stream-backend operator --namespace backups
+    """
+    from ..k8s import operator as op
+
+    op.run(list(namespaces), liveness)

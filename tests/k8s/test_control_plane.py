@@ -6,24 +6,13 @@ what we think it does."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from support import wait_until
 from support.jobs import archive_files, job_manifest, progress_lines, uninterrupted_export
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(what: str, check, timeout: float = 180.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def _finished(batch, name, ns):
@@ -62,15 +51,15 @@ def test_indexed_export_survives_a_deleted_and_an_evicted_pod(k8s_cluster, k8s_n
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     batch.create_namespaced_job(k8s_namespace, manifest)
 
-    deleted = _wait("a pod under way", lambda: _under_way(node, core, k8s_namespace, name))
+    deleted = wait_until("a pod under way", lambda: _under_way(node, core, k8s_namespace, name))
     core.delete_namespaced_pod(deleted.metadata.name, k8s_namespace)
-    evicted = _wait("another pod under way",
+    evicted = wait_until("another pod under way",
                     lambda: _under_way(node, core, k8s_namespace, name, exclude={deleted.metadata.name}))
     eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
                        "metadata": {"name": evicted.metadata.name, "namespace": k8s_namespace}}
     core.create_namespaced_pod_eviction(evicted.metadata.name, k8s_namespace, eviction)
 
-    job = _wait("the Job to finish", lambda: _finished(batch, name, k8s_namespace), timeout=300, every=0.5)
+    job = wait_until("the Job to finish", lambda: _finished(batch, name, k8s_namespace), timeout=300, every=0.5)
     conditions = {c.type: c for c in job.status.conditions}
     assert "Complete" in conditions, {t: (c.reason, c.message) for t, c in conditions.items()}
     assert not job.status.failed, "a drained or deleted pod must not count against backoffLimit"
@@ -94,7 +83,7 @@ def test_bad_usage_fails_the_job_at_once(k8s_cluster, k8s_namespace, process_nod
     api = k8s_cluster.api_client()
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     batch.create_namespaced_job(k8s_namespace, manifest)
-    job = _wait("the Job to fail", lambda: _finished(batch, name, k8s_namespace), timeout=120, every=0.2)
+    job = wait_until("the Job to fail", lambda: _finished(batch, name, k8s_namespace), timeout=120, every=0.2)
     failed = next(c for c in job.status.conditions if c.type == "Failed")
     assert failed.reason == "PodFailurePolicy", failed
     assert len(node.history) == 1  # not retried

@@ -1,10 +1,12 @@
-"""What every test area shares: the CLI's path, free loopback ports; the transfer helpers
-(``support.transfer``) and the FUSE mount helpers (``support.mounting``)."""
+"""What every test area shares: the CLI's path, free loopback ports, waiting on a condition;
+the transfer helpers (``support.transfer``), the FUSE mount helpers (``support.mounting``),
+Jobs (``support.jobs``) and the Kubernetes process node (``support.k8s_node``)."""
 
 from __future__ import annotations
 
 import socket
 import sys
+import time
 from pathlib import Path
 
 #: the installed ``stream-backend`` command of the interpreter running the tests
@@ -23,3 +25,16 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def wait_until(what: str, check, timeout: float = 180.0, every: float = 0.1):
+    """``check()``'s first truthy value, polled every ``every`` s; AssertionError naming
+    ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)

@@ -1,0 +1,177 @@
+"""The operator on the real control plane: StreamExport resources become Jobs the real
+Job controller runs (on the process node), and their status tells what happened."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream_backend.k8s.resources import GROUP, VERSION, definitions
+from support import wait_until
+from support.jobs import EVENTS_PER_SEGMENT, EXPORT_OPTS, SEGMENTS, archive_files, progress_lines, uninterrupted_export
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def crds(k8s_cluster):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    ext = client.ApiextensionsV1Api(k8s_cluster.api_client())
+    for crd in definitions():
+        try:
+            ext.create_custom_resource_definition(crd)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    for crd in definitions():
+        wait_until(f"CRD {crd['metadata']['name']} established", lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []))
+    _wait_for_garbage_collector(k8s_cluster.api_client())
+    return definitions()
+
+
+def _wait_for_garbage_collector(api) -> None:
+    """The garbage collector learns new kinds on its 30 s discovery sync: until then a
+    deleted resource's Jobs stay. Proven once, with a ConfigMap owned by a throwaway
+    StreamExport (in a cluster the CRDs are installed long before any resource)."""
+    from kubernetes import client
+
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    owner = custom.create_namespaced_custom_object(GROUP, VERSION, "default", "streamexports", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamExport", "metadata": {"generateName": "gc-probe-"},
+        "spec": {"source": "stream://a/b", "archive": "s3://b/p"}})
+    meta = owner["metadata"]
+    ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamExport", "name": meta["name"], "uid": meta["uid"]}
+    core.create_namespaced_config_map("default", {"metadata": {"name": meta["name"], "ownerReferences": [ref]}})
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "default", "streamexports", meta["name"])
+    wait_until("the garbage collector to know StreamExport", lambda: meta["name"] not in
+          [c.metadata.name for c in core.list_namespaced_config_map("default").items], timeout=180, every=0.5)
+
+
+@pytest.fixture
+def operator(k8s_cluster, k8s_namespace, crds, tmp_path):
+    """`stream-backend operator` for the test's namespace, as a process of its own."""
+    log = open(tmp_path / "operator.log", "wb")
+    env = dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig), STREAM_BACKEND_OPERATOR_REFRESH="0.5",
+               STREAM_BACKEND_IMAGE="registry.example/stream-backend:test")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("stream-backend")), "operator", "-n", k8s_namespace],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _export_resource(name: str, archive: Path, **spec) -> dict:
+    opts = dict(zip(EXPORT_OPTS[::2], EXPORT_OPTS[1::2]))
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamExport", "metadata": {"name": name},
+            "spec": {"source": "stream://k8s/events", "archive": f"file://{archive}", "pvc": "streams",
+                     "archivePvc": "backups", "archiveMount": str(archive.parent),
+                     "objectSize": opts["--object-size"], "partSize": opts["--part-size"],
+                     "parallel": int(opts["--parallel"]), **spec}}
+
+
+def _status(custom, ns, name) -> dict:
+    return custom.get_namespaced_custom_object(GROUP, VERSION, ns, "streamexports", name).get("status") or {}
+
+
+def _reasons(core, ns, name) -> list[str]:
+    events = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return [e.reason for e in sorted(events, key=lambda e: e.metadata.creation_timestamp)]
+
+
+def test_stream_export_runs_to_succeeded_and_owns_its_job(k8s_cluster, k8s_namespace, operator, process_node,
+                                                          source_store, tmp_path):
+    from kubernetes import client
+
+    reference = tmp_path / "reference" / "archive"
+    uninterrupted_export(source_store, reference)
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    process_node(claims={"streams": source_store, "backups": archive.parent})
+    api = k8s_cluster.api_client()
+    custom, batch, core = client.CustomObjectsApi(api), client.BatchV1Api(api), client.CoreV1Api(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports",
+                                           _export_resource("nightly", archive, shards=2))
+
+    status = wait_until("phase Succeeded", lambda: (s := _status(custom, k8s_namespace, "nightly")).get("phase")
+                   in ("Succeeded", "Failed") and s)
+    assert status["phase"] == "Succeeded", status
+    assert status["events"] == SEGMENTS * EVENTS_PER_SEGMENT and status["run"] == 1 and status["complete"]
+    assert status["progress"]["percent"] == 100.0
+    assert [s["exitCode"] for s in status["shards"]] == [0, 0]
+    assert archive_files(archive) == archive_files(reference)
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Succeeded"] == "True" and conditions["Pending"] == "False"
+    assert {"Created", "Succeeded"} <= set(_reasons(core, k8s_namespace, "nightly"))
+    printed = k8s_cluster.kubectl("get", "streamexports", "-n", k8s_namespace).stdout.split("\n")
+    assert printed[0].split() == ["NAME", "PHASE", "PERCENT", "ETA", "RUN", "LAST", "RUN", "AGE"]
+    assert printed[1].split()[:4] == ["nightly", "Succeeded", "100", "1"]
+
+    job = status["jobName"]
+    custom.delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", "nightly")
+    wait_until("the garbage collector to delete the Job", lambda: job not in
+          [j.metadata.name for j in batch.list_namespaced_job(k8s_namespace).items], timeout=60)
+
+
+def test_suspend_pauses_mid_way_and_resume_finishes_the_same_archive(k8s_cluster, k8s_namespace, operator,
+                                                                      process_node, source_store, tmp_path):
+    from kubernetes import client
+
+    reference = tmp_path / "reference" / "archive"
+    uninterrupted_export(source_store, reference)
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    node = process_node(claims={"streams": source_store, "backups": archive.parent},
+                        env={"STREAM_BACKEND_PROGRESS_INTERVAL": "0.02"})
+    api = k8s_cluster.api_client()
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports",
+                                           _export_resource("paused", archive))
+
+    def under_way():
+        for pod in core.list_namespaced_pod(k8s_namespace).items:
+            lines = [p for p in progress_lines(node.log_of(pod.metadata.uid)) if p.get("event") == "progress"]
+            if any(p.get("total_events") and p["done_events"] < p["total_events"] for p in lines):
+                return pod
+        return None
+
+    pod = wait_until("the export under way", under_way)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", "paused",
+                                          {"spec": {"suspend": True}})
+    status = wait_until("phase Paused", lambda: (s := _status(custom, k8s_namespace, "paused")).get("phase") == "Paused"
+                   and s, timeout=60)
+    assert not core.list_namespaced_pod(k8s_namespace, field_selector="status.phase=Running").items
+    assert {h["uid"]: h["exit"] for h in node.history}[pod.metadata.uid] == 75  # paused at a checkpoint
+    custom.patch_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", "paused",
+                                          {"spec": {"suspend": False}})
+    status = wait_until("phase Succeeded", lambda: (s := _status(custom, k8s_namespace, "paused")).get("phase")
+                   in ("Succeeded", "Failed") and s)
+    assert status["phase"] == "Succeeded", status
+    assert archive_files(archive) == archive_files(reference)
+    assert {"Suspended", "Paused", "Resumed", "Succeeded"} <= set(_reasons(core, k8s_namespace, "paused"))
+
+
+def test_a_spec_the_generator_refuses_fails_with_one_line(k8s_cluster, k8s_namespace, operator, tmp_path):
+    from kubernetes import client
+
+    api = k8s_cluster.api_client()
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    resource = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamExport", "metadata": {"name": "nowhere"},
+                "spec": {"source": "stream://k8s/events", "archive": "memory://gone", "pvc": "streams"}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", resource)
+    status = wait_until("phase Failed", lambda: (s := _status(custom, k8s_namespace, "nowhere")).get("phase") and s,
+                   timeout=60)
+    assert status["phase"] == "Failed" and "memory" in status["lastError"] and "\n" not in status["lastError"]
+    assert not batch.list_namespaced_job(k8s_namespace).items
