@@ -35,6 +35,10 @@ SHARDS_ENV = "STREAM_BACKEND_SHARDS"
 TERMINATION_LOG_ENV = "STREAM_BACKEND_TERMINATION_LOG"
 #: the Java client's class path for --reader-group (else resolved into the user's cache)
 PRAVEGA_CLASSPATH_ENV = "STREAM_BACKEND_PRAVEGA_CLASSPATH"
+#: the resource a pod reports its progress to (NAMESPACE/PLURAL/NAME, set by the operator),
+#: and where the pod's ServiceAccount token is mounted
+K8S_STATUS_ENV = "STREAM_BACKEND_K8S_STATUS"
+K8S_TOKEN_DIR_ENV = "STREAM_BACKEND_K8S_TOKEN_DIR"
 #: the container image of generated manifests and of the operator's Jobs
 IMAGE_ENV = "STREAM_BACKEND_IMAGE"
 #: the duplicity backend's registration, set by `stream-backend duplicity` for its child

@@ -7,6 +7,7 @@ command that resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
@@ -22,6 +23,25 @@ from ..units import human_size
 from ..urls import parse_stream_url, redact
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
+
+
+@contextlib.contextmanager
+def _progress(op: str, mode: str):
+    """The transfer's Progress; in a pod the operator started, it also reports to the
+    pod's resource (k8s/status.py)."""
+    from ..transfer.progress import Progress
+
+    reporter = None
+    if os.environ.get(settings.K8S_STATUS_ENV):
+        from ..k8s.status import reporter_from_env
+
+        reporter = reporter_from_env()
+    try:
+        with Progress(op, mode, sinks=[reporter] if reporter else ()) as prog:
+            yield prog
+    finally:
+        if reporter is not None:
+            reporter.close()
 
 
 def _size(text: str, what: str) -> int:
@@ -228,7 +248,6 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
       stream-backend export pravega://demo/orders s3://backups/orders --reader-group billing
     """
     from ..transfer.export import ExportOptions, export_stream, select_segments
-    from ..transfer.progress import Progress
 
     url = parse_stream_url(source, need="stream")
     if url.segment is not None:
@@ -247,7 +266,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
         info = store.stream_info(url.scope, url.stream)
         opts.segments = select_segments(info.numbers, sel, sh)
         _check_not_paused(pause)
-        with Progress("export", progress) as prog:
+        with _progress("export", progress) as prog:
             try:
                 summary = export_stream(store, url.scope, url.stream, target, opts, pause, prog)
             except Paused as exc:
@@ -307,7 +326,6 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     """
     from ..transfer.export import select_segments
     from ..transfer.import_ import ImportOptions, import_archive
-    from ..transfer.progress import Progress
     from ..transfer.reader import load_chain
 
     url = parse_stream_url(dest, need="stream")
@@ -324,7 +342,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
         if sel is not None or sh is not None:
             opts.segments = select_segments(load_chain(target).numbers, sel, sh)
         _check_not_paused(pause)
-        with Progress("import", progress) as prog:
+        with _progress("import", progress) as prog:
             try:
                 summary = import_archive(target, store, url.scope, url.stream, opts, pause, prog)
             except Paused as exc:

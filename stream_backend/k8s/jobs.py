@@ -39,6 +39,8 @@ CONTAINER_NAME = "stream-backend"
 DEFAULT_IMAGE = f"stream-backend:{__version__}"
 #: where the image expects the local store (also its VOLUME); the --pvc is mounted here
 STORE_MOUNT = "/data/store"
+#: where Kubernetes mounts a pod's ServiceAccount token
+SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: the image's non-root user (numeric, so runAsNonRoot can be verified by the kubelet)
 RUN_AS_USER = 10001
 
@@ -140,6 +142,9 @@ class TransferSpec:
     to_time: str | None = None
     timeout: float | None = None
     extra_labels: dict = field(default_factory=dict)
+    #: NAMESPACE/PLURAL/NAME the pods report progress to (the operator's resource): mounts
+    #: the ServiceAccount's token, which only then is in the pod
+    status_resource: str | None = None
 
 
 def memory_bytes(spec: TransferSpec) -> int:
@@ -334,6 +339,9 @@ def _env(spec: TransferSpec, stream_protocol: str, archive_scheme: str) -> tuple
         env.append({"name": settings.CONTROLLER_ENV, "value": spec.controller})
     if spec.shards is not None:
         env.append({"name": settings.SHARDS_ENV, "value": str(spec.shards)})
+    if spec.status_resource:
+        env += [{"name": settings.K8S_STATUS_ENV, "value": spec.status_resource},
+                {"name": settings.K8S_TOKEN_DIR_ENV, "value": SERVICE_ACCOUNT_MOUNT}]
     env_from = []
     if spec.s3_secret:
         # the Secret must hold the first two keys; the others are used when present
@@ -420,7 +428,7 @@ def build(spec: TransferSpec) -> dict:
     pod_spec = {
         "restartPolicy": "Never",  # podFailurePolicy requires it; the Job makes new pods
         "terminationGracePeriodSeconds": spec.grace_period,
-        "automountServiceAccountToken": False,
+        "automountServiceAccountToken": bool(spec.status_resource),
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,

@@ -114,6 +114,7 @@ def ensure_job(body, spec, namespace, patch, **_):
     except StreamBackendError as exc:
         _fail(body, patch, "InvalidSpec", str(exc))
         return
+    _ensure_worker_rbac(namespace, tspec.service_account)
     kopf.adopt(manifest, owner=dict(body))
     batch = client.BatchV1Api(_api())
     create = batch.create_namespaced_cron_job if manifest["kind"] == "CronJob" else batch.create_namespaced_job
@@ -126,6 +127,18 @@ def ensure_job(body, spec, namespace, patch, **_):
     if not (body.get("status") or {}).get("phase"):
         patch.status.update(phase="Pending", kind=manifest["kind"], jobName=tspec.name, archive=tspec.archive,
                             conditions=_conditions(body, "Pending", "Created", f"{manifest['kind']} {tspec.name}"))
+
+
+def _ensure_worker_rbac(namespace: str, account: str) -> None:
+    core, rbac = client.CoreV1Api(_api()), client.RbacAuthorizationV1Api(_api())
+    create = {"ServiceAccount": core.create_namespaced_service_account, "Role": rbac.create_namespaced_role,
+              "RoleBinding": rbac.create_namespaced_role_binding}
+    for obj in resources.worker_rbac(namespace, account):
+        try:
+            create[obj["kind"]](namespace, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
 
 @kopf.on.field(GROUP, VERSION, "streamexports", field="spec.suspend")
@@ -148,24 +161,49 @@ def suspend_changed(body, new, namespace, **_):
 @kopf.timer(GROUP, VERSION, "streamimports", interval=REFRESH_SECONDS)
 def refresh(body, status, namespace, patch, **_):
     """Bring the status up to date with the Job and its pods."""
-    if status.get("phase") == "Failed" and status.get("conditions") and not status.get("jobName"):
-        return  # refused spec: nothing runs
+    scheduled = bool((body.get("spec") or {}).get("schedule"))
+    if status.get("phase") in ("Succeeded", "Failed") and not scheduled:
+        return  # a finished one-off Job (or a refused spec) changes no more
     name = resources.job_name(dict(body))
     batch, core = client.BatchV1Api(_api()), client.CoreV1Api(_api())
-    job = _current_job(batch, namespace, name, bool((body.get("spec") or {}).get("schedule")))
+    job = _current_job(batch, namespace, name, scheduled)
     if job is None:
         return
     new = _job_status(job, _pods(core, namespace, job.metadata.name))
-    if (body.get("spec") or {}).get("schedule"):
+    if new["_phase"] in ("Running", "Paused") and status.get("shardProgress"):
+        new["progress"] = _sum_progress(status["shardProgress"])
+    if scheduled:
         new["lastRunTime"] = job.metadata.creation_timestamp.isoformat()
     phase, reason, message = new.pop("_phase"), new.pop("_reason"), new.pop("_message")
     if phase != status.get("phase"):
         new["conditions"] = _conditions(body, phase, reason, message)
         _event(body, phase, message or reason, warning=phase == "Failed")
     new["phase"] = phase
-    changed = {k: v for k, v in new.items() if status.get(k) != v}
+    changed = {k: v for k, v in new.items() if _differs(status.get(k), v)}
     if changed:
         patch.status.update(changed)
+
+
+def _differs(old, new) -> bool:
+    """Would merge-patching ``new`` over ``old`` change it? (None deletes; absent is None.)"""
+    if isinstance(new, dict):
+        return not isinstance(old, dict) or any(_differs(old.get(k), v) for k, v in new.items())
+    return old != new
+
+
+def _sum_progress(shards: dict) -> dict:
+    """The run's progress from its pods' entries: counts summed, the ETA of the slowest."""
+    total = {k: sum(e.get(k) or 0 for e in shards.values())
+             for k in ("eventsDone", "eventsTotal", "bytesDone", "bytesTotal", "rateBytesPerSecond")}
+    if total["bytesTotal"]:
+        total["percent"] = round(100.0 * total["bytesDone"] / total["bytesTotal"], 1)
+    elif total["eventsTotal"]:
+        total["percent"] = round(100.0 * total["eventsDone"] / total["eventsTotal"], 1)
+    etas = [e["etaSeconds"] for e in shards.values() if e.get("etaSeconds") is not None]
+    if etas:
+        left = int(round(max(etas)))
+        total.update(etaSeconds=float(left), eta=f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}")
+    return total
 
 
 def _current_job(batch, namespace: str, name: str, scheduled: bool):
@@ -215,7 +253,10 @@ def _job_status(job, pods: list) -> dict:
         out["shards"] = shards
     if "Complete" in conds:
         out["completionTime"] = st.completion_time.isoformat() if st.completion_time else None
-        out["progress"] = {"percent": 100.0, "eventsDone": out.get("events"), "bytesDone": out.get("bytes")}
+        # null clears what the running pods reported (a merge patch keeps absent keys)
+        out["progress"] = {"percent": 100.0, "eventsDone": out.get("events"), "eventsTotal": out.get("events"),
+                           "bytesDone": out.get("bytes"), "bytesTotal": out.get("bytes"), "eta": None,
+                           "etaSeconds": None, "rateBytesPerSecond": None}
         out.update(_phase="Succeeded", _reason="Complete", _message=f"run {out.get('run')}: "
                    f"{out.get('events')} events, {out.get('bytes')} bytes")
     elif "Failed" in conds:

@@ -15,6 +15,9 @@ from .names import dns_name, label_value
 GROUP = "stream-backend.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+PLURALS = {"StreamExport": "streamexports", "StreamImport": "streamimports"}
+#: the ServiceAccount a resource's pods run as unless its spec names one
+WORKER_ACCOUNT = "stream-backend-worker"
 
 _S, _I, _N, _B = ({"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"})
 
@@ -52,7 +55,8 @@ _SHARD = {"type": "object", "properties": {"index": _I, "phase": _S, "exitCode":
 STATUS = {"type": "object", "properties": {
     "phase": {"type": "string", "enum": PHASES}, "conditions": {"type": "array", "items": _CONDITION},
     "jobName": _S, "kind": _S, "archive": _S, "run": _I, "events": _I, "bytes": _I, "complete": _B,
-    "progress": _PROGRESS, "lastError": _S, "shards": {"type": "array", "items": _SHARD},
+    "progress": _PROGRESS, "shardProgress": {"type": "object", "additionalProperties": _PROGRESS},
+    "lastError": _S, "shards": {"type": "array", "items": _SHARD},
     "startTime": {"type": "string", "format": "date-time"}, "completionTime": {"type": "string", "format": "date-time"},
     "lastRunTime": {"type": "string", "format": "date-time"}, "observedGeneration": _I}}
 _COLUMNS = [
@@ -125,6 +129,26 @@ def transfer_spec(resource: dict, location: dict | None = None) -> TransferSpec:
         values.setdefault("s3_secret", location.get("credentialsSecret"))
     else:
         archive = spec.get("archive") or ""
+    values.setdefault("service_account", WORKER_ACCOUNT)
     return TransferSpec(op=op, archive=archive, kind="CronJob" if spec.get("schedule") else "Job",
                         name=job_name(resource), namespace=meta["namespace"], suspend=bool(spec.get("suspend")),
-                        extra_labels={f"{GROUP}/{kind.lower()}": label_value(meta["name"])}, **values)
+                        extra_labels={f"{GROUP}/{kind.lower()}": label_value(meta["name"])},
+                        status_resource=f"{meta['namespace']}/{PLURALS[kind]}/{meta['name']}", **values)
+
+
+def worker_rbac(namespace: str, account: str) -> list[dict]:
+    """What a resource's pods may do with the API: patch the status of the resources they
+    report to, nothing else. (The operator makes these in each namespace it serves.)"""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": WORKER_ACCOUNT, "namespace": namespace},
+            "rules": [{"apiGroups": [GROUP], "resources": [f"{p}/status" for p in PLURALS.values()],
+                       "verbs": ["get", "patch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": f"{WORKER_ACCOUNT}-{account}"[:253], "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": WORKER_ACCOUNT},
+               "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}
+    out = [role, binding]
+    if account == WORKER_ACCOUNT:
+        out.insert(0, {"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": WORKER_ACCOUNT, "namespace": namespace}})
+    return out

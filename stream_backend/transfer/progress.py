@@ -33,8 +33,10 @@ class Progress:
     #: this long without a byte moving, the progress says so
     STALL_AFTER = 10.0
 
-    def __init__(self, op: str, mode: str = "auto", stream=None, clock=time.monotonic):
+    def __init__(self, op: str, mode: str = "auto", stream=None, clock=time.monotonic, sinks=()):
         self.op = op
+        #: callables given every snapshot the reporter makes (a pod's status reporter)
+        self.sinks = list(sinks)
         self._clock = clock
         self.stream = stream or sys.stderr
         if mode == "auto":
@@ -117,7 +119,7 @@ class Progress:
 
     # -- reporting ------------------------------------------------------------------
     def start(self) -> "Progress":
-        if self.mode == "none":
+        if self.mode == "none" and not self.sinks:
             return self
         if self.mode == "bar":
             from rich.console import Console
@@ -150,6 +152,8 @@ class Progress:
         snap = self.snapshot()
         if not snap["total_bytes"] and not snap["total_events"]:
             return  # nothing planned yet (or nothing to do): no line that would claim 100 %
+        for sink in self.sinks:
+            sink(snap)
         if self.mode == "json":
             try:
                 self.stream.write(json.dumps(snap, separators=(",", ":")) + "\n")
@@ -182,7 +186,7 @@ class Progress:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if self.mode != "none":
+        if self.mode != "none" or self.sinks:
             self.emit()
         if self._bar is not None:
             self._bar.stop()

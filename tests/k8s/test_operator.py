@@ -153,6 +153,10 @@ def test_suspend_pauses_mid_way_and_resume_finishes_the_same_archive(k8s_cluster
     status = wait_until("phase Paused", lambda: (s := _status(custom, k8s_namespace, "paused")).get("phase") == "Paused"
                    and s, timeout=60)
     assert not core.list_namespaced_pod(k8s_namespace, field_selector="status.phase=Running").items
+    progress = wait_until("the paused pod's progress", lambda: _status(custom, k8s_namespace, "paused").get("progress"),
+                          timeout=30)  # reported by the pod itself, through its ServiceAccount
+    assert 0 < progress["percent"] < 100 and 0 < progress["eventsDone"] < progress["eventsTotal"], progress
+    assert progress["eventsTotal"] == SEGMENTS * EVENTS_PER_SEGMENT
     assert {h["uid"]: h["exit"] for h in node.history}[pod.metadata.uid] == 75  # paused at a checkpoint
     custom.patch_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", "paused",
                                           {"spec": {"suspend": False}})

@@ -48,12 +48,22 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
         "--parallelism", "2", "--controller", "tcp://pravega-controller:9090", "--image",
         "registry.example/stream-backend:0.2", "--compression", "zstd", "--s3-secret", "s3-creds",
         "--endpoint-url", "http://minio.storage:9000", "--name", job_name(resource), "--namespace", "backups",
-        "--active-deadline", "0", "--ttl-after-finished", "-1"])
+        "--active-deadline", "0", "--ttl-after-finished", "-1", "--service-account", "stream-backend-worker"])
     assert cli.exit_code == 0, cli.output
     from_cli = yaml.safe_load(cli.stdout)
     label = "stream-backend.io/streamexport"
     assert from_resource["metadata"]["labels"].pop(label) == "nightly-events"
     assert from_resource["spec"]["template"]["metadata"]["labels"].pop(label) == "nightly-events"
+    # what the operator adds: the pods report progress to their resource, with the token of
+    # a ServiceAccount that may patch only that status
+    pod = from_resource["spec"]["template"]["spec"]
+    assert pod.pop("automountServiceAccountToken") is True
+    env = pod["containers"][0]["env"]
+    reported = [e for e in env if e["name"].startswith("STREAM_BACKEND_K8S_")]
+    assert reported == [{"name": "STREAM_BACKEND_K8S_STATUS", "value": "backups/streamexports/nightly-events"},
+                        {"name": "STREAM_BACKEND_K8S_TOKEN_DIR", "value": jobs.SERVICE_ACCOUNT_MOUNT}]
+    pod["containers"][0]["env"] = [e for e in env if e not in reported]
+    assert from_cli["spec"]["template"]["spec"].pop("automountServiceAccountToken") is False
     assert from_resource == from_cli
 
 

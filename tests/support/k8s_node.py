@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -231,11 +232,38 @@ class ProcessNode:
                 path = self.claims[claim]
             elif v.host_path is not None:
                 path = Path(v.host_path.path)
+            elif v.projected is not None:  # the ServiceAccount token volume admission adds
+                path = work / "volumes" / m.name
+                self._project(pod, v.projected, path)
             else:  # emptyDir and anything else: a directory of the pod's own
                 path = work / "volumes" / m.name
             path.mkdir(parents=True, exist_ok=True)
             out[m.mount_path.rstrip("/") or "/"] = path
         return out
+
+    def _project(self, pod, projected, path: Path) -> None:
+        """Write a projected volume's files: a bound ServiceAccount token, ConfigMap keys
+        (the cluster's CA), downward-API fields (the namespace)."""
+        path.mkdir(parents=True, exist_ok=True)
+        meta = pod.metadata
+        for src in projected.sources or []:
+            if src.service_account_token is not None:
+                t = src.service_account_token
+                spec = {"expirationSeconds": t.expiration_seconds or 3600,
+                        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta.name, "uid": meta.uid}}
+                if t.audience:
+                    spec["audiences"] = [t.audience]
+                token = self.core.create_namespaced_service_account_token(
+                    pod.spec.service_account_name or "default", meta.namespace, {"spec": spec}).status.token
+                (path / t.path).write_text(token)
+            elif src.config_map is not None:
+                data = self._config_map(meta.namespace, src.config_map.name, optional=src.config_map.optional)
+                for item in src.config_map.items or [{"key": k, "path": k} for k in data]:
+                    key, rel = (item["key"], item["path"]) if isinstance(item, dict) else (item.key, item.path)
+                    (path / rel).write_text(data.get(key, ""))
+            elif src.downward_api is not None:
+                for item in src.downward_api.items or []:
+                    (path / item.path).write_text(self._field(pod, item.field_ref.field_path))
 
     @staticmethod
     def _rewrite(value: str, mounts: dict[str, Path]) -> str:
@@ -248,6 +276,8 @@ class ProcessNode:
 
     def _environment(self, pod, container, mounts) -> dict[str, str]:
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+        api = urlsplit(self.api_client.configuration.host)  # as a kubelet tells every pod
+        env.update(KUBERNETES_SERVICE_HOST=api.hostname, KUBERNETES_SERVICE_PORT=str(api.port))
         env.update(self.env)
         ns = pod.metadata.namespace
         for src in container.env_from or []:
