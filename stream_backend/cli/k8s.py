@@ -241,17 +241,25 @@ def cronjob_import(archive, dest, **opts):
 
 
 @k8s.command("install")
-def install():
-    """Print the custom resource definitions: StreamExport, StreamImport, ArchiveLocation.
+@click.option("--image", envvar=settings.IMAGE_ENV, default=None,
+              help="The operator's image, and the image of the Jobs it makes [env STREAM_BACKEND_IMAGE].")
+@click.option("--namespace", "-n", default=None, help="The operator's namespace [default: stream-backend-system].")
+@click.option("--crds-only", is_flag=True, help="Only the custom resource definitions.")
+def install(image, namespace, crds_only):
+    """Print the CRDs (StreamExport, StreamImport, ArchiveLocation), the operator's
+    least-privilege RBAC and its Deployment.
 
     \b
     Example:
-      stream-backend k8s install | kubectl apply -f -
-      kubectl get streamexports    # phase, percent, ETA, run, last run, age
+      stream-backend k8s install --image registry.example/stream-backend:0.2 | kubectl apply -f -
+      kubectl get streamexports -A    # phase, percent, ETA, run, last run, age
     """
-    from ..k8s.resources import definitions
+    from ..k8s import install as inst
 
-    click.echo("---\n".join(k8smod.to_yaml(d) for d in definitions()), nl=False)
+    if not crds_only and not image:
+        raise UsageError("--image is required (the operator's image; --crds-only prints only the CRDs)")
+    docs = inst.manifests(image, namespace or inst.DEFAULT_NAMESPACE, crds_only)
+    click.echo("---\n".join(k8smod.to_yaml(d) for d in docs), nl=False)
 
 
 @main.command("operator")

@@ -55,11 +55,44 @@ def _wait_for_garbage_collector(api) -> None:
           [c.metadata.name for c in core.list_namespaced_config_map("default").items], timeout=180, every=0.5)
 
 
+@pytest.fixture(scope="session")
+def operator_kubeconfig(k8s_cluster, crds, tmp_path_factory):
+    """A kubeconfig with the token of the operator's ServiceAccount, bound to the
+    ClusterRole `stream-backend k8s install` prints: the operator runs with exactly the
+    rights it ships with, so a missing one fails these tests."""
+    import json
+
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from stream_backend.k8s.install import DEFAULT_NAMESPACE, OPERATOR, operator_rbac
+
+    api = k8s_cluster.api_client()
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    create = {"ServiceAccount": lambda o: core.create_namespaced_service_account(DEFAULT_NAMESPACE, o),
+              "ClusterRole": rbac.create_cluster_role, "ClusterRoleBinding": rbac.create_cluster_role_binding}
+    for obj in [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEFAULT_NAMESPACE}}]:
+        try:
+            core.create_namespace(obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    for obj in operator_rbac(DEFAULT_NAMESPACE):
+        create[obj["kind"]](obj)
+    token = core.create_namespaced_service_account_token(
+        OPERATOR, DEFAULT_NAMESPACE, {"spec": {"expirationSeconds": 24 * 3600}}).status.token
+    config = json.loads(k8s_cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token}}]
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture
-def operator(k8s_cluster, k8s_namespace, crds, tmp_path):
+def operator(operator_kubeconfig, k8s_namespace, tmp_path):
     """`stream-backend operator` for the test's namespace, as a process of its own."""
     log = open(tmp_path / "operator.log", "wb")
-    env = dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig), STREAM_BACKEND_OPERATOR_REFRESH="0.5",
+    env = dict(os.environ, KUBECONFIG=str(operator_kubeconfig), STREAM_BACKEND_OPERATOR_REFRESH="0.5",
                STREAM_BACKEND_IMAGE="registry.example/stream-backend:test")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("stream-backend")), "operator", "-n", k8s_namespace],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -179,3 +212,22 @@ def test_a_spec_the_generator_refuses_fails_with_one_line(k8s_cluster, k8s_names
                    timeout=60)
     assert status["phase"] == "Failed" and "memory" in status["lastError"] and "\n" not in status["lastError"]
     assert not batch.list_namespaced_job(k8s_namespace).items
+
+
+def test_kustomization_sets_one_image_for_the_operator_and_its_jobs(k8s_cluster, tmp_path):
+    """`kubectl apply -k deploy/` with the user's image: the operator runs it and makes
+    its Jobs with it (the replacement in deploy/kustomization.yaml)."""
+    import shutil
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    work = tmp_path / "deploy"
+    shutil.copytree(deploy, work, ignore=shutil.ignore_patterns("examples"))
+    text = (work / "kustomization.yaml").read_text()
+    (work / "kustomization.yaml").write_text(text.replace('newTag: "0.1.0"', 'newTag: "9.9.9"'))
+    out = k8s_cluster.kubectl("kustomize", str(work)).stdout
+    (deployment,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].endswith(":9.9.9")
+    assert {e["name"]: e["value"] for e in container["env"]}["STREAM_BACKEND_IMAGE"] == container["image"]

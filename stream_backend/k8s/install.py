@@ -1,0 +1,72 @@
+"""What `stream-backend k8s install` prints: the CRDs, the operator's least-privilege RBAC
+(a ClusterRole bound to its ServiceAccount) and its Deployment."""
+
+from __future__ import annotations
+
+from .jobs import RUN_AS_USER
+from .resources import GROUP, PLURALS, definitions
+
+OPERATOR = "stream-backend-operator"
+DEFAULT_NAMESPACE = "stream-backend-system"
+LIVENESS_PORT = 8080
+
+
+def operator_rules() -> list[dict]:
+    """Everything the operator does, and nothing more: it reads its resources and writes
+    their status, makes and steers their Jobs, reads pods (termination messages), posts
+    Events, and gives each namespace's workers the one Role they need."""
+    plurals = list(PLURALS.values())
+    return [
+        {"apiGroups": [GROUP], "resources": [*plurals, "archivelocations"], "verbs": ["get", "list", "watch", "patch"]},
+        # the pods' Role (worker_rbac) grants get/patch on these; granting needs holding them
+        {"apiGroups": [GROUP], "resources": [f"{p}/status" for p in plurals], "verbs": ["get", "patch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch", "create", "patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create"]},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
+        # kopf itself: it follows which resources and namespaces exist
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ]
+
+
+def operator_rbac(namespace: str) -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": OPERATOR},
+         "rules": operator_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": OPERATOR},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR},
+         "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": namespace}]},
+    ]
+
+
+def operator_deployment(namespace: str, image: str) -> dict:
+    labels = {"app.kubernetes.io/name": OPERATOR}
+    container = {
+        "name": "operator", "image": image, "args": ["operator", "--liveness",
+                                                     f"http://0.0.0.0:{LIVENESS_PORT}/healthz"],
+        "env": [{"name": "STREAM_BACKEND_IMAGE", "value": image}],  # the image of the Jobs it makes
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": LIVENESS_PORT}, "periodSeconds": 30},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": OPERATOR, "namespace": namespace,
+                                                                         "labels": labels},
+            # one replica: kopf has no leader election in standalone mode; Recreate keeps it one
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "serviceAccountName": OPERATOR, "containers": [container],
+                         "volumes": [{"name": "tmp", "emptyDir": {}}]}}}}
+
+
+def manifests(image: str | None, namespace: str = DEFAULT_NAMESPACE, crds_only: bool = False) -> list[dict]:
+    out = definitions()
+    if not crds_only:
+        out += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                *operator_rbac(namespace), operator_deployment(namespace, image)]
+    return out
