@@ -231,3 +231,64 @@ def test_kustomization_sets_one_image_for_the_operator_and_its_jobs(k8s_cluster,
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].endswith(":9.9.9")
     assert {e["name"]: e["value"] for e in container["env"]}["STREAM_BACKEND_IMAGE"] == container["image"]
+
+
+def test_operator_killed_mid_run_loses_nothing_then_an_import_restores(
+        k8s_cluster, k8s_namespace, operator_kubeconfig, process_node, source_store, tmp_path):
+    """SIGKILL the operator while its export runs: a new one picks the resource up and
+    the status reaches Succeeded. A StreamImport of that archive then restores every event
+    into a new stream."""
+    import signal
+
+    from kubernetes import client
+
+    from stream_backend.stores.local import LocalStore
+
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    restored = tmp_path / "restored-store"
+    restored.mkdir()
+    node = process_node(claims={"streams": source_store, "backups": archive.parent, "restored": restored},
+                        env={"STREAM_BACKEND_PROGRESS_INTERVAL": "0.05"})
+    api = k8s_cluster.api_client()
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+
+    def start_operator(name):
+        log = open(tmp_path / f"{name}.log", "wb")
+        env = dict(os.environ, KUBECONFIG=str(operator_kubeconfig), STREAM_BACKEND_OPERATOR_REFRESH="0.5",
+                   STREAM_BACKEND_IMAGE="registry.example/stream-backend:test")
+        return subprocess.Popen([str(Path(sys.executable).with_name("stream-backend")), "operator",
+                                 "-n", k8s_namespace], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    first = start_operator("operator-1")
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports",
+                                           _export_resource("killed", archive))
+    wait_until("the export's pod", lambda: node.history)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = start_operator("operator-2")
+    try:
+        status = wait_until("phase Succeeded", lambda: (s := _status(custom, k8s_namespace, "killed")).get("phase")
+                            in ("Succeeded", "Failed") and s)
+        assert status["phase"] == "Succeeded" and status["events"] == SEGMENTS * EVENTS_PER_SEGMENT, status
+        restore = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamImport", "metadata": {"name": "restore"},
+                   "spec": {"archive": f"file://{archive}", "destination": "stream://k8s/restored", "pvc": "restored",
+                            "archivePvc": "backups", "archiveMount": str(archive.parent)}}
+        custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamimports", restore)
+        imported = wait_until("the import to finish", lambda: (s := custom.get_namespaced_custom_object(
+            GROUP, VERSION, k8s_namespace, "streamimports", "restore").get("status") or {}).get("phase")
+            in ("Succeeded", "Failed") and s)
+        assert imported["phase"] == "Succeeded", imported
+        assert imported["events"] == SEGMENTS * EVENTS_PER_SEGMENT
+    finally:
+        second.terminate()
+        second.wait(timeout=20)
+    src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
+    try:
+        for seg in range(SEGMENTS):
+            assert ([(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
+                    == [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg)])
+    finally:
+        src.close()
+        dst.close()
+    assert {"Created", "Succeeded"} <= set(_reasons(core, k8s_namespace, "restore"))
