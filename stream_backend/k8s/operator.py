@@ -102,9 +102,12 @@ def _conditions(body, phase: str, reason: str, message: str) -> list[dict]:
 @kopf.on.create(GROUP, VERSION, "streamexports")
 @kopf.on.resume(GROUP, VERSION, "streamimports")
 @kopf.on.create(GROUP, VERSION, "streamimports")
-def ensure_job(body, spec, namespace, patch, **_):
+def ensure_job(body, spec, status, namespace, patch, **_):
     """Create the resource's Job (or CronJob) unless it exists; a spec the generator
-    refuses is Failed at once, with its one-line reason."""
+    refuses is Failed at once, with its one-line reason. A finished one-off resource is
+    left as it is when the operator restarts (its Job may be gone: no second run)."""
+    if status.get("phase") in ("Succeeded", "Failed") and not spec.get("schedule"):
+        return
     location = _location(namespace, spec)
     try:
         tspec = resources.transfer_spec(dict(body), location)
