@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from fsspec.spec import AbstractFileSystem
 
 from .. import settings
@@ -28,12 +26,10 @@ class PravegaFileSystem(StreamFileSystem):
         **kwargs,
     ):
         AbstractFileSystem.__init__(self, **kwargs)
-        self._store_options = {"controller": controller}
+        options = {"controller": controller}
         if timeout is not None:
-            self._store_options["timeout"] = float(timeout)
-        self.event_size = event_size
-        self._store = None
-        self._store_lock = threading.Lock()
+            options["timeout"] = float(timeout)
+        self._init_store(options, event_size)
 
     @classmethod
     def _resolve_options(cls, kwargs: dict) -> dict:

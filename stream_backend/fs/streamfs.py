@@ -75,9 +75,14 @@ class StreamFileSystem(AbstractFileSystem, metaclass=_ResolvingCached):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._store_options: dict[str, Any] = {"root": root}
+        options: dict[str, Any] = {"root": root}
         if max_event_size is not None:
-            self._store_options["max_event_size"] = int(max_event_size)
+            options["max_event_size"] = int(max_event_size)
+        self._init_store(options, event_size)
+
+    def _init_store(self, options: dict[str, Any], event_size: int | None) -> None:
+        """The store is opened on first use, with these options."""
+        self._store_options = options
         self.event_size = event_size
         self._store = None
         self._store_lock = threading.Lock()

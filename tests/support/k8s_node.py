@@ -309,25 +309,24 @@ class ProcessNode:
         return {k: self._rewrite(v, mounts) for k, v in env.items()}
 
     def _secret(self, ns: str, name: str, optional: bool | None) -> dict[str, str]:
-        try:
-            data = self.core.read_namespaced_secret(name, ns).data or {}
-        except ApiException as exc:
-            if exc.status == 404 and optional:
-                return {}
-            if exc.status == 404:
-                raise ConfigError(f'secret "{name}" not found') from None
-            raise
+        data = self._data("secret", self.core.read_namespaced_secret, ns, name, optional)
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
     def _config_map(self, ns: str, name: str, optional: bool | None) -> dict[str, str]:
+        return self._data("configmap", self.core.read_namespaced_config_map, ns, name, optional)
+
+    @staticmethod
+    def _data(kind: str, read, ns: str, name: str, optional: bool | None) -> dict[str, str]:
+        """A Secret's or ConfigMap's data; a missing one is {} when optional, else what a
+        kubelet reports as CreateContainerConfigError."""
         try:
-            return dict(self.core.read_namespaced_config_map(name, ns).data or {})
+            return dict(read(name, ns).data or {})
         except ApiException as exc:
-            if exc.status == 404 and optional:
+            if exc.status != 404:
+                raise
+            if optional:
                 return {}
-            if exc.status == 404:
-                raise ConfigError(f'configmap "{name}" not found') from None
-            raise
+            raise ConfigError(f'{kind} "{name}" not found') from None
 
     @staticmethod
     def _field(pod, path: str) -> str:
