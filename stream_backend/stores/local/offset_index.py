@@ -177,9 +177,10 @@ def walk_headers(fd: int, pos: int, seq: int, foff: int, end_pos: int, where: st
         n = len(buf)
         o = 0
         while o + records.HEADER_SIZE <= n:
-            _crc, ln, s, f, _ts, kl, mg, fl = records.HEADER.unpack_from(buf, o)
-            if mg != records.MAGIC or s != seq or f != foff or fl & ~records.FLAG_KEY:
+            head = records.decode(buf, o, seq, foff)
+            if head is None:
                 raise CorruptionError(f"damaged record header in {where} at byte {pos + o}")
+            ln, kl = head[1], head[3]
             yield pos + o, seq, foff, ln
             o += records.HEADER_SIZE + kl + ln
             seq += 1

@@ -22,7 +22,7 @@ from ..base import Event, SegmentInfo
 from .files import seg_name
 from . import offset_index, records
 from .offset_index import SparseIndex
-from .records import HEADER, HEADER_SIZE, MAGIC
+from .records import HEADER_SIZE, decode, extent
 
 #: how much log a reader reads per system call
 READ_CHUNK = 1024 * 1024
@@ -221,8 +221,7 @@ class SegmentView:
         raw = os.pread(self.fd, HEADER_SIZE, pos)
         if len(raw) != HEADER_SIZE:
             return False
-        _c, _ln, s, f, _ts, _kl, mg, _fl = HEADER.unpack_from(raw, 0)
-        if mg != MAGIC or s != seq or f != foff:
+        if decode(raw, 0, seq, foff) is None:
             return False
         self._verified_entries.add(i)
         return True
@@ -327,7 +326,6 @@ class SegmentView:
         ``_gather`` (one more copy, same checks).
         """
         fd = self.fd
-        unpack = HEADER.unpack_from
         end_pos = self.end_pos
         shape = self.shape
         retried = False
@@ -336,10 +334,10 @@ class SegmentView:
                 raw = os.pread(fd, HEADER_SIZE, pos)
                 if len(raw) != HEADER_SIZE:
                     raise self.corrupt(pos, "log shorter than its verified length")
-                _c, ln, _s, _f, _t, kl, mg, _fl = unpack(raw, 0)
-                if mg != MAGIC:
+                head = decode(raw, 0, seq, foff)
+                if head is None:
                     raise self.corrupt(pos, "bad record header")
-                shape = (kl, ln)
+                shape = (head[3], head[1])
             kl, ln = shape
             if ln < DIRECT_MIN_EVENT:
                 break
@@ -383,9 +381,10 @@ class SegmentView:
             progressed = False
             for r in range(len(sums)):
                 h = r * hk
-                crc, ln_r, s, f_r, _ts, kl_r, mg, _fl = unpack(heads, h)
-                if mg != MAGIC or s != seq or f_r != foff:
+                head = decode(heads, h, seq, foff)
+                if head is None:
                     raise self.corrupt(pos, "bad record header")
+                crc, ln_r, _ts, kl_r, _fl = head
                 if ln_r != ln or kl_r != kl:
                     shape = (kl_r, ln_r)
                     break
@@ -422,7 +421,6 @@ class SegmentView:
 
     def _gather(self, parts: list, pos: int, seq: int, foff: int, offset: int, stop: int) -> None:
         fd = self.fd
-        unpack = HEADER.unpack_from
         # log bytes per file-view byte so far (headers, keys): read about what is needed
         ratio = self.end_pos / self.end_foff if self.end_foff else 2.0
         want = int((stop - foff) * ratio * 1.01) + 4096
@@ -432,13 +430,14 @@ class SegmentView:
             mv = memoryview(buf)
             o = 0
             while offset < stop and o + HEADER_SIZE <= n:
-                crc, ln, s, f, _ts, kl, mg, _fl = unpack(buf, o)
-                if mg != MAGIC or s != seq or f != foff:
+                head = decode(buf, o, seq, foff)
+                if head is None:
                     raise self.corrupt(pos + o, "bad record header")
+                crc, ln, _ts, kl, _fl = head
                 end = o + HEADER_SIZE + kl + ln
-                if f > offset:  # cannot happen with a checked index: never guess
+                if foff > offset:  # cannot happen with a checked index: never guess
                     raise self.corrupt(pos + o, f"index points past offset {offset}")
-                if f + ln <= offset:  # wholly before the range: skip unread
+                if foff + ln <= offset:  # wholly before the range: skip unread
                     o = end
                     seq += 1
                     foff += ln
@@ -448,19 +447,18 @@ class SegmentView:
                 if crc32c(mv[o + 4 : end]) != crc:
                     raise self.corrupt(pos + o, "checksum mismatch")
                 p0 = o + HEADER_SIZE + kl
-                a = offset - f
-                b = min(stop - f, ln)
+                a = offset - foff
+                b = min(stop - foff, ln)
                 parts.append(mv[p0 + a : p0 + b])
                 if b < ln:
-                    self.cache = (f, mv[p0 : p0 + ln])
-                offset = f + b
+                    self.cache = (foff, mv[p0 : p0 + ln])
+                offset = foff + b
                 o = end
                 seq += 1
                 foff += ln
             if o == 0 and n >= HEADER_SIZE:
                 # one record larger than what was read: read all of it
-                _c, ln, _s, _f, _t, kl, _m, _fl = unpack(buf, 0)
-                want = HEADER_SIZE + kl + ln
+                want = extent(buf, 0)
                 continue
             if n == 0:
                 raise self.corrupt(pos, "log shorter than its verified length")
@@ -486,7 +484,6 @@ class SegmentView:
 def parse_events(v: SegmentView, fd: int, pos: int, seq: int, foff: int, from_seq: int, limit: int):
     """Yield ``(events, pos, seq, foff)`` batches for seqs below ``limit`` (all verified
     once already, so any failure here is corruption)."""
-    unpack = HEADER.unpack_from
     segment = v.segment
     need = READ_CHUNK
     while seq < limit:
@@ -497,26 +494,26 @@ def parse_events(v: SegmentView, fd: int, pos: int, seq: int, foff: int, from_se
         out = []
         append = out.append
         while seq < limit and o + HEADER_SIZE <= n:
-            crc, ln, s, f, ts, kl, mg, fl = unpack(buf, o)
-            if mg != MAGIC or s != seq or f != foff:
+            head = decode(buf, o, seq, foff)
+            if head is None:
                 raise v.corrupt(pos + o, "bad record header")
+            crc, ln, ts, kl, fl = head
             end = o + HEADER_SIZE + kl + ln
             if end > n:
                 break
-            if s >= from_seq:
+            if seq >= from_seq:
                 if crc32c(mv[o + 4 : end]) != crc:
                     raise v.corrupt(pos + o, "checksum mismatch")
                 p0 = o + HEADER_SIZE + kl
                 key = buf[o + HEADER_SIZE : p0].decode("utf-8", "replace") if fl else None
-                append(Event(segment, s, buf[p0:end], key, f, ts / 1e9))
+                append(Event(segment, seq, buf[p0:end], key, foff, ts / 1e9))
             o = end
             seq += 1
             foff += ln
         if o == 0:
             if n < HEADER_SIZE:
                 raise v.corrupt(pos, "log shorter than its verified length")
-            _c, ln, _s, _f, _t, kl, _m, _fl = unpack(buf, 0)
-            need = HEADER_SIZE + kl + ln
+            need = extent(buf, 0)
             continue
         need = READ_CHUNK
         pos += o

@@ -27,6 +27,7 @@ from crc32c import crc32c
 
 HEADER = struct.Struct("<IIQQQHBB")
 HEADER_SIZE = HEADER.size  # 36
+_unpack = HEADER.unpack_from
 MAGIC = 0xA5
 FLAG_KEY = 0x01
 MAX_KEY_BYTES = 0xFFFF
@@ -65,6 +66,23 @@ def encode_parts(
     return struct.pack("<I", crc) + head[4:] + kb, payload
 
 
+def decode(buf, o: int, seq: int, foff: int):
+    """The header of the record that must sit at ``buf[o:]`` (seq ``seq``, file offset
+    ``foff``) as ``(crc, payload length, append time ns, key length, flags)``, or None when
+    the bytes there are not that record. ``buf[o:]`` must hold HEADER_SIZE bytes."""
+    crc, ln, s, f, ts, kl, mg, fl = _unpack(buf, o)
+    if mg != MAGIC or s != seq or f != foff or fl & ~FLAG_KEY or ln > MAX_PAYLOAD:
+        return None
+    return crc, ln, ts, kl, fl
+
+
+def extent(buf, o: int) -> int:
+    """Bytes the record at ``buf[o:]`` spans (header, key and payload), from its header:
+    how much to read to hold the whole of a record larger than a read chunk."""
+    _c, ln, _s, _f, _t, kl, _m, _fl = _unpack(buf, o)
+    return HEADER_SIZE + kl + ln
+
+
 def check(buf, o: int, n: int, seq: int, foff: int, verify: bool = True):
     """Classify the record at ``buf[o:]`` (``n`` = valid length of buf).
 
@@ -73,19 +91,13 @@ def check(buf, o: int, n: int, seq: int, foff: int, verify: bool = True):
     """
     if o + HEADER_SIZE > n:
         return INCOMPLETE, o + HEADER_SIZE, 0, 0, 0, 0, "incomplete header"
-    crc, ln, s, f, ts, kl, mg, fl = HEADER.unpack_from(buf, o)
-    if mg != MAGIC or fl & ~FLAG_KEY or ln > MAX_PAYLOAD:
-        return BAD, o, 0, 0, 0, 0, "bad record header"
-    if s != seq or f != foff:
-        return (
-            BAD,
-            o,
-            0,
-            0,
-            0,
-            0,
-            f"record says seq {s} offset {f}, expected seq {seq} offset {foff}",
-        )
+    head = decode(buf, o, seq, foff)
+    if head is None:
+        _c, _l, s, f, _t, _k, mg, fl = _unpack(buf, o)
+        if mg != MAGIC or fl & ~FLAG_KEY or _l > MAX_PAYLOAD:
+            return BAD, o, 0, 0, 0, 0, "bad record header"
+        return BAD, o, 0, 0, 0, 0, f"record says seq {s} offset {f}, expected seq {seq} offset {foff}"
+    crc, ln, ts, kl, fl = head
     end = o + HEADER_SIZE + kl + ln
     if end > n:
         return INCOMPLETE, end, ln, ts, kl, fl, "incomplete record"
