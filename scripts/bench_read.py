@@ -30,18 +30,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from benchlib.util import drop_cache  # noqa: E402
 from stream_backend.stores.local import LocalStore  # noqa: E402
 
 MiB = 1 << 20
-
-
-def drop_cache(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def build(root: str, plain: str, size: int, ev: int) -> None:

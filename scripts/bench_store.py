@@ -29,34 +29,18 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from benchlib.util import drop_cache  # noqa: E402
+from stream_backend.errors import UsageError  # noqa: E402
 from stream_backend.stores.local import LocalStore  # noqa: E402
-
-UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+from stream_backend.units import human_size as human  # noqa: E402
+from stream_backend.units import parse_size as _parse_size  # noqa: E402
 
 
 def parse_size(text: str) -> int:
-    text = text.strip().upper().rstrip("B").rstrip("I")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
-def drop_cache(path: str) -> None:
-    """Evict one file's pages (clean pages only; the file was fsync'ed)."""
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+        return _parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def timed(fn) -> float:
@@ -263,7 +247,10 @@ def main() -> None:
     )
     ap.add_argument("--keep", action="store_true", help="keep the data afterwards")
     args = ap.parse_args()
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    except argparse.ArgumentTypeError as exc:
+        ap.error(f"--sizes: {exc}")
     base = args.dir or tempfile.mkdtemp(prefix="bench-store-", dir="/var/tmp")
     os.makedirs(base, exist_ok=True)
     root = os.path.join(base, "store")

@@ -19,6 +19,23 @@ from .util import MiB, dir_bytes, drop_file, median, run_measured
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.py")
 
 
+
+def _export_to_dir(ctx, url: str, prefix: str):
+    """A ``repeat`` maker: run i exports ``url`` into a fresh directory, whose size is
+    recorded before it is dropped."""
+
+    def make(i):
+        dest = ctx.tmp(f"{prefix}-{i}")
+
+        def after(run):
+            run.extra["stored_bytes"] = dir_bytes(dest)
+            drop_file(dest)
+
+        return [ctx.sb, "export", url, "file://" + dest, "--progress", "none"], ctx.env(), after
+
+    return make
+
+
 def _safe(ctx: Context, tool: str, role: str, command: str, body) -> dict:
     """Run one tool's measurement; turn a missing piece or a failure into a row saying so."""
     try:
@@ -280,20 +297,7 @@ def case_export(ctx: Context) -> dict:
     def ours_file():
         s = ctx.stream("s1g", p.big, p.event_size)
         ctx.need("export")
-
-        def make(i):
-            dest = ctx.tmp(f"export-file-{i}")
-
-            def after(run):
-                run.extra["stored_bytes"] = dir_bytes(dest)
-                drop_file(dest)
-
-            return (
-                [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"],
-                ctx.env(),
-                after,
-            )
-
+        make = _export_to_dir(ctx, s["url"], "export-file")
         runs = repeat(ctx, "stream-backend -> file://", make, p.slow_runs, p.warmup, server_pids=[])
         return tool_result(
             "stream-backend -> file://", "baseline", fcommand, runs, nbytes=p.big, warmup=p.warmup
@@ -465,20 +469,7 @@ def case_small_events(ctx: Context) -> dict:
 
     def ours():
         ctx.need("export")
-
-        def make(i):
-            dest = ctx.tmp(f"small-export-{i}")
-
-            def after(run):
-                run.extra["stored_bytes"] = dir_bytes(dest)
-                drop_file(dest)
-
-            return (
-                [ctx.sb, "export", s["url"], "file://" + dest, "--progress", "none"],
-                ctx.env(),
-                after,
-            )
-
+        make = _export_to_dir(ctx, s["url"], "small-export")
         runs = repeat(ctx, "stream-backend", make, p.runs, p.warmup, server_pids=[])
         return tool_result(
             "stream-backend", "ours", command, runs, nbytes=nbytes, events=n, warmup=p.warmup

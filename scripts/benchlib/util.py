@@ -233,6 +233,16 @@ def dir_bytes(path: str) -> int:
     return total
 
 
+def drop_cache(path: str) -> None:
+    """Evict one file's pages (clean pages only; the file was fsync'ed)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def drop_file(path: str) -> None:
     try:
         if os.path.isdir(path) and not os.path.islink(path):

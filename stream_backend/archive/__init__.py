@@ -16,7 +16,7 @@ from .format import (
     iter_records,
     read_objects,
 )
-from .packing import PackedObject, SegmentPacker, pack_segment
+from .packing import PackedObject, SegmentPacker
 from .layout import (
     checkpoint_key,
     lease_key,

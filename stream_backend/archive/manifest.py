@@ -92,11 +92,23 @@ def parse_identity(data: bytes, key: str = layout.IDENTITY_KEY) -> dict:
     return unseal(data, key, "archive")
 
 
+class _Sealed:
+    """A document written sealed (``to_doc()`` plus its checksum), which then knows the
+    checksum the next document refers to it by."""
+
+    checksum: str | None
+
+    def serialize(self) -> bytes:
+        data = seal(self.to_doc())
+        self.checksum = json.loads(data)["checksum"]
+        return data
+
+
 # --------------------------------------------------------------------------- segment parts
 
 
 @dataclass
-class SegmentPart:
+class SegmentPart(_Sealed):
     """One segment's share of one run: the events ``[from_seq, to_seq)`` and their objects."""
 
     run: int
@@ -143,10 +155,6 @@ class SegmentPart:
         doc.update(self.body())
         return doc
 
-    def serialize(self) -> bytes:
-        data = seal(self.to_doc())
-        self.checksum = json.loads(data)["checksum"]
-        return data
 
     @classmethod
     def from_body(cls, run: int, d: dict, key: str, checksum: str | None = None) -> "SegmentPart":
@@ -245,7 +253,7 @@ def _shape(d, key: str) -> dict | None:
 
 
 @dataclass
-class RunManifest:
+class RunManifest(_Sealed):
     run: int
     previous: dict | None  # {"run", "key", "checksum"} of the previous run, or None
     source: dict
@@ -298,10 +306,6 @@ class RunManifest:
             doc["reader_groups"] = _positions_doc(self.reader_groups)
         return doc
 
-    def serialize(self) -> bytes:
-        data = seal(self.to_doc())
-        self.checksum = json.loads(data)["checksum"]
-        return data
 
     @classmethod
     def parse(cls, data: bytes, key: str = "<run manifest>") -> "RunManifest":

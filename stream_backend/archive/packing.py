@@ -146,7 +146,25 @@ class PackedObject:
 
 
 class SegmentPacker:
-    """Packs the events of one segment into data objects; see :func:`pack_segment`."""
+    """Pack one segment's events into data objects, yielded one at a time.
+
+    ``events`` yields events with increasing seqs, starting with event ``start_seq``
+    (whose first ``start_offset`` bytes are skipped: they ended the previous object);
+    events with seq >= ``end_seq`` are not packed (the first of them is read from the
+    iterator and dropped, so pass an iterator that may be read one event past the end).
+    Each yielded :class:`PackedObject`
+    must be drained (``chunks()``/``parts()``) before the next one is asked for.
+
+    ``object_size`` bounds the raw (uncompressed) record bytes of an object: an object
+    holds as many records as fit, and the event that does not fit is split. An object
+    exceeds the target only when not even a record with one payload byte fits into an
+    empty object (target smaller than header + routing key + 1).
+
+    Resuming at an object boundary — ``start_seq, start_offset = info.end_seq,
+    info.end_offset`` of the last finished object — yields exactly the objects (keys and
+    bytes) an uninterrupted run would have yielded after it. The end position of the
+    last object is ``(end_seq, 0)``, or ``(last seq + 1, 0)`` when ``end_seq`` is None.
+    """
 
     def __init__(
         self,
@@ -335,34 +353,3 @@ class SegmentPacker:
             first_offset=obj.first_offset, end_seq=end_seq, end_offset=end_offset, records=records,
             payload_bytes=payload_bytes, first_time=first_time, last_time=last_time, index=index,
         )
-
-
-def pack_segment(
-    events: Iterable[Any],
-    segment: int,
-    start_seq: int = 0,
-    start_offset: int = 0,
-    object_size: int = settings.DEFAULT_OBJECT_SIZE,
-    compression: str = "none",
-    end_seq: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> SegmentPacker:
-    """Pack one segment's events into data objects, yielded one at a time.
-
-    ``events`` yields events with increasing seqs, starting with event ``start_seq``
-    (whose first ``start_offset`` bytes are skipped: they ended the previous object);
-    events with seq >= ``end_seq`` are not packed (the first of them is read from the
-    iterator and dropped, so pass an iterator that may be read one event past the end). Each yielded :class:`PackedObject`
-    must be drained (``chunks()``/``parts()``) before the next one is asked for.
-
-    ``object_size`` bounds the raw (uncompressed) record bytes of an object: an object
-    holds as many records as fit, and the event that does not fit is split. An object
-    exceeds the target only when not even a record with one payload byte fits into an
-    empty object (target smaller than header + routing key + 1).
-
-    Resuming at an object boundary — ``start_seq, start_offset = info.end_seq,
-    info.end_offset`` of the last finished object — yields exactly the objects (keys and
-    bytes) an uninterrupted run would have yielded after it. The end position of the
-    last object is ``(end_seq, 0)``, or ``(last seq + 1, 0)`` when ``end_seq`` is None.
-    """
-    return SegmentPacker(events, segment, start_seq, start_offset, object_size, compression, end_seq, chunk_size)

@@ -49,8 +49,9 @@ EXIT_PAUSED = 75  # Paused / WriterBusyError: resumable, retry without counting
 #: removed (exiting): only the kubelet sends SIGTERM, so this is a disruption too
 EXIT_SIGTERM = 128 + 15
 #: exit codes that a retry cannot fix: usage, corrupt data / newer format, a source, archive
-#: or bucket that does not exist (a retry every 10, 20, 40... s would only hide it), foreign target
-EXIT_FAIL_FAST = (64, 65, 66, 73)
+#: or bucket that does not exist, a foreign target, no permission to read or write (a retry
+#: every 10, 20, 40... s would only hide it)
+EXIT_FAIL_FAST = (64, 65, 66, 73, 77)
 
 LABEL_PREFIX = "stream-backend"
 

@@ -77,7 +77,9 @@ def _location(namespace: str, spec: dict) -> dict | None:
 
 def _fail(body, patch, reason: str, message: str) -> None:
     line = message.strip().splitlines()[0] if message.strip() else reason
-    patch.status.update(phase="Failed", lastError=line, conditions=_conditions(body, "Failed", reason, line))
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    patch.status.update(phase="Failed", lastError=line, completionTime=now,
+                        conditions=_conditions(body, "Failed", reason, line))
     _event(body, reason, line, warning=True)
 
 
@@ -165,8 +167,8 @@ def suspend_changed(body, new, namespace, **_):
 def refresh(body, status, namespace, patch, **_):
     """Bring the status up to date with the Job and its pods."""
     scheduled = bool((body.get("spec") or {}).get("schedule"))
-    if status.get("phase") in ("Succeeded", "Failed") and not scheduled:
-        return  # a finished one-off Job (or a refused spec) changes no more
+    if status.get("completionTime") and not scheduled:
+        return  # a finished one-off Job changes no more
     name = resources.job_name(dict(body))
     batch, core = client.BatchV1Api(_api()), client.CoreV1Api(_api())
     job = _current_job(batch, namespace, name, scheduled)
@@ -175,8 +177,8 @@ def refresh(body, status, namespace, patch, **_):
     new = _job_status(job, _pods(core, namespace, job.metadata.name))
     if new["_phase"] in ("Running", "Paused") and status.get("shardProgress"):
         new["progress"] = _sum_progress(status["shardProgress"])
-    if scheduled:
-        new["lastRunTime"] = job.metadata.creation_timestamp.isoformat()
+    if scheduled:  # jobName stays the CronJob's
+        new.update(lastRunTime=job.metadata.creation_timestamp.isoformat(), lastRunJob=new.pop("jobName"))
     phase, reason, message = new.pop("_phase"), new.pop("_reason"), new.pop("_message")
     if phase != status.get("phase"):
         new["conditions"] = _conditions(body, phase, reason, message)
@@ -265,7 +267,11 @@ def _job_status(job, pods: list) -> dict:
     elif "Failed" in conds:
         why = ((failed[-1].get("error") if failed else None) or conds["Failed"].message
                or conds["Failed"].reason or "Failed").strip().splitlines()[0]
+        out["completionTime"] = conds["Failed"].last_transition_time.isoformat()
         out.update(lastError=why, _phase="Failed", _reason=conds["Failed"].reason or "Failed", _message=why)
+    elif stuck := _stuck(pods):
+        reason, why = stuck
+        out.update(lastError=f"{reason}: {why}", _phase="Failed", _reason=reason, _message=f"{reason}: {why}")
     elif job.spec.suspend and not st.active:
         out.update(_phase="Paused", _reason="Suspended", _message="spec.suspend is true: pods stopped at a checkpoint")
     elif st.active:
@@ -273,6 +279,23 @@ def _job_status(job, pods: list) -> dict:
     else:
         out.update(_phase="Pending", _reason="Waiting", _message="no pod running yet")
     return {k: v for k, v in out.items() if v is not None}
+
+
+#: why a kubelet will not start a container that only a change to the spec or to what it
+#: names can fix (a missing Secret or ConfigMap, an unusable image name)
+STUCK_REASONS = frozenset({"CreateContainerConfigError", "InvalidImageName"})
+
+
+def _stuck(pods: list) -> tuple[str, str] | None:
+    """(reason, message) of a pod whose container cannot start: the run is Failed, with
+    that one line, while the kubelet waits for the fix (once made, the pod starts and the
+    status follows it)."""
+    for pod in pods:
+        for cs in pod.status.container_statuses or []:
+            waiting = cs.state and cs.state.waiting
+            if waiting and waiting.reason in STUCK_REASONS:
+                return waiting.reason, (waiting.message or waiting.reason).strip().splitlines()[0]
+    return None
 
 
 def _shards(job, pods: list) -> list[dict]:

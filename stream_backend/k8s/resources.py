@@ -58,7 +58,7 @@ STATUS = {"type": "object", "properties": {
     "progress": _PROGRESS, "shardProgress": {"type": "object", "additionalProperties": _PROGRESS},
     "lastError": _S, "shards": {"type": "array", "items": _SHARD},
     "startTime": {"type": "string", "format": "date-time"}, "completionTime": {"type": "string", "format": "date-time"},
-    "lastRunTime": {"type": "string", "format": "date-time"}, "observedGeneration": _I}}
+    "lastRunTime": {"type": "string", "format": "date-time"}, "lastRunJob": _S, "observedGeneration": _I}}
 _COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Percent", "type": "number", "jsonPath": ".status.progress.percent"},

@@ -8,7 +8,7 @@ last complete run, a new run starts at ``last + 1``. Each segment's share of a r
 ``[previous run's to_seq, tail_seq)``, the tail read when that share starts (or
 ``--to-seq``), so the totals — and progress and ETA — are fixed at the start.
 
-Exactly once. Objects are packed by ``archive.pack_segment`` from a start position
+Exactly once. Objects are packed by ``archive.SegmentPacker`` from a start position
 only; the checkpoint keeps the objects already durable, so after any interruption
 the same objects (keys and bytes) are produced from the checkpoint's position. On S3,
 a multipart upload left by a killed exporter is adopted and its matching parts reused.
@@ -27,10 +27,10 @@ from typing import Iterator
 
 from ..archive import (
     RunManifest,
+    SegmentPacker,
     SegmentPart,
     build_run_manifest,
     build_segment_part,
-    pack_segment,
     parse_identity,
     parse_reader_group,
     run_manifest_key,
@@ -402,7 +402,7 @@ class Exporter:
             seq, off = cp.position
             if events is None:
                 events = self.store.read_events(self.scope, self.stream, cp.segment, from_seq=seq, to_seq=cp.to_seq)
-            packer = pack_segment(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
+            packer = SegmentPacker(events, cp.segment, seq, off, cp.object_size, cp.compression, end_seq=cp.to_seq,
                                   chunk_size=opts.part_size)  # parts come out exact: no re-cut
             pending: deque = deque()  # (packed object, future, upload, bytes credited) in order
             ratio = 1.0  # payload / stored bytes of the last object: what a part is worth in progress

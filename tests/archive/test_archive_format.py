@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stream_backend.archive import format as fmt
 from stream_backend.archive.format import HEADER_SIZE, iter_events, iter_records, read_objects
-from stream_backend.archive.packing import pack_segment
+from stream_backend.archive.packing import SegmentPacker
 from stream_backend.archive.layout import object_key, parse_object_key
 from stream_backend.errors import CorruptionError, FormatVersionError, StreamBackendError
 
@@ -37,7 +37,7 @@ def event_lists(draw, max_events=25, max_payload=900):
 
 def pack_all(events, segment=0, **kw):
     objs = []
-    for o in pack_segment(events, segment, **kw):
+    for o in SegmentPacker(events, segment, **kw):
         objs.append((o.key, o.read(), o.info))
     return objs
 
@@ -173,7 +173,7 @@ def test_parts_are_exact_and_memory_is_bounded():
     payload = b"p" * 200_000
     events = [(i, payload) for i in range(20)]  # 4 MB over objects of 1 MiB
     sizes, peak = [], 0
-    for o in pack_segment(iter(events), 0, object_size=1 << 20, chunk_size=64 * 1024):
+    for o in SegmentPacker(iter(events), 0, object_size=1 << 20, chunk_size=64 * 1024):
         parts = []
         for part in o.parts(300_000):
             parts.append(len(part))
@@ -184,7 +184,7 @@ def test_parts_are_exact_and_memory_is_bounded():
 
 
 def test_undrained_object_refuses_next():
-    packer = iter(pack_segment([(0, b"a" * 100), (1, b"b" * 100)], 0, object_size=100))
+    packer = iter(SegmentPacker([(0, b"a" * 100), (1, b"b" * 100)], 0, object_size=100))
     next(packer)
     with pytest.raises(RuntimeError, match="drain"):
         next(packer)
@@ -242,7 +242,7 @@ def test_packing_a_large_object_keeps_memory_bounded(compression):
     tracemalloc.start()
     try:
         total = 0
-        for o in pack_segment(events(), 0, object_size=32 << 20, compression=compression, chunk_size=256 * 1024):
+        for o in SegmentPacker(events(), 0, object_size=32 << 20, compression=compression, chunk_size=256 * 1024):
             for part in o.parts(1 << 20):
                 total += len(part)
             assert o.info.payload_bytes == 48 * len(payload)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stream_backend.archive import layout
 from stream_backend.archive.format import FORMAT_VERSION
-from stream_backend.archive.packing import pack_segment
+from stream_backend.archive.packing import SegmentPacker
 from stream_backend.archive.manifest import (
     ArchiveReader,
     RunManifest,
@@ -35,7 +35,7 @@ SOURCE = {"store": "stream", "scope": "sc", "stream": "st", "segments": 2}
 
 def make_part(run, segment, events, object_size=300, compression="none", to_seq=None):
     infos = []
-    for o in pack_segment(events, segment, start_seq=events[0][0] if events else 0, object_size=object_size,
+    for o in SegmentPacker(events, segment, start_seq=events[0][0] if events else 0, object_size=object_size,
                           compression=compression, end_seq=to_seq):
         o.read()
         infos.append(o.info)
@@ -132,7 +132,7 @@ def write_chain(fs, prefix, runs=3):
     for r in range(1, runs + 1):
         events = [(seq + i, bytes([r]) * (100 * i)) for i in range(4)]
         part = make_part(r, 0, events, to_seq=seq + 4)
-        for o in pack_segment(events, 0, start_seq=seq, object_size=300, end_seq=seq + 4):
+        for o in SegmentPacker(events, 0, start_seq=seq, object_size=300, end_seq=seq + 4):
             fs.pipe_file(f"{prefix}/{o.key}", o.read())
         fs.pipe_file(f"{prefix}/{part.key}", part.serialize())
         m = build_run_manifest(r, [part], SOURCE, previous=prev)

@@ -9,7 +9,7 @@ import uuid
 import fsspec
 import pytest
 
-from stream_backend.archive import build_run_manifest, build_segment_part, pack_segment, serialize_identity
+from stream_backend.archive import SegmentPacker, build_run_manifest, build_segment_part, serialize_identity
 from stream_backend.errors import CorruptionError, FormatVersionError, NotFoundError
 from stream_backend.fs.archivefs import ArchiveFileSystem
 
@@ -42,7 +42,7 @@ def write_archive(fs, prefix, runs, object_size=2048, compression="none"):
         for s, evs in segs.items():
             end = start[s] + len(evs)
             infos = []
-            for o in pack_segment(evs, s, start_seq=start[s], object_size=object_size, compression=compression,
+            for o in SegmentPacker(evs, s, start_seq=start[s], object_size=object_size, compression=compression,
                                   end_seq=end):
                 with fs.open(f"{prefix}/{o.key}", "wb") as f:
                     for chunk in o.chunks():

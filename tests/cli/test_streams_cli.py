@@ -15,6 +15,8 @@ import pytest
 from stream_backend import errors as E
 from stream_backend.units import human_size, parse_size
 
+from support import writer_held_elsewhere
+
 from .conftest import CLI
 
 def _all_commands():
@@ -263,31 +265,9 @@ def test_store_root_not_usable_exit_77(cli, tmp_path):
 
 def test_second_writer_exit_75(cli, store_root):
     cli("create", "stream://s/t")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys
-            from stream_backend.stores import open_store
-            w = open_store("stream", root={str(store_root)!r}).writer("s", "t")
-            print("ready", flush=True)
-            sys.stdin.read()
-            w.close()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with writer_held_elsewhere(store_root, "s", "t"):
         res = cli("write", "stream://s/t", input=b"x", code=E.WriterBusyError.exit_code)
         assert "writer" in res.stderr
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
-        holder.stdout.close()
     cli("write", "stream://s/t", input=b"x")
 
 

@@ -18,6 +18,8 @@ from stream_backend import errors as E
 from stream_backend.fs.pravegafs import PravegaFileSystem
 from stream_backend.fs.streamfs import StreamFileSystem
 
+from support import writer_held_elsewhere
+
 from .conftest import SMALL_EVENT
 
 PY = sys.executable
@@ -257,34 +259,10 @@ def test_close_acknowledges_events_a_crashing_process_wrote(store_root):
 
 
 def test_second_writer_is_refused_while_a_file_is_open(sfs, store_root):
-    holder = subprocess.Popen(
-        [
-            PY,
-            "-c",
-            textwrap.dedent(f"""
-            import sys
-            from stream_backend.stores import open_store
-            s = open_store("stream", root={str(store_root)!r}, max_event_size={SMALL_EVENT})
-            s.create_stream("s", "t", exist_ok=True)
-            w = s.writer("s", "t")
-            print("ready", flush=True)
-            sys.stdin.read()
-            w.close()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with writer_held_elsewhere(store_root, "s", "t", max_event_size=SMALL_EVENT):
         with pytest.raises(OSError) as exc:
             sfs.open("s/t", "ab")
         assert isinstance(exc.value, E.WriterBusyError)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
-        holder.stdout.close()
     with sfs.open("s/t", "ab") as f:  # free again once the holder left
         f.write(b"x")
     assert sfs.cat("s/t") == b"x"

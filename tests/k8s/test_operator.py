@@ -292,3 +292,109 @@ def test_operator_killed_mid_run_loses_nothing_then_an_import_restores(
         src.close()
         dst.close()
     assert {"Created", "Succeeded"} <= set(_reasons(core, k8s_namespace, "restore"))
+
+
+def _settled(custom, ns, name, plural="streamexports", **match):
+    def check():
+        s = custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name).get("status") or {}
+        return s if s.get("phase") in ("Succeeded", "Failed") and all(s.get(k) == v for k, v in match.items()) else None
+    return check
+
+
+def test_bad_specs_fail_with_one_line_and_no_retry(k8s_cluster, k8s_namespace, operator, process_node, source_store,
+                                                  tmp_path):
+    """An unknown stream, an archive that cannot be created and a missing Secret: each is
+    Failed with its one-line reason, after one attempt (no pod retried every 10, 20, 40 s)."""
+    from kubernetes import client
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "a-file").write_text("not a directory")
+    node = process_node(claims={"streams": source_store, "backups": backups})
+    api = k8s_cluster.api_client()
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    bad = {
+        "unknown-stream": _export_resource("unknown-stream", backups / "one", source="stream://k8s/nosuch"),
+        "unwritable": _export_resource("unwritable", backups / "a-file" / "archive", archiveMount=str(backups)),
+        "no-secret": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamExport", "metadata": {"name": "no-secret"},
+                      "spec": {"source": "stream://k8s/events", "archive": "s3://bucket/events", "pvc": "streams",
+                               "endpointUrl": "http://127.0.0.1:9", "s3Secret": "absent-creds"}},
+    }
+    for resource in bad.values():
+        custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", resource)
+    failed = {name: wait_until(f"{name} Failed", _settled(custom, k8s_namespace, name), timeout=90) for name in bad}
+    for name, status in failed.items():
+        assert status["phase"] == "Failed" and "\n" not in status["lastError"], (name, status)
+        assert {c["type"]: c["status"] for c in status["conditions"]}["Failed"] == "True"
+        assert "Failed" in _reasons(core, k8s_namespace, name)
+    assert "k8s/nosuch" in failed["unknown-stream"]["lastError"]
+    assert "cannot create archive directory" in failed["unwritable"]["lastError"]
+    assert failed["no-secret"]["lastError"] == 'CreateContainerConfigError: secret "absent-creds" not found'
+    attempts = {}
+    for pod in core.list_namespaced_pod(k8s_namespace).items:
+        owner = pod.metadata.labels.get(f"{GROUP}/streamexport")
+        attempts[owner] = attempts.get(owner, 0) + 1
+    assert attempts == {name: 1 for name in bad}, attempts
+    assert sorted(h["exit"] for h in node.history) == [66, 66]
+
+
+def test_a_schedule_runs_incrementals_and_an_import_restores_a_point_in_time(
+        k8s_cluster, k8s_namespace, operator, process_node, source_store, tmp_path):
+    """`schedule` makes a CronJob: the real CronJob controller starts run 1; new events,
+    then a run started by hand (`kubectl create job --from=cronjob/...`), make run 2 with
+    only the new events; a StreamImport with `toTime` between the runs restores exactly
+    what was there at that time."""
+    import datetime as dt
+
+    from kubernetes import client
+
+    from stream_backend.stores.local import LocalStore
+
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    restored = tmp_path / "restored-store"
+    restored.mkdir()
+    process_node(claims={"streams": source_store, "backups": archive.parent, "restored": restored})
+    api = k8s_cluster.api_client()
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports",
+                                           _export_resource("minutely", archive, schedule="* * * * *"))
+    first = wait_until("the first scheduled run", _settled(custom, k8s_namespace, "minutely", run=1), timeout=150)
+    assert first["phase"] == "Succeeded" and first["kind"] == "CronJob" and first["lastRunTime"], first
+    assert first["events"] == SEGMENTS * EVENTS_PER_SEGMENT
+    cronjob = first["jobName"]
+    custom.patch_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamexports", "minutely",
+                                          {"spec": {"suspend": True}})
+    wait_until("the CronJob suspended", lambda: batch.read_namespaced_cron_job(cronjob, k8s_namespace).spec.suspend)
+    wait_until("no run active", lambda: not any(j.status.active for j in batch.list_namespaced_job(k8s_namespace).items))
+    before = _status(custom, k8s_namespace, "minutely")["run"]
+
+    cut = dt.datetime.now(dt.timezone.utc)
+    wait_until("the clock past the cut", lambda: dt.datetime.now(dt.timezone.utc) > cut)  # coarse clocks
+    store = LocalStore(root=str(source_store))
+    with store.writer("k8s", "events") as w:
+        for i in range(30):
+            w.append(b"late-%d" % i, routing_key="late", segment=i % SEGMENTS)
+    store.close()
+    k8s_cluster.kubectl("create", "job", f"--from=cronjob/{cronjob}", f"{cronjob}-now", "-n", k8s_namespace)
+    second = wait_until("the run started by hand", _settled(custom, k8s_namespace, "minutely", run=before + 1),
+                        timeout=120)
+    assert second["phase"] == "Succeeded" and second["events"] == 30, second
+    assert second["lastRunTime"] > first["lastRunTime"]
+
+    restore = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "StreamImport", "metadata": {"name": "as-of-cut"},
+               "spec": {"archive": f"file://{archive}", "destination": "stream://k8s/restored", "pvc": "restored",
+                        "archivePvc": "backups", "archiveMount": str(archive.parent),
+                        "toTime": cut.isoformat().replace("+00:00", "Z")}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamimports", restore)
+    imported = wait_until("the point-in-time import", _settled(custom, k8s_namespace, "as-of-cut", "streamimports"))
+    assert imported["phase"] == "Succeeded", imported
+    src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
+    try:
+        for seg in range(SEGMENTS):
+            want = [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg)
+                    if e.routing_key != "late"]
+            assert [(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)] == want
+    finally:
+        src.close()
+        dst.close()

@@ -126,7 +126,9 @@ def test_ctrl_c_interrupts_a_hanging_call():
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
         bh.sock.settimeout(60)
-        conn, _ = bh.sock.accept()  # the CLI has connected and now waits for an answer
+        probe, _ = bh.sock.accept()  # the store's quick reachability check, closed at once
+        conn, _ = bh.sock.accept()  # the client's own connection: the call now waits for an answer
+        probe.close()
         p.send_signal(signal.SIGINT)
         t = time.monotonic()
         try:
