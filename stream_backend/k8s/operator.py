@@ -251,7 +251,8 @@ def _job_status(job, pods: list) -> dict:
         # run is complete once one of them found every segment's part in the archive
         totals = [m.get("run_total") or m for m in done]
         out.update(run=max(m.get("run") or 0 for m in done), archive=done[0].get("archive"),
-                   complete=any(m.get("complete") for m in done),
+                   # an export's word (every segment's part is in); an import does not say
+                   complete=any(m.get("complete") for m in done) if any("complete" in m for m in done) else None,
                    events=sum(t.get("events") or 0 for t in totals), bytes=sum(t.get("bytes") or 0 for t in totals))
     shards = _shards(job, pods)
     if shards:

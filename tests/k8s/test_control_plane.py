@@ -10,7 +10,8 @@ import json
 import pytest
 
 from support import wait_until
-from support.jobs import archive_files, job_manifest, progress_lines, uninterrupted_export
+from support.jobs import (EVENTS_PER_SEGMENT, SEGMENTS, archive_files, job_manifest, progress_lines,
+                          uninterrupted_export)
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,51 @@ def test_bad_usage_fails_the_job_at_once(k8s_cluster, k8s_namespace, process_nod
     message = json.loads(terminated.message)
     assert terminated.exit_code == message["exit_code"] and message["event"] == "error"
     assert "no-such-stream" in message["error"] and "\n" not in message["error"]
+
+
+def test_a_killed_pod_is_counted_once_and_its_replacement_resumes(k8s_cluster, k8s_namespace, process_node,
+                                                                   source_store, tmp_path):
+    """kill -9 of a pod's process (an OOM kill, a crash) mid-way, in an Indexed export and
+    then in an Indexed import: the Job controller counts that one failure, its replacement
+    (another pod name, so it waits out the dead pod's lease: exit 75, not counted) resumes,
+    the archive equals an uninterrupted export, and the import restores every event once."""
+    from kubernetes import client
+
+    from stream_backend.stores.local import LocalStore
+
+    reference = tmp_path / "reference" / "archive"
+    uninterrupted_export(source_store, reference)
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    restored = tmp_path / "restored-store"
+    restored.mkdir()
+    node = process_node(claims={"streams": source_store, "backups": archive.parent},
+                        env={"STREAM_BACKEND_PROGRESS_INTERVAL": "0.02", "STREAM_BACKEND_LEASE_TTL": "4"})
+    api = k8s_cluster.api_client()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+
+    def run_killing_one(manifest):
+        name = manifest["metadata"]["name"]
+        batch.create_namespaced_job(k8s_namespace, manifest)
+        victim = wait_until("a pod under way", lambda: _under_way(node, core, k8s_namespace, name))
+        node.kill(victim.metadata.uid)
+        job = wait_until("the Job to finish", lambda: _finished(batch, name, k8s_namespace), timeout=300, every=0.5)
+        conditions = {c.type: c for c in job.status.conditions}
+        assert "Complete" in conditions, {t: (c.reason, c.message) for t, c in conditions.items()}
+        assert job.status.failed == 1, "the kill is one counted failure, the lease waits none"
+        assert {h["uid"]: h["exit"] for h in node.history}[victim.metadata.uid] == 137
+
+    run_killing_one(job_manifest("export", "stream://k8s/events", archive, 3, 3))
+    assert archive_files(archive) == archive_files(reference)
+
+    node.claims["streams"] = restored  # the import's destination claim
+    run_killing_one(job_manifest("import", "stream://k8s/restored", archive, 3, 2))
+    src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
+    try:
+        assert sum(seg.events for seg in dst.stream_info("k8s", "restored").segments) == SEGMENTS * EVENTS_PER_SEGMENT
+        for seg in range(SEGMENTS):
+            assert ([(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
+                    == [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg)])
+    finally:
+        src.close()
+        dst.close()

@@ -389,12 +389,29 @@ def test_a_schedule_runs_incrementals_and_an_import_restores_a_point_in_time(
     custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamimports", restore)
     imported = wait_until("the point-in-time import", _settled(custom, k8s_namespace, "as-of-cut", "streamimports"))
     assert imported["phase"] == "Succeeded", imported
+    assert _restored(source_store, restored, lambda e: e.routing_key != "late")
+
+    # a standby copy catches up: the same destination, imported again to the archive's end
+    catch_up = dict(restore, metadata={"name": "catch-up"}, spec={k: v for k, v in restore["spec"].items()
+                                                                 if k != "toTime"})
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamimports", catch_up)
+    imported = wait_until("the catch-up import", _settled(custom, k8s_namespace, "catch-up", "streamimports"))
+    assert imported["phase"] == "Succeeded" and imported["events"] == SEGMENTS * EVENTS_PER_SEGMENT + 30, imported
+    assert "complete" not in imported  # an export's word: an import's summary does not say it
+    assert _restored(source_store, restored, lambda e: True)
+
+
+def _restored(source_store, restored, keep) -> bool:
+    """Does every segment of k8s/restored hold exactly the source's events that ``keep``?"""
+    from stream_backend.stores.local import LocalStore
+
     src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
     try:
         for seg in range(SEGMENTS):
-            want = [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg)
-                    if e.routing_key != "late"]
-            assert [(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)] == want
+            want = [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg) if keep(e)]
+            got = [(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
+            assert got == want, f"segment {seg}: {len(got)} events restored, {len(want)} expected"
     finally:
         src.close()
         dst.close()
+    return True

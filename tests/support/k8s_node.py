@@ -94,6 +94,14 @@ class ProcessNode:
         for t in self._threads:
             t.join(timeout=10)
 
+    def kill(self, uid: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a running pod's processes from outside, as the kernel's OOM killer or a
+        crash would: no API call, the pod just fails."""
+        with self._lock:
+            r = self._running.get(uid)
+        assert r is not None, f"pod {uid} is not running here"
+        self._signal(r, sig)
+
     def log_of(self, uid: str) -> str:
         """What a running pod has printed so far (stdout and stderr); "" once it is gone."""
         with self._lock:
