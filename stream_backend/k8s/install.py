@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from .jobs import RUN_AS_USER
+from .. import settings
+from .jobs import RUN_AS_USER, SERVICE_ACCOUNT_MOUNT
 from .resources import GROUP, PLURALS, definitions
 
 OPERATOR = "stream-backend-operator"
@@ -47,7 +48,8 @@ def operator_deployment(namespace: str, image: str) -> dict:
     container = {
         "name": "operator", "image": image, "args": ["operator", "--liveness",
                                                      f"http://0.0.0.0:{LIVENESS_PORT}/healthz"],
-        "env": [{"name": "STREAM_BACKEND_IMAGE", "value": image}],  # the image of the Jobs it makes
+        "env": [{"name": settings.IMAGE_ENV, "value": image},  # the image of the Jobs it makes
+                {"name": settings.K8S_TOKEN_DIR_ENV, "value": SERVICE_ACCOUNT_MOUNT}],
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": LIVENESS_PORT}, "periodSeconds": 30},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "readOnlyRootFilesystem": True,

@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from .. import settings
 from ..errors import StreamBackendError
+from ..settings import K8S_TOKEN_DIR_ENV
 from . import jobs, resources
 from .resources import GROUP, VERSION
 
@@ -38,10 +39,31 @@ def _configure(settings: kopf.OperatorSettings, **_):
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP,
                                                                            key="last-handled-configuration")
     settings.posting.enabled = False  # the resource's events are ours (_event), not kopf's chatter
+    _load_config()
+
+
+def _load_config() -> None:
+    """In a pod, the ServiceAccount token where STREAM_BACKEND_K8S_TOKEN_DIR says (a pod's
+    usual path unless set); elsewhere the kubeconfig."""
+    tokens = os.environ.get(K8S_TOKEN_DIR_ENV) or jobs.SERVICE_ACCOUNT_MOUNT
     try:
-        config.load_incluster_config()
+        config.incluster_config.InClusterConfigLoader(
+            token_filename=os.path.join(tokens, "token"), cert_filename=os.path.join(tokens, "ca.crt")).load_and_set()
     except config.ConfigException:
         config.load_kube_config()
+
+
+@kopf.on.login()
+def _login(**_) -> kopf.ConnectionInfo:
+    """kopf's connection from the same configuration as our API calls (kopf's own login
+    would look for the token only at the usual path)."""
+    _load_config()
+    cfg = client.Configuration.get_default_copy()
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+                               scheme=scheme or ("Bearer" if token else None), token=token or None,
+                               certificate_path=cfg.cert_file or None, private_key_path=cfg.key_file or None)
 
 
 def _event(body, reason: str, message: str, warning: bool = False) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from stream_backend.k8s.resources import GROUP, VERSION, definitions
 from support import wait_until
-from support.jobs import EVENTS_PER_SEGMENT, EXPORT_OPTS, SEGMENTS, archive_files, progress_lines, uninterrupted_export
+from support.jobs import (EVENTS_PER_SEGMENT, EXPORT_OPTS, SEGMENTS, archive_files, progress_lines, restored_as_source,
+                          uninterrupted_export)
 
 pytestmark = pytest.mark.slow
 
@@ -242,8 +243,6 @@ def test_operator_killed_mid_run_loses_nothing_then_an_import_restores(
 
     from kubernetes import client
 
-    from stream_backend.stores.local import LocalStore
-
     archive = tmp_path / "backups" / "archive"
     archive.parent.mkdir()
     restored = tmp_path / "restored-store"
@@ -283,14 +282,7 @@ def test_operator_killed_mid_run_loses_nothing_then_an_import_restores(
     finally:
         second.terminate()
         second.wait(timeout=20)
-    src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
-    try:
-        for seg in range(SEGMENTS):
-            assert ([(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
-                    == [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg)])
-    finally:
-        src.close()
-        dst.close()
+    assert restored_as_source(source_store, restored)
     assert {"Created", "Succeeded"} <= set(_reasons(core, k8s_namespace, "restore"))
 
 
@@ -389,7 +381,7 @@ def test_a_schedule_runs_incrementals_and_an_import_restores_a_point_in_time(
     custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "streamimports", restore)
     imported = wait_until("the point-in-time import", _settled(custom, k8s_namespace, "as-of-cut", "streamimports"))
     assert imported["phase"] == "Succeeded", imported
-    assert _restored(source_store, restored, lambda e: e.routing_key != "late")
+    assert restored_as_source(source_store, restored, keep=lambda e: e.routing_key != "late")
 
     # a standby copy catches up: the same destination, imported again to the archive's end
     catch_up = dict(restore, metadata={"name": "catch-up"}, spec={k: v for k, v in restore["spec"].items()
@@ -398,20 +390,5 @@ def test_a_schedule_runs_incrementals_and_an_import_restores_a_point_in_time(
     imported = wait_until("the catch-up import", _settled(custom, k8s_namespace, "catch-up", "streamimports"))
     assert imported["phase"] == "Succeeded" and imported["events"] == SEGMENTS * EVENTS_PER_SEGMENT + 30, imported
     assert "complete" not in imported  # an export's word: an import's summary does not say it
-    assert _restored(source_store, restored, lambda e: True)
+    assert restored_as_source(source_store, restored)
 
-
-def _restored(source_store, restored, keep) -> bool:
-    """Does every segment of k8s/restored hold exactly the source's events that ``keep``?"""
-    from stream_backend.stores.local import LocalStore
-
-    src, dst = LocalStore(root=str(source_store)), LocalStore(root=str(restored))
-    try:
-        for seg in range(SEGMENTS):
-            want = [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg) if keep(e)]
-            got = [(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
-            assert got == want, f"segment {seg}: {len(got)} events restored, {len(want)} expected"
-    finally:
-        src.close()
-        dst.close()
-    return True

@@ -5,6 +5,7 @@ Load as a pytest plugin (``pytest_plugins`` in tests/conftest.py).
 - ``k8s_cluster`` (session): etcd + kube-apiserver + kube-controller-manager on loopback
   (the binaries are built once per version into the user's cache by ``scripts/k8s-testbed
   build``; scripts/test builds them), stopped by PID at the end.
+- ``fresh_k8s_cluster``: another control plane, for one test.
 - ``k8s_namespace``: a fresh namespace per test, its default ServiceAccount ready.
 - ``process_node``: a factory of tests/support/k8s_node.ProcessNode agents, stopped
   (their pods killed) when the test ends.
@@ -14,6 +15,7 @@ Never skipped: if the build or a server fails, the fixture fails with the log ta
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
@@ -42,9 +44,8 @@ class Cluster:
                               capture_output=True, text=True, check=check, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def k8s_cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("k8s")
+@contextlib.contextmanager
+def _testbed(state: Path):
     proc = subprocess.run([str(SCRIPT), "up", "--state", str(state)], capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"k8s-testbed up failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -53,6 +54,20 @@ def k8s_cluster(tmp_path_factory):
         yield Cluster(state, Path(env["KUBECONFIG"]), Path(env["K8S_TESTBED_BIN"]))
     finally:
         subprocess.run([str(SCRIPT), "down", "--state", str(state)], timeout=60)
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(tmp_path_factory):
+    with _testbed(tmp_path_factory.mktemp("k8s")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fresh_k8s_cluster(tmp_path):
+    """A control plane of the test's own, for what must start from nothing (the docs'
+    walkthrough installs cluster-wide objects): about five seconds."""
+    with _testbed(tmp_path / "k8s") as cluster:
+        yield cluster
 
 
 @pytest.fixture

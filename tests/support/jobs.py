@@ -93,3 +93,21 @@ def progress_lines(stderr: str) -> list[dict]:
             except ValueError:
                 pass
     return out
+
+
+def restored_as_source(source_root, restored_root, keep=lambda event: True) -> bool:
+    """Does every segment of k8s/restored (in the store at ``restored_root``) hold exactly
+    the events of k8s/events that ``keep``, in order, with their routing keys?"""
+    from stream_backend.stores.local import LocalStore
+
+    src, dst = LocalStore(root=str(source_root)), LocalStore(root=str(restored_root))
+    try:
+        assert dst.stream_info("k8s", "restored").segment_count == SEGMENTS
+        for seg in range(SEGMENTS):
+            want = [(e.payload, e.routing_key) for e in src.read_events("k8s", "events", seg) if keep(e)]
+            got = [(e.payload, e.routing_key) for e in dst.read_events("k8s", "restored", seg)]
+            assert got == want, f"segment {seg}: {len(got)} events restored, {len(want)} expected"
+    finally:
+        src.close()
+        dst.close()
+    return True

@@ -56,6 +56,7 @@ class _Running:
     workdir: Path
     termination_file: Path
     fallback_to_logs: bool
+    restarts: int = 0
     term_sent: bool = False
 
 
@@ -167,7 +168,7 @@ class ProcessNode:
         if meta.deletion_timestamp is not None:
             if running is not None:
                 self._terminate(running, meta.deletion_grace_period_seconds or 0)
-            elif status.phase in ("Succeeded", "Failed") or done or status.phase == "Pending":
+            else:  # ended, never started, or waiting to restart: no process to stop
                 self._delete_final(pod)
             return
         if running is None and not done and status.phase == "Pending":
@@ -184,7 +185,7 @@ class ProcessNode:
                 raise
 
     # ------------------------------------------------------------------ running a pod
-    def _run(self, pod) -> None:
+    def _run(self, pod, restarts: int = 0) -> None:
         meta = pod.metadata
         container = pod.spec.containers[0]
         work = self.workdir / f"{meta.namespace}-{meta.name}-{meta.uid[:8]}"
@@ -204,7 +205,9 @@ class ProcessNode:
             if v == term_path:
                 env[k] = str(term_file)
         argv = list(container.command or [ENTRYPOINT]) + list(container.args or [])
-        argv = [self._rewrite(a, mounts) for a in argv]
+        # a pod has a network namespace of its own; here every pod shares the host's, so
+        # what a pod binds on every address this node binds on loopback only
+        argv = [self._rewrite(a, mounts).replace("://0.0.0.0:", "://127.0.0.1:") for a in argv]
         if argv[0] == ENTRYPOINT:
             argv[0] = self.cli
         log = open(work / "log", "wb")
@@ -213,7 +216,7 @@ class ProcessNode:
         log.close()
         started = _now()
         r = _Running(meta.uid, meta.name, meta.namespace, proc, started, work, term_file,
-                     container.termination_message_policy == "FallbackToLogsOnError")
+                     container.termination_message_policy == "FallbackToLogsOnError", restarts)
         with self._lock:
             self._running[meta.uid] = r
             self.history.append({"pod": f"{meta.namespace}/{meta.name}", "uid": meta.uid, "exit": None})
@@ -222,7 +225,8 @@ class ProcessNode:
             "conditions": [{"type": t, "status": "True", "lastTransitionTime": started}
                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
             "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": True,
-                                   "started": True, "restartCount": 0, "state": {"running": {"startedAt": started}}}],
+                                   "started": True, "restartCount": restarts,
+                                   "state": {"running": {"startedAt": started}}}],
         })
         t = threading.Thread(target=self._wait, args=(r, pod), name=f"pod-{meta.name}", daemon=True)
         t.start()
@@ -381,8 +385,12 @@ class ProcessNode:
                  "startedAt": r.started, "finishedAt": finished}
         with self._lock:
             for h in self.history:
-                if h["uid"] == r.uid:
+                if h["uid"] == r.uid and h["exit"] is None:
                     h["exit"] = code
+        policy = pod.spec.restart_policy or "Always"
+        if not r.term_sent and not self._stop.is_set() and (policy == "Always" or (policy == "OnFailure" and code)):
+            self._restart(r, pod, state)
+            return
         try:
             self._patch_status(pod, {
                 "phase": "Succeeded" if code == 0 else "Failed",
@@ -404,6 +412,30 @@ class ProcessNode:
         except ApiException:
             return
         if current.metadata.uid == r.uid and current.metadata.deletion_timestamp is not None:
+            self._delete_final(current)
+
+    def _restart(self, r: _Running, pod, state: dict) -> None:
+        """What a kubelet does when a container of a pod that restarts ends: the pod stays,
+        the container starts again after a back-off (10 s, doubling, at most 5 min)."""
+        container = pod.spec.containers[0]
+        self._patch_status(pod, {"containerStatuses": [{
+            "name": container.name, "image": container.image, "imageID": "", "ready": False, "started": False,
+            "restartCount": r.restarts, "lastState": {"terminated": state},
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                  "message": f"back-off restarting failed container {container.name}"}}}]})
+        with self._lock:
+            self._running.pop(r.uid, None)
+        if self._stop.wait(min(10 * 2 ** r.restarts, 300)):
+            return
+        try:
+            current = self.core.read_namespaced_pod(r.name, r.namespace)
+        except ApiException:
+            return
+        if current.metadata.uid == r.uid and current.metadata.deletion_timestamp is None:
+            self._run(current, r.restarts + 1)
+        else:
+            with self._lock:
+                self._finished.add(r.uid)
             self._delete_final(current)
 
     def _delete_final(self, pod) -> None:
