@@ -41,6 +41,7 @@ K8S_STATUS_ENV = "STREAM_BACKEND_K8S_STATUS"
 K8S_TOKEN_DIR_ENV = "STREAM_BACKEND_K8S_TOKEN_DIR"
 #: the container image of generated manifests and of the operator's Jobs
 IMAGE_ENV = "STREAM_BACKEND_IMAGE"
+TOKEN_FILE_ENV = "STREAM_BACKEND_TOKEN_FILE"
 #: the duplicity backend's registration, set by `stream-backend duplicity` for its child
 DUPLICITY_ENV = "STREAM_BACKEND_DUPLICITY"
 

@@ -20,36 +20,6 @@ from .common import config_line, iso_time, opened_store, segment_of, shape_line,
 
 
 
-def _segment_dict(seg) -> dict:
-    return {
-        "segment": seg.segment,
-        "head_seq": seg.head_seq,
-        "tail_seq": seg.tail_seq,
-        "events": seg.events,
-        "length": seg.length,
-        "last_append": seg.last_append,
-        **({"key_range": list(seg.key_range), "epoch": seg.epoch, "predecessors": list(seg.predecessors),
-            "successors": list(seg.successors), "sealed": seg.sealed} if seg.key_range is not None else {}),
-    }
-
-
-def _stream_dict(url_protocol: str, info) -> dict:
-    return {
-        "url": f"{url_protocol}://{info.scope}/{info.stream}",
-        "scope": info.scope,
-        "stream": info.stream,
-        "segment_count": info.segment_count,
-        "events": info.events,
-        "length": info.length,
-        "sealed": info.sealed,
-        "max_event_size": info.max_event_size,
-        "created": info.created,
-        "last_append": info.last_append,
-        "segments": [_segment_dict(s) for s in info.segments],
-        **({"config": info.config} if info.config is not None else {}),
-    }
-
-
 def _scope_streams(store, scope):
     infos = []
     for name in store.list_streams(scope):
@@ -106,7 +76,7 @@ def ls_cmd(url, long_, as_json, root, controller, timeout):
                 )
         elif u.stream is None:
             for info in sorted(_scope_streams(store, u.scope), key=lambda i: i.stream):
-                d = _stream_dict(u.protocol, info)
+                d = info.to_dict(u.protocol)
                 entries.append(
                     {
                         "name": info.stream,
@@ -198,7 +168,7 @@ def info_cmd(url, as_json, root, controller, timeout):
         info = store.stream_info(u.scope, u.stream)
         if u.segment is not None:
             segment_of(info, u, None)  # a clear error for an unknown segment
-        d = _stream_dict(u.protocol, info)
+        d = info.to_dict(u.protocol)
         if u.segment is not None:
             d["segments"] = [s for s in d["segments"] if s["segment"] == u.segment]
         from ..transfer.import_ import import_state

@@ -68,6 +68,15 @@ class SegmentInfo:
     predecessors: tuple[int, ...] = ()
     successors: tuple[int, ...] = ()
 
+    def to_dict(self) -> dict:
+        """The segment as `info --json` and the HTTP API show it."""
+        return {
+            "segment": self.segment, "head_seq": self.head_seq, "tail_seq": self.tail_seq, "events": self.events,
+            "length": self.length, "last_append": self.last_append,
+            **({"key_range": list(self.key_range), "epoch": self.epoch, "predecessors": list(self.predecessors),
+                "successors": list(self.successors), "sealed": self.sealed} if self.key_range is not None else {}),
+        }
+
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -109,6 +118,16 @@ class StreamInfo:
     def last_append(self) -> float | None:
         times = [s.last_append for s in self.segments if s.last_append is not None]
         return max(times) if times else None
+
+    def to_dict(self, protocol: str) -> dict:
+        """The stream as `info --json` and the HTTP API show it (``protocol``: its URL's)."""
+        return {
+            "url": f"{protocol}://{self.scope}/{self.stream}", "scope": self.scope, "stream": self.stream,
+            "segment_count": self.segment_count, "events": self.events, "length": self.length,
+            "sealed": self.sealed, "max_event_size": self.max_event_size, "created": self.created,
+            "last_append": self.last_append, "segments": [s.to_dict() for s in self.segments],
+            **({"config": self.config} if self.config is not None else {}),
+        }
 
 
 class OffsetIndex(Protocol):
