@@ -33,9 +33,8 @@ def parse(header: str | None, size: int) -> list[tuple[int, int]] | None:
             return None
         if first == "":  # the last N bytes
             n = int(last)
-            if n == 0:
-                continue
-            out.append((max(size - n, 0), size))
+            if n and size:  # the last 0 bytes, or any bytes of nothing: none
+                out.append((max(size - n, 0), size))
         else:
             start = int(first)
             stop = size if last == "" else min(int(last) + 1, size)

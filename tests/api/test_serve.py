@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from stream_backend.api import ranges
@@ -153,6 +153,7 @@ def _model(spec: list[tuple[int | None, int | None]], size: int) -> set[int]:
 
 @given(st.integers(0, 300), st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 400)),
                                               st.one_of(st.none(), st.integers(0, 400))), min_size=1, max_size=6))
+@example(size=0, spec=[(None, 1)])  # the last byte of nothing: 416, not an empty 206
 def test_range_parsing_matches_a_model(size, spec):
     spec = [(a, b) for a, b in spec if not (a is None and b is None) and not (a is not None and b is not None and b < a)]
     if not spec:
