@@ -418,13 +418,18 @@ class ProcessNode:
         """What a kubelet does when a container of a pod that restarts ends: the pod stays,
         the container starts again after a back-off (10 s, doubling, at most 5 min)."""
         container = pod.spec.containers[0]
-        self._patch_status(pod, {"containerStatuses": [{
-            "name": container.name, "image": container.image, "imageID": "", "ready": False, "started": False,
-            "restartCount": r.restarts, "lastState": {"terminated": state},
-            "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                  "message": f"back-off restarting failed container {container.name}"}}}]})
         with self._lock:
             self._running.pop(r.uid, None)
+        try:
+            self._patch_status(pod, {"containerStatuses": [{
+                "name": container.name, "image": container.image, "imageID": "", "ready": False, "started": False,
+                "restartCount": r.restarts, "lastState": {"terminated": state},
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                      "message": f"back-off restarting failed container {container.name}"}}}]})
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to restart
+                raise
+            return
         if self._stop.wait(min(10 * 2 ** r.restarts, 300)):
             return
         try:
