@@ -124,6 +124,7 @@ def test_ctrl_c_interrupts_a_hanging_call():
         p = subprocess.Popen(
             [CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
         )
         bh.sock.settimeout(60)
         probe, _ = bh.sock.accept()  # the store's quick reachability check, closed at once
@@ -134,8 +135,13 @@ def test_ctrl_c_interrupts_a_hanging_call():
         try:
             p.wait(10)
         except subprocess.TimeoutExpired:
-            p.kill()
-            pytest.fail("Ctrl-C did not stop a call hanging on the Pravega client")
+            p.send_signal(signal.SIGABRT)  # where it hangs, for whoever reads the failure
+            try:
+                _out, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _out, err = p.communicate()
+            pytest.fail(f"Ctrl-C did not stop a call hanging on the Pravega client; its stacks:\n{err[-8000:]}")
         assert time.monotonic() - t < 2, "Ctrl-C waited for the call instead of cancelling it"
         assert p.returncode != 0
         assert "Traceback" not in p.stderr.read()
