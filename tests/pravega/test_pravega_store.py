@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -119,10 +120,16 @@ def test_cli_unavailable_exit_69_one_line_no_secret(tmp_path):
     assert took < 15
 
 
+#: run a command with SIGINT at its default, as a shell in a terminal starts it: an ignored
+#: SIGINT is inherited across exec, and Python then never turns Ctrl-C into KeyboardInterrupt
+_SIGINT_DEFAULT = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def test_ctrl_c_interrupts_a_hanging_call():
     with _Blackhole() as bh:
         p = subprocess.Popen(
-            [CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
+            [*_SIGINT_DEFAULT, CLI, "ls", "pravega://", "--controller", f"tcp://127.0.0.1:{bh.port}", "--timeout", "120"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
         )
