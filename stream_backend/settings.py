@@ -74,6 +74,13 @@ def platform_store_root() -> str:
     return os.path.join(platformdirs.user_data_dir("stream-backend"), "streams")
 
 
+def platform_requests_dir() -> str:
+    """Where `serve` keeps its export and import requests when --state-dir is not given."""
+    import platformdirs
+
+    return os.path.join(platformdirs.user_state_dir("stream-backend"), "requests")
+
+
 def default_store_root() -> str:
     return store_root() or platform_store_root()
 

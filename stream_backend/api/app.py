@@ -2,38 +2,141 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+import contextlib
+import json
+from typing import Any, AsyncIterator, Iterator
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import NotFoundError, StreamBackendError, UsageError
+from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UsageError
 from ..urls import check_name
 from . import ranges
 from .auth import Tokens
+from .work import FINISHED, KINDS, LocalWorkers
 
 #: bytes read from the store per chunk of a response
 CHUNK = 1 << 20
-_STATUS = {NotFoundError: 404, UsageError: 400}
+#: a request body larger than this is refused (413) before it is read
+MAX_BODY = 64 * 1024
+#: an idle event stream sends a comment this often, so proxies keep it open
+KEEPALIVE_SECONDS = 15.0
+_STATUS = {NotFoundError: 404, UsageError: 400, AlreadyExistsError: 409}
 
 
-def create_app(store, protocol: str, tokens: Tokens | None) -> FastAPI:
+class WorkRequest(BaseModel):
+    """A request for an export or an import: the name makes it idempotent, the spec has
+    the fields of a StreamExport / StreamImport resource."""
+
+    name: str = Field(description="Client-chosen; the same name and spec again is the same request.",
+                      examples=["nightly-orders"])
+    spec: dict[str, Any] = Field(examples=[{"source": "stream://demo/logs", "archiveLocation": "backups",
+                                            "archivePath": "demo/logs"}])
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes, declared or streamed (chunked)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await JSONResponse({"detail": f"request body over {self.limit} bytes"}, 413)(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorkers | None = None) -> FastAPI:
     """The API over one opened store (``protocol``: its URL scheme, ``stream`` or
-    ``pravega``); ``tokens`` None serves without authentication (loopback only)."""
-    app = FastAPI(title="stream-backend", version=__version__, openapi_url="/v1/openapi.json",
-                  docs_url="/v1/docs", redoc_url=None)
+    ``pravega``); ``tokens`` None serves without authentication (loopback only);
+    ``workers`` run export and import requests (none: the request paths answer 404)."""
 
-    def need_read(authorization: str | None = Header(default=None)) -> None:
-        if tokens is None:
-            return
-        if tokens.scopes_of(authorization) is None:  # every scope reads (read is the only one yet)
-            raise HTTPException(401, "a bearer token is needed", headers={"WWW-Authenticate": "Bearer"})
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        import asyncio
+
+        if workers is not None:
+            workers.attach(asyncio.get_running_loop())
+        yield
+        if workers is not None:
+            await asyncio.to_thread(workers.close)
+
+    app = FastAPI(title="stream-backend", version=__version__, openapi_url="/v1/openapi.json",
+                  docs_url="/v1/docs", redoc_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+
+    def need(*scopes: str):
+        """A dependency: the caller's token has one of ``scopes``."""
+
+        def check(authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
+            if tokens is None:
+                return
+            granted = tokens.scopes_of(authorization)
+            if granted is None:
+                raise HTTPException(401, "a bearer token is needed", headers={"WWW-Authenticate": "Bearer"})
+            if not granted & set(scopes):
+                raise HTTPException(403, f"this token lacks the scope {' or '.join(scopes)}")
+
+        return check
+
+    need_read = need("read")
+
+    def runner() -> LocalWorkers:
+        if workers is None:
+            raise NotFoundError("this server runs no export or import requests")
+        return workers
 
     @app.exception_handler(StreamBackendError)
     async def _error(_request: Request, exc: StreamBackendError):
         status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
         return JSONResponse({"detail": str(exc), "exit_code": exc.exit_code}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'malformed request')}"}, status_code=400)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> dict:
+        return {"ok": True}
+
+    @app.get("/v1/locations", dependencies=[Depends(need_read)])
+    def list_locations() -> list[dict]:
+        """The archive locations requests may name."""
+        return [loc.to_dict() for _, loc in sorted(runner().locations.items())]
+
+    @app.get("/v1/locations/{location}/status", dependencies=[Depends(need_read)])
+    def archive_status(location: str, path: str = Query(default="", description="The archive under the location")):
+        """The fields of `stream-backend status --json` for the archive at PATH."""
+        from ..transfer.targets import S3Options, open_target
+        from ..transfer.verify import archive_status as status_of
+
+        loc = runner().locations.get(location)
+        if loc is None:
+            raise NotFoundError(f"no archive location {location!r}")
+        return status_of(open_target(loc.archive(path), S3Options(endpoint_url=loc.endpoint_url)))
+
 
     @app.get("/v1/streams", dependencies=[Depends(need_read)])
     def list_streams() -> list[dict]:
@@ -45,7 +148,8 @@ def create_app(store, protocol: str, tokens: Tokens | None) -> FastAPI:
         """The fields of `stream-backend info --json`."""
         return store.stream_info(check_name("scope", scope), check_name("stream", stream)).to_dict(protocol)
 
-    @app.api_route("/v1/streams/{scope}/{stream}/data", methods=["GET", "HEAD"], dependencies=[Depends(need_read)])
+    @app.head("/v1/streams/{scope}/{stream}/data", dependencies=[Depends(need_read)], operation_id="head_data")
+    @app.get("/v1/streams/{scope}/{stream}/data", dependencies=[Depends(need_read)], operation_id="get_data")
     def data(request: Request, scope: str, stream: str, segment: int | None = Query(default=None, ge=0)):
         """The segment's file view (its payloads back to back, what `cat` prints), with
         Range (one or several), If-Range and an ETag that changes when the stream grows."""
@@ -104,4 +208,79 @@ def create_app(store, protocol: str, tokens: Tokens | None) -> FastAPI:
         return StreamingResponse(iter(()) if head else multipart(), status_code=206, headers=headers,
                                  media_type=f"multipart/byteranges; boundary={boundary}")
 
+    for plural, kind in KINDS.items():
+        app.include_router(_work_routes(plural, kind, need, runner))
     return app
+
+
+def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
+    """/v1/exports or /v1/imports: the token needs that kind's scope (``read`` also reads)."""
+    scope = plural.removesuffix("s")
+    manage, read = [Depends(need(scope))], [Depends(need(scope, "read"))]
+    r = APIRouter(prefix=f"/v1/{plural}", tags=[plural])
+
+    @r.post("", status_code=201, dependencies=manage, operation_id=f"request_{scope}",
+            responses={200: {"description": "The same name and spec were requested before"},
+                       409: {"description": "The name is taken by another spec"}})
+    def submit(body: WorkRequest, response: Response) -> dict:
+        """Request one; it runs as soon as a worker is free."""
+        doc, created = runner().submit(kind, body.name, body.spec)
+        if not created:
+            response.status_code = 200
+        return doc
+
+    @r.get("", dependencies=read, operation_id=f"list_{plural}")
+    def list_work() -> list[dict]:
+        """Every request, with its status."""
+        return runner().list(kind)
+
+    @r.get("/{name}", dependencies=read, operation_id=f"get_{scope}")
+    def get_work(name: str) -> dict:
+        """The request's document: its spec and status (phase, progress, run, error)."""
+        return runner().get(kind, name)
+
+    @r.get("/{name}/events", dependencies=read, response_class=StreamingResponse, operation_id=f"follow_{scope}")
+    async def follow(name: str):
+        """Server-Sent Events: the request's document each time it changes (``event:
+        status``), ending after it Succeeded or Failed (or ``event: deleted``)."""
+        work = runner()
+        work.get(kind, name)  # 404 now, not inside the stream
+
+        async def events() -> AsyncIterator[bytes]:
+            sent = None
+            while True:
+                change = work.changes()
+                try:
+                    doc = work.get(kind, name)
+                except NotFoundError:
+                    yield b"event: deleted\ndata: {}\n\n"
+                    return
+                text = json.dumps(doc, sort_keys=True)
+                if text != sent:
+                    yield f"event: status\ndata: {text}\n\n".encode()
+                    sent = text
+                    if doc["status"].get("phase") in FINISHED:
+                        return
+                if not await work.changed(change, KEEPALIVE_SECONDS):
+                    yield b": keepalive\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @r.post("/{name}/pause", dependencies=manage, operation_id=f"pause_{scope}")
+    def pause(name: str) -> dict:
+        """Stop at a checkpoint (spec.suspend = true); resume continues from it."""
+        return runner().pause(kind, name)
+
+    @r.post("/{name}/resume", dependencies=manage, operation_id=f"resume_{scope}")
+    def resume(name: str) -> dict:
+        """Run a Paused or Failed request again, from its checkpoint."""
+        return runner().resume(kind, name)
+
+    @r.delete("/{name}", dependencies=manage, operation_id=f"cancel_{scope}")
+    def cancel(name: str) -> dict:
+        """Cancel: stop at a checkpoint and forget the request (a new request for the
+        same archive resumes from that checkpoint)."""
+        return runner().cancel(kind, name)
+
+    return r

@@ -1,5 +1,6 @@
 """Bearer tokens for one machine: a token file of ``TOKEN SCOPE[,SCOPE...]`` lines (``#``
-comments), read at start. Scopes: ``read`` (streams' info and data)."""
+comments), read at start. Scopes: ``read`` (streams' info and data, archives' status),
+``export`` and ``import`` (request, follow, pause, resume and cancel that kind of work)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 
-SCOPES = frozenset({"read"})
+SCOPES = frozenset({"read", "export", "import"})
 
 
 @dataclass(frozen=True)

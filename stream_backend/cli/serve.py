@@ -33,18 +33,28 @@ def _loopback(host: str) -> bool:
 @click.argument("store_url", metavar="STORE", required=False, default="stream://")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on.")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None, envvar=settings.TOKEN_FILE_ENV,
-              help="Bearer tokens, one 'TOKEN SCOPE[,SCOPE]' per line (scope: read); needed unless --listen "
-                   "is a loopback address [env STREAM_BACKEND_TOKEN_FILE].")
+              help="Bearer tokens, one 'TOKEN SCOPE[,SCOPE]' per line (scopes: read, export, import); needed "
+                   "unless --listen is a loopback address [env STREAM_BACKEND_TOKEN_FILE].")
+@click.option("--location", "locations", multiple=True, metavar="NAME=URL",
+              help="An archive location requests may name (repeatable), e.g. backups=s3://bucket/prefix.")
+@click.option("--endpoint-url", default=None, help="S3 endpoint of the locations [env AWS_ENDPOINT_URL].")
+@click.option("--workers", default=2, show_default=True, type=int, help="Requests that run at once.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Where requests are kept across restarts [default: the per-user state directory].")
 @store_options
-def serve_cmd(store_url, listen, token_file, root, controller, timeout):
-    """Serve streams over HTTP: info as JSON and each segment's file view with Range
-    requests (so `curl -C -` resumes a download), OpenAPI at /v1/openapi.json.
+def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, state_dir, root, controller, timeout):
+    """Serve streams over HTTP: info as JSON, each segment's file view with Range requests
+    (so `curl -C -` resumes a download), export and import requests with their progress
+    (JSON, Server-Sent Events), pause, resume and cancel. OpenAPI at /v1/openapi.json.
 
     \b
     Example:
-      stream-backend serve --listen 127.0.0.1:8080
+      stream-backend serve --listen 127.0.0.1:8080 --location backups=file:///srv/backups
       curl -s localhost:8080/v1/streams/demo/logs
       curl -C - -o logs.bin 'localhost:8080/v1/streams/demo/logs/data'
+      curl -s -X POST localhost:8080/v1/exports -H 'Content-Type: application/json' \\
+        -d '{"name": "logs-1", "spec": {"source": "stream://demo/logs", "archiveLocation": "backups"}}'
+      curl -sN localhost:8080/v1/exports/logs-1/events
       stream-backend serve --listen 0.0.0.0:8080 --token-file /etc/stream-backend/tokens
     """
     try:
@@ -52,6 +62,7 @@ def serve_cmd(store_url, listen, token_file, root, controller, timeout):
 
         from ..api.app import create_app
         from ..api.auth import Tokens
+        from ..api.work import LocalWorkers, Location
     except ImportError as exc:
         raise UnavailableError(f"serve needs {exc.name}: pip install 'stream-backend[serve]'") from None
     host, port = _host_port(listen)
@@ -59,8 +70,17 @@ def serve_cmd(store_url, listen, token_file, root, controller, timeout):
     if tokens is None and not _loopback(host):
         raise UsageError(f"--listen {listen} reaches beyond this machine: give --token-file")
     u = parse_stream_url(store_url, need="store")
+    named = {}
+    for text in locations:
+        loc = Location.parse(text, endpoint_url)
+        if loc.name in named:
+            raise UsageError(f"--location {loc.name} is given twice")
+        named[loc.name] = loc
+    store_args = [arg for opt, value in (("--root", root), ("--controller", controller), ("--timeout", timeout))
+                  if value is not None for arg in (opt, str(value))]
     with opened_store(u, root, controller, timeout) as store:
+        runner = LocalWorkers(store_args, u.protocol, named, state_dir or settings.platform_requests_dir(), workers)
         click.echo(f"stream-backend: serving {u.protocol}:// on http://{listen}/v1/"
                    f"{'' if tokens else ' (no authentication: loopback only)'}", err=True)
-        uvicorn.run(create_app(store, u.protocol, tokens), host=host, port=port, log_level="warning",
+        uvicorn.run(create_app(store, u.protocol, tokens, runner), host=host, port=port, log_level="warning",
                     server_header=False)

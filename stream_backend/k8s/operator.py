@@ -22,6 +22,7 @@ from .. import settings
 from ..errors import StreamBackendError
 from ..settings import K8S_TOKEN_DIR_ENV
 from . import jobs, resources
+from .status import done_status, finished_progress, succeeded_message, sum_progress
 from .resources import GROUP, VERSION
 
 kopf_logger = logging.getLogger("stream_backend.operator")
@@ -198,7 +199,7 @@ def refresh(body, status, namespace, patch, **_):
         return
     new = _job_status(job, _pods(core, namespace, job.metadata.name))
     if new["_phase"] in ("Running", "Paused") and status.get("shardProgress"):
-        new["progress"] = _sum_progress(status["shardProgress"])
+        new["progress"] = sum_progress(status["shardProgress"])
     if scheduled:  # jobName stays the CronJob's
         new.update(lastRunTime=job.metadata.creation_timestamp.isoformat(), lastRunJob=new.pop("jobName"))
     phase, reason, message = new.pop("_phase"), new.pop("_reason"), new.pop("_message")
@@ -216,21 +217,6 @@ def _differs(old, new) -> bool:
     if isinstance(new, dict):
         return not isinstance(old, dict) or any(_differs(old.get(k), v) for k, v in new.items())
     return old != new
-
-
-def _sum_progress(shards: dict) -> dict:
-    """The run's progress from its pods' entries: counts summed, the ETA of the slowest."""
-    total = {k: sum(e.get(k) or 0 for e in shards.values())
-             for k in ("eventsDone", "eventsTotal", "bytesDone", "bytesTotal", "rateBytesPerSecond")}
-    if total["bytesTotal"]:
-        total["percent"] = round(100.0 * total["bytesDone"] / total["bytesTotal"], 1)
-    elif total["eventsTotal"]:
-        total["percent"] = round(100.0 * total["eventsDone"] / total["eventsTotal"], 1)
-    etas = [e["etaSeconds"] for e in shards.values() if e.get("etaSeconds") is not None]
-    if etas:
-        left = int(round(max(etas)))
-        total.update(etaSeconds=float(left), eta=f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}")
-    return total
 
 
 def _current_job(batch, namespace: str, name: str, scheduled: bool):
@@ -269,24 +255,14 @@ def _job_status(job, pods: list) -> dict:
     failed = [m for m in (_message(p) for p in pods) if m.get("event") == "error"]
     out = {"jobName": job.metadata.name, "startTime": st.start_time.isoformat() if st.start_time else None}
     if done:
-        # one "done" per index, each with its share of the run (over all its attempts); the
-        # run is complete once one of them found every segment's part in the archive
-        totals = [m.get("run_total") or m for m in done]
-        out.update(run=max(m.get("run") or 0 for m in done), archive=done[0].get("archive"),
-                   # an export's word (every segment's part is in); an import does not say
-                   complete=any(m.get("complete") for m in done) if any("complete" in m for m in done) else None,
-                   events=sum(t.get("events") or 0 for t in totals), bytes=sum(t.get("bytes") or 0 for t in totals))
+        out.update(done_status(done))
     shards = _shards(job, pods)
     if shards:
         out["shards"] = shards
     if "Complete" in conds:
         out["completionTime"] = st.completion_time.isoformat() if st.completion_time else None
-        # null clears what the running pods reported (a merge patch keeps absent keys)
-        out["progress"] = {"percent": 100.0, "eventsDone": out.get("events"), "eventsTotal": out.get("events"),
-                           "bytesDone": out.get("bytes"), "bytesTotal": out.get("bytes"), "eta": None,
-                           "etaSeconds": None, "rateBytesPerSecond": None}
-        out.update(_phase="Succeeded", _reason="Complete", _message=f"run {out.get('run')}: "
-                   f"{out.get('events')} events, {out.get('bytes')} bytes")
+        out["progress"] = finished_progress(out)
+        out.update(_phase="Succeeded", _reason="Complete", _message=succeeded_message(out))
     elif "Failed" in conds:
         why = ((failed[-1].get("error") if failed else None) or conds["Failed"].message
                or conds["Failed"].reason or "Failed").strip().splitlines()[0]

@@ -32,6 +32,45 @@ def progress_entry(snap: dict) -> dict:
             "rateBytesPerSecond": snap["rate_bytes_per_s"]}
 
 
+def sum_progress(shards: dict) -> dict:
+    """``status.progress`` from the shards' entries: counts summed, the ETA of the slowest."""
+    total = {k: sum(e.get(k) or 0 for e in shards.values())
+             for k in ("eventsDone", "eventsTotal", "bytesDone", "bytesTotal", "rateBytesPerSecond")}
+    if total["bytesTotal"]:
+        total["percent"] = round(min(100.0, 100.0 * total["bytesDone"] / total["bytesTotal"]), 1)
+    elif total["eventsTotal"]:
+        total["percent"] = round(min(100.0, 100.0 * total["eventsDone"] / total["eventsTotal"]), 1)
+    etas = [e["etaSeconds"] for e in shards.values() if e.get("etaSeconds") is not None]
+    if etas:
+        left = int(round(max(etas)))
+        total.update(etaSeconds=float(left), eta=f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}")
+    return total
+
+
+def done_status(done: list[dict]) -> dict:
+    """run, archive, complete, events and bytes of a run from its "done" summaries (one per
+    shard, each with its share over all its attempts): complete once one of them found
+    every segment's part in the archive. Imports do not say ``complete``."""
+    totals = [m.get("run_total") or m for m in done]
+    out = {"run": max(m.get("run") or 0 for m in done), "archive": done[0].get("archive"),
+           "events": sum(t.get("events") or 0 for t in totals), "bytes": sum(t.get("bytes") or 0 for t in totals)}
+    if any("complete" in m for m in done):
+        out["complete"] = any(m.get("complete") for m in done)
+    return out
+
+
+def finished_progress(status: dict) -> dict:
+    """The progress of a finished run; null clears what running shards reported (a merge
+    patch keeps absent keys)."""
+    return {"percent": 100.0, "eventsDone": status.get("events"), "eventsTotal": status.get("events"),
+            "bytesDone": status.get("bytes"), "bytesTotal": status.get("bytes"), "eta": None,
+            "etaSeconds": None, "rateBytesPerSecond": None}
+
+
+def succeeded_message(status: dict) -> str:
+    return f"run {status.get('run')}: {status.get('events')} events, {status.get('bytes')} bytes"
+
+
 class StatusReporter:
     """A Progress sink: ``reporter(snapshot)`` keeps the newest; a thread patches it."""
 

@@ -107,7 +107,9 @@ class Progress:
                 "segment": self.segment,
                 "done_events": self.done_events,
                 "total_events": self.total_events,
-                "done_bytes": self.done_bytes,
+                # parts are credited at an estimate of their payload until their object is
+                # done: the count may run ahead of the total for a moment, never shown so
+                "done_bytes": min(self.done_bytes, self.total_bytes) if self.total_bytes else self.done_bytes,
                 "total_bytes": self.total_bytes,
                 "percent": round(min(percent, 100.0), 2),
                 "rate_bytes_per_s": round(rate, 1),

@@ -13,12 +13,28 @@ from support import free_ports
 DOC = Path(__file__).resolve().parents[2] / "docs" / "http.md"
 
 
-def test_copy_paste_block_runs(tmp_path):
-    (block,) = [b for b in re.findall(r"^```sh\n(.*?)^```", DOC.read_text(), re.M | re.S) if "serve" in b]
+def _run(block: str, tmp_path) -> str:
     (port,) = free_ports(1)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("8089", str(port))], cwd=tmp_path,
-                       env=env, capture_output=True, text=True, timeout=120)
+                       env=env, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert p.stdout.strip().endswith("identical")
-    assert '"url":"stream://demo/logs"' in p.stdout
+    return p.stdout
+
+
+def _blocks() -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```", DOC.read_text(), re.M | re.S)
+
+
+def test_copy_paste_block_runs(tmp_path):
+    (block,) = [b for b in _blocks() if "serve" in b and "# requests" not in b]
+    out = _run(block, tmp_path)
+    assert out.strip().endswith("identical")
+    assert '"url":"stream://demo/logs"' in out
+
+
+def test_requests_block_prints_what_the_docs_show(tmp_path):
+    (block,) = [b for b in _blocks() if b.startswith("# requests")]
+    text = DOC.read_text()
+    shown = text[text.index(block):].split("```text\n", 1)[1].split("```", 1)[0]
+    assert _run(block, tmp_path) == shown

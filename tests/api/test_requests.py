@@ -1,0 +1,223 @@
+"""Export and import requests over HTTP, as a client meets them: a real `serve` process on
+loopback, SeaweedFS as the archive location, curl following the Server-Sent Events. The
+bytes restored by a requested import are the bytes `stream-backend cat` prints."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from support import CLI, free_ports, wait_until
+from support.transfer import append_events, cli_env
+
+ADMIN = "admin-token-for-the-tests-0123"
+READER = "reader-token-for-the-tests-012"
+
+
+class Server:
+    """One `stream-backend serve` process, stopped with SIGTERM and started again at will."""
+
+    def __init__(self, tmp_path, env, locations):
+        self.tmp_path, self.env, self.locations = tmp_path, env, locations
+        (tmp_path / "tokens").write_text(f"{ADMIN} read,export,import\n{READER} read\n")
+        (self.port,) = free_ports(1)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.tmp_path / "serve.log", "ab")
+        args = [CLI, "serve", "--listen", f"127.0.0.1:{self.port}", "--token-file", str(self.tmp_path / "tokens"),
+                "--state-dir", str(self.tmp_path / "requests"), "--workers", "1"]
+        for loc in self.locations:
+            args += ["--location", loc]
+        self.proc = subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            assert self.proc.poll() is None, self.logs()
+            try:
+                return urllib.request.urlopen(self.base + "/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_until("the server to answer", up, timeout=60)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=90)
+        self.log.close()
+
+    def logs(self) -> str:
+        return (self.tmp_path / "serve.log").read_text(errors="replace")
+
+    def call(self, method, path, body=None, token=ADMIN, raw=None, headers=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            **({"Authorization": f"Bearer {token}"} if token else {}), "Content-Type": "application/json",
+            **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            text = exc.read()
+            return exc.code, json.loads(text) if text.startswith(b"{") else text
+
+    def follow(self, path) -> list[dict]:
+        """Every document the event stream sent, read with curl until the server ends it."""
+        out = subprocess.run(["curl", "-sSN", "--max-time", "300", "-H", f"Authorization: Bearer {ADMIN}",
+                              self.base + path + "/events"], capture_output=True, text=True, timeout=320)
+        assert out.returncode == 0, out.stderr
+        docs = [json.loads(line[len("data: "):]) for line in out.stdout.splitlines() if line.startswith("data: ")]
+        assert docs, out.stdout
+        return docs
+
+    def phase(self, path):
+        return self.call("GET", path)[1]["status"].get("phase")
+
+
+@pytest.fixture
+def server(tmp_path, store_root, s3_bucket):
+    env = cli_env(store_root, s3_bucket.server)
+    made = []
+
+    def make(progress_interval="0.1", extra_env=None, endpoint=None):
+        e = {**env, "STREAM_BACKEND_PROGRESS_INTERVAL": progress_interval, **(extra_env or {})}
+        if endpoint:
+            e["AWS_ENDPOINT_URL"] = endpoint
+        made.append(Server(tmp_path, e, [f"backups={s3_bucket.url}/archives"]))
+        return made[-1]
+
+    yield make
+    for s in made:
+        if s.proc.poll() is None:
+            s.stop()
+
+
+def _cat(store_root, url) -> bytes:
+    return subprocess.run([CLI, "cat", url, "--root", str(store_root)], capture_output=True, check=True,
+                          timeout=120).stdout
+
+
+def test_a_requested_export_reports_progress_and_a_requested_import_restores_the_bytes(server, local_store,
+                                                                                        store_root):
+    local_store.create_stream("demo", "logs")
+    append_events(local_store, "demo", "logs", 4000, 2000, seed=3)
+    srv = server()
+    export = {"name": "logs-1", "spec": {"source": "stream://demo/logs", "archiveLocation": "backups",
+                                          "archivePath": "demo/logs", "partSize": "5MiB", "parallel": 1}}
+    status, doc = srv.call("POST", "/v1/exports", export)
+    assert status == 201 and doc["kind"] == "StreamExport" and doc["status"]["phase"] in ("Pending", "Running")
+    again, same = srv.call("POST", "/v1/exports", export)
+    assert again == 200 and same["metadata"] == doc["metadata"]
+    clash = {"name": "logs-1", "spec": {**export["spec"], "archivePath": "elsewhere"}}
+    status, err = srv.call("POST", "/v1/exports", clash)
+    assert status == 409 and "another spec" in err["detail"]
+
+    docs = srv.follow("/v1/exports/logs-1")
+    final = docs[-1]["status"]
+    assert final["phase"] == "Succeeded", final
+    assert (final["events"], final["complete"], final["run"]) == (4000, True, 1)
+    assert final["archive"].endswith("/archives/demo/logs") and final["progress"]["percent"] == 100.0
+    percents = [d["status"]["progress"]["percent"] for d in docs if "progress" in d["status"]]
+    assert percents == sorted(percents) and len(percents) >= 2, percents
+    status, st = srv.call("GET", "/v1/locations/backups/status?path=demo/logs")
+    assert status == 200 and st["events"] == 4000 and [r["run"] for r in st["runs"]] == [1]
+
+    importing = {"name": "logs-back", "spec": {"destination": "stream://restored/logs",
+                                               "archiveLocation": "backups", "archivePath": "demo/logs"}}
+    assert srv.call("POST", "/v1/imports", importing)[0] == 201
+    assert srv.follow("/v1/imports/logs-back")[-1]["status"]["phase"] == "Succeeded"
+    assert _cat(store_root, "stream://restored/logs") == _cat(store_root, "stream://demo/logs")
+    listed = srv.call("GET", "/v1/exports")[1]
+    assert [d["metadata"]["name"] for d in listed] == ["logs-1"]
+
+
+def test_pause_resume_cancel_and_a_server_restart_lose_nothing_and_copy_nothing_twice(
+        server, local_store, store_root, s3_bucket, fault_proxy):
+    local_store.create_stream("demo", "big")
+    append_events(local_store, "demo", "big", 1600, 40_000, seed=5)  # about 61 MiB: 13 parts of 5 MiB
+    slow = fault_proxy(s3_bucket.server, latency=1.0, latency_s=0.4, only_methods=("PUT",))
+    srv = server(endpoint=slow.endpoint_url)
+    spec = {"source": "stream://demo/big", "archiveLocation": "backups", "archivePath": "big", "objectSize": "10MiB",
+            "partSize": "5MiB",
+            "parallel": 1}
+    assert srv.call("POST", "/v1/exports", {"name": "big", "spec": spec})[0] == 201
+
+    def done_percent():
+        st = srv.call("GET", "/v1/exports/big")[1]["status"]
+        return st.get("phase") == "Running" and (st.get("progress") or {}).get("percent", 0) >= 35
+
+    wait_until("the export to be under way", done_percent, timeout=120)
+    status, doc = srv.call("POST", "/v1/exports/big/pause")
+    assert status == 200 and doc["spec"]["suspend"] is True
+    wait_until("the export to pause", lambda: srv.phase("/v1/exports/big") == "Paused", timeout=90)
+    paused = srv.call("GET", "/v1/exports/big")[1]["status"]
+    assert 0 < paused["progress"]["percent"] < 100, paused
+
+    srv.call("POST", "/v1/exports/big/resume")
+    wait_until("the export to run again", lambda: srv.phase("/v1/exports/big") == "Running", timeout=60)
+    srv.stop()  # SIGTERM to the server: its child stops at a checkpoint, kept as Pending
+    kept = json.loads((srv.tmp_path / "requests" / "StreamExport.big.json").read_text())["status"]
+    assert (kept["phase"], kept["reason"]) == ("Pending", "ServerStopped") and kept["progress"]["percent"] < 100
+    srv.start()
+    final = srv.follow("/v1/exports/big")[-1]["status"]
+    assert final["phase"] == "Succeeded" and final["events"] == 1600 and final["complete"] is True, final
+
+    importing = {"name": "big-back", "spec": {"destination": "stream://restored/big", "archiveLocation": "backups",
+                                              "archivePath": "big"}}
+    assert srv.call("POST", "/v1/imports", importing)[0] == 201
+    assert srv.follow("/v1/imports/big-back")[-1]["status"]["phase"] == "Succeeded"
+    assert _cat(store_root, "stream://restored/big") == _cat(store_root, "stream://demo/big")
+
+    append_events(local_store, "demo", "big", 200, 40_000, seed=6)
+    assert srv.call("POST", "/v1/exports", {"name": "big-2", "spec": spec})[0] == 201
+    wait_until("run 2 to start", lambda: srv.phase("/v1/exports/big-2") == "Running", timeout=60)
+    status, doc = srv.call("DELETE", "/v1/exports/big-2")
+    assert status == 200 and srv.call("GET", "/v1/exports/big-2")[0] == 404
+    assert srv.call("POST", "/v1/exports", {"name": "big-3", "spec": spec})[0] == 201  # run 2, from its checkpoint
+    final = srv.follow("/v1/exports/big-3")[-1]["status"]
+    assert (final["phase"], final["run"], final["events"]) == ("Succeeded", 2, 200), final
+
+
+def test_requests_are_refused_without_the_right_token_or_with_bad_input(server, local_store):
+    local_store.create_stream("demo", "logs")
+    srv = server()
+    good = {"name": "ok", "spec": {"source": "stream://demo/logs", "archiveLocation": "backups"}}
+    assert srv.call("POST", "/v1/exports", good, token=None)[0] == 401
+    status, err = srv.call("POST", "/v1/exports", good, token=READER)
+    assert status == 403 and "export" in err["detail"]
+    assert srv.call("GET", "/v1/locations", token=READER)[0] == 200
+    bad = [
+        ({"name": "Not_A_Name", "spec": good["spec"]}, "invalid name"),
+        ({"name": "x", "spec": {**good["spec"], "archivePath": "../../etc"}}, "archivePath"),
+        ({"name": "x", "spec": {**good["spec"], "archive": "file:///etc"}}, "unknown spec field 'archive'"),
+        ({"name": "x", "spec": {**good["spec"], "parallel": 0}}, "at least 1"),
+        ({"name": "x", "spec": {**good["spec"], "compression": "lz4"}}, "one of none, zstd"),
+        ({"name": "x", "spec": {**good["spec"], "partSize": "lots"}}, "size"),
+        ({"name": "x", "spec": {**good["spec"], "source": "pravega://a/b"}}, "stream://"),
+        ({"name": "x", "spec": {"source": "stream://demo/logs"}}, "archiveLocation is required"),
+    ]
+    for body, words in bad:
+        status, err = srv.call("POST", "/v1/exports", body)
+        assert status == 400 and words in err["detail"], (body, status, err)
+    status, err = srv.call("POST", "/v1/exports", {"name": "x", "spec": {**good["spec"], "archiveLocation": "nope"}})
+    assert status == 404 and "backups" in err["detail"]
+    status, _ = srv.call("POST", "/v1/exports", raw=b'{"name": "x", "spec": {"pad": "' + b"a" * 70_000 + b'"}}')
+    assert status == 413
+    assert srv.call("POST", "/v1/exports/none/pause")[0] == 404
+    assert srv.call("GET", "/v1/nothing/x")[0] == 404
+    assert srv.call("GET", "/v1/streams/..%2F..%2Fetc/passwd")[0] == 404  # no route: a name has no slash
+    assert srv.call("GET", "/v1/streams/.hidden/passwd")[0] == 400
+    assert srv.call("GET", "/v1/locations/backups/status?path=..%2F..")[0] == 400
+    secret = srv.env["AWS_SECRET_ACCESS_KEY"]
+    assert srv.call("POST", "/v1/exports", good)[0] == 201
+    final = srv.follow("/v1/exports/ok")[-1]
+    assert final["status"]["phase"] == "Succeeded"
+    everything = json.dumps([srv.call("GET", p)[1] for p in ("/v1/exports", "/v1/locations", "/v1/openapi.json")])
+    assert secret not in everything
+    assert secret not in srv.logs()
