@@ -42,6 +42,8 @@ K8S_TOKEN_DIR_ENV = "STREAM_BACKEND_K8S_TOKEN_DIR"
 #: the container image of generated manifests and of the operator's Jobs
 IMAGE_ENV = "STREAM_BACKEND_IMAGE"
 TOKEN_FILE_ENV = "STREAM_BACKEND_TOKEN_FILE"
+#: the bearer token `download` sends to `serve`
+TOKEN_ENV = "STREAM_BACKEND_TOKEN"
 #: the duplicity backend's registration, set by `stream-backend duplicity` for its child
 DUPLICITY_ENV = "STREAM_BACKEND_DUPLICITY"
 

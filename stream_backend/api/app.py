@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UsageError
+from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UnsupportedError, UsageError
 from ..urls import check_name
 from . import ranges
 from .auth import Tokens
@@ -24,7 +24,7 @@ CHUNK = 1 << 20
 MAX_BODY = 64 * 1024
 #: an idle event stream sends a comment this often, so proxies keep it open
 KEEPALIVE_SECONDS = 15.0
-_STATUS = {NotFoundError: 404, UsageError: 400, AlreadyExistsError: 409}
+_STATUS = {NotFoundError: 404, UsageError: 400, AlreadyExistsError: 409, UnsupportedError: 400}
 
 
 class WorkRequest(BaseModel):
@@ -266,6 +266,22 @@ def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    if kind == "StreamExport":
+        @r.get("/{name}/download", dependencies=read, operation_id="download_plan")
+        def download(name: str, segment: int | None = Query(default=None, ge=0),
+                     expires: int = Query(default=3600, description="Seconds the URLs stay valid")) -> dict:
+            """A download plan of the export's file view (exported with ``fileView``):
+            presigned S3 URLs with offsets, sizes and SHA-256, fetched by the client
+            straight from S3 (`stream-backend download`, curl, a browser)."""
+            from ..transfer.views import download_plan
+
+            doc = runner().get(kind, name)
+            if doc["status"].get("phase") != "Succeeded":
+                raise AlreadyExistsError(f"export {name} has not succeeded yet: there is nothing to download")
+            if not doc["spec"].get("fileView"):
+                raise UsageError(f"export {name} has no file view: request it with spec.fileView true")
+            return download_plan(runner().target_of(kind, name), segment, expires)
 
     @r.post("/{name}/pause", dependencies=manage, operation_id=f"pause_{scope}")
     def pause(name: str) -> dict:

@@ -180,6 +180,14 @@ class LocalWorkers:
         with self._lock:
             return [w.document() for (k, _), w in sorted(self._works.items()) if k == kind]
 
+    def target_of(self, kind: str, name: str):
+        """The archive target of a request."""
+        from ..transfer.targets import S3Options, open_target
+
+        spec = self._find(kind, name).spec
+        location = self.locations[spec["archiveLocation"]]
+        return open_target(location.archive(spec.get("archivePath")), S3Options(endpoint_url=location.endpoint_url))
+
     def pause(self, kind: str, name: str) -> dict:
         with self._lock:
             work = self._find(kind, name)
@@ -282,6 +290,7 @@ class LocalWorkers:
         ts = TransferSpec(op=op, stream_url=url, archive=archive, endpoint_url=location.endpoint_url,
                           object_size=spec.get("objectSize"), part_size=spec.get("partSize"),
                           parallel=spec.get("parallel"), compression=spec.get("compression"),
+                          file_view=bool(spec.get("fileView")),
                           segments=spec.get("segments"), to_seq=spec.get("toSeq"), to_time=spec.get("toTime"))
         return [self.python, "-m", "stream_backend", *container_args(ts, url, archive), *self.store_args]
 

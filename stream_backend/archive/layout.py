@@ -15,6 +15,8 @@ DATA_DIR = "data"
 RUNS_DIR = "runs"
 CHECKPOINTS_DIR = "checkpoints"
 LEASES_DIR = "leases"
+#: the file view (payloads back to back, no framing) of each run, when exported with it
+VIEWS_DIR = "views"
 
 OBJECT_SUFFIX = ".sbo"
 ZSTD_SUFFIX = ".sbo.zst"
@@ -76,6 +78,20 @@ def lease_key(segment: int) -> str:
     return f"{LEASES_DIR}/{segment:06d}.json"
 
 
+def view_object_key(segment: int, run: int, index: int) -> str:
+    """The ``index``-th plain object of ``segment``'s file view written by ``run``."""
+    _check(segment, 6, "segment")
+    _check(run, 8, "run")
+    _check(index, 6, "view object")
+    return f"{VIEWS_DIR}/{segment:06d}/{run:08d}-{index:06d}.bin"
+
+
+def view_manifest_key(run: int) -> str:
+    """What ``run``'s file view objects hold; written last, so its presence commits them."""
+    _check(run, 8, "run")
+    return f"{VIEWS_DIR}/{run:08d}.json"
+
+
 def parse_run_dir(name: str) -> int | None:
     """Run number of a ``runs/`` child name (``"00000003"`` -> 3), None if not a run."""
     m = _RUN_RE.match(name.rstrip("/").rsplit("/", 1)[-1])
@@ -84,7 +100,8 @@ def parse_run_dir(name: str) -> int | None:
 
 class Key(NamedTuple):
     """What a key names: ``kind`` is identity, object, manifest, segment-part,
-    reader-group, checkpoint or lease; ``run``/``segment``/``name`` where the kind has one."""
+    reader-group, checkpoint, lease, view-manifest or view-object; ``run``/``segment``/``name``
+    where the kind has one."""
 
     kind: str
     run: int | None = None
@@ -98,6 +115,8 @@ _KEY_RES = [
     ("reader-group", re.compile(r"^runs/(?P<run>\d{8})/reader-groups/(?P<name>" + _GROUP_RE.pattern[1:-1] + r")\.json$")),
     ("checkpoint", re.compile(r"^checkpoints/(?P<segment>\d{6})\.json$")),
     ("lease", re.compile(r"^leases/(?P<segment>\d{6})\.json$")),
+    ("view-manifest", re.compile(r"^views/(?P<run>\d{8})\.json$")),
+    ("view-object", re.compile(r"^views/(?P<segment>\d{6})/(?P<run>\d{8})-\d{6}\.bin$")),
 ]
 
 

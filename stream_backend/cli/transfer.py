@@ -230,12 +230,15 @@ def _endpoint_option(f):
 @click.option("--shards", type=int, default=None, help="N, with JOB_COMPLETION_INDEX as I [env STREAM_BACKEND_SHARDS].")
 @click.option("--reader-group", default=None, metavar="NAME",
               help="Pravega: also record where this reader group of the source's scope next reads (needs Java; docs/pravega.md).")
+@click.option("--file-view", is_flag=True,
+              help="Also write each segment's file view (its payloads, what cat prints) as plain objects, "
+                   "for downloads without our format (serve's download plans, docs/http.md).")
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               reader_group, endpoint_url, progress, root, controller, timeout, pause):
+               reader_group, file_view, endpoint_url, progress, root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -274,6 +277,10 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
                 _paused(exc)
     finally:
         store.close()
+    if file_view and summary.get("complete"):
+        from ..transfer.views import write_views
+
+        summary["file_view_runs"] = write_views(target, opts.object_size, opts.part_size, opts.parallel)
     _emit(summary)
 
 

@@ -138,6 +138,7 @@ class TransferSpec:
     part_size: str | None = None
     parallel: int | None = None
     compression: str | None = None
+    file_view: bool = False
     segments: str | None = None
     to_seq: int | None = None
     to_time: str | None = None
@@ -249,7 +250,7 @@ def _validate(spec: TransferSpec):
         raise UsageError("--to-seq must be >= 0")
     if spec.op == "import":
         for opt, value in (("--object-size", spec.object_size), ("--compression", spec.compression),
-                           ("--parallel", spec.parallel)):
+                           ("--parallel", spec.parallel), ("--file-view", spec.file_view or None)):
             if value is not None:
                 raise UsageError(f"{opt} is an export option")
     elif spec.to_time:
@@ -291,6 +292,8 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
     for opt, value in opts:
         if value is not None and value != "":
             args += [opt, str(value)]
+    if spec.file_view:
+        args.append("--file-view")
     if spec.shards is not None:
         # each pod takes the segments s with s % N == $JOB_COMPLETION_INDEX
         args += ["--shards", str(spec.shards)]

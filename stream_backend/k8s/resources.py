@@ -40,7 +40,8 @@ POD_FIELDS = {
 }
 EXPORT_FIELDS = {"source": ("stream_url", _S), "objectSize": ("object_size", _S), "partSize": ("part_size", _S),
                  "parallel": ("parallel", {"type": "integer", "minimum": 1}),
-                 "compression": ("compression", {"type": "string", "enum": ["none", "zstd"]})}
+                 "compression": ("compression", {"type": "string", "enum": ["none", "zstd"]}),
+                 "fileView": ("file_view", _B)}
 IMPORT_FIELDS = {"destination": ("stream_url", _S), "toSeq": ("to_seq", _I), "toTime": ("to_time", _S)}
 ARCHIVE_FIELDS = {"archive": _S, "archiveLocation": _S, "archivePath": _S, "suspend": _B}
 

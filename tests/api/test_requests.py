@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -221,3 +222,75 @@ def test_requests_are_refused_without_the_right_token_or_with_bad_input(server, 
     everything = json.dumps([srv.call("GET", p)[1] for p in ("/v1/exports", "/v1/locations", "/v1/openapi.json")])
     assert secret not in everything
     assert secret not in srv.logs()
+
+
+def test_a_download_plan_fetches_the_file_view_straight_from_s3_and_resumes(server, local_store, store_root,
+                                                                             s3_bucket, tmp_path):
+    local_store.create_stream("demo", "logs")
+    append_events(local_store, "demo", "logs", 6000, 2000, seed=8)  # 12 MB: three view objects of 5 MiB
+    srv = server()
+    spec = {"source": "stream://demo/logs", "archiveLocation": "backups", "archivePath": "viewed",
+            "objectSize": "5MiB", "partSize": "5MiB", "fileView": True}
+    assert srv.call("POST", "/v1/exports", {"name": "v1", "spec": spec})[0] == 201
+    assert srv.follow("/v1/exports/v1")[-1]["status"]["phase"] == "Succeeded"
+    status, plan = srv.call("GET", "/v1/exports/v1/download")
+    assert status == 200 and [p["size"] for p in plan["parts"]] == [5 << 20, 5 << 20, 12_000_000 - (10 << 20)]
+    s3_port = s3_bucket.server.endpoint_url.rsplit(":", 1)[1]
+    assert all(p["url"].startswith(f"http://127.0.0.1:{s3_port}/") for p in plan["parts"])  # no relay through us
+    want = _cat(store_root, "stream://demo/logs")
+
+    out = tmp_path / "logs.bin"
+    env = {**srv.env, "STREAM_BACKEND_TOKEN": ADMIN}
+    url = srv.base + "/v1/exports/v1/download"
+    run = subprocess.run([CLI, "download", url, "-o", str(out), "--progress", "none"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes() == want and json.loads(run.stdout)["fetched"] == 3
+
+    damaged = bytearray(want[: len(want) // 2])  # an interrupted download, one byte of it wrong
+    damaged[100] ^= 0xFF
+    out.write_bytes(bytes(damaged))
+    run = subprocess.run([CLI, "download", url, "-o", str(out), "--progress", "none"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes() == want and (json.loads(run.stdout)["kept"], json.loads(run.stdout)["fetched"]) == (0, 3)
+    out.write_bytes(want[: (5 << 20) + 7])
+    run = subprocess.run([CLI, "download", url, "-o", str(out), "--progress", "none"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.read_bytes() == want and (json.loads(run.stdout)["kept"], json.loads(run.stdout)["fetched"]) == (1, 2)
+
+    last = plan["parts"][-1]  # curl needs nothing of ours: the URL and a Range
+    piece = subprocess.run(["curl", "-sSf", "-r", "10-19", last["url"]], capture_output=True, check=True, timeout=60)
+    assert piece.stdout == want[last["offset"] + 10: last["offset"] + 20]
+
+    append_events(local_store, "demo", "logs", 500, 3000, seed=9)  # run 2: the plan covers both runs
+    assert srv.call("POST", "/v1/exports", {"name": "v2", "spec": spec})[0] == 201
+    assert srv.follow("/v1/exports/v2")[-1]["status"]["run"] == 2
+    run = subprocess.run([CLI, "download", srv.base + "/v1/exports/v2/download", "-o", str(out),
+                          "--progress", "none"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and out.read_bytes() == _cat(store_root, "stream://demo/logs"), run.stderr
+    assert json.loads(run.stdout)["kept"] == 3  # run 1's objects were already there
+
+    status, short = srv.call("GET", "/v1/exports/v1/download?expires=1")
+    wait_until("the URLs to expire", lambda: time.time() > short["expires"] + 1, timeout=10)
+    expired = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", short["parts"][0]["url"]],
+                             capture_output=True, text=True, timeout=60)
+    assert expired.stdout == "403"
+    run = subprocess.run([CLI, "download", str(_saved(tmp_path, short)), "-o", str(tmp_path / "x.bin"),
+                          "--progress", "none"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 77 and "expired" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+    status, err = srv.call("GET", "/v1/exports/v1/download", token=None)
+    assert status == 401
+    no_view = {**spec, "fileView": False, "archivePath": "plain"}
+    assert srv.call("POST", "/v1/exports", {"name": "plain", "spec": no_view})[0] == 201
+    srv.follow("/v1/exports/plain")
+    status, err = srv.call("GET", "/v1/exports/plain/download")
+    assert status == 400 and "fileView" in err["detail"]
+
+
+def _saved(tmp_path, plan):
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path

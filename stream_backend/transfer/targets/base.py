@@ -51,6 +51,9 @@ class ArchiveTarget(Protocol):
         """Abort unfinished uploads under ``dirkey`` but those for ``keep``; -> how many."""
     def local_path(self, key: str) -> str | None:
         """The object as a file on this machine, when it is one (read in place)."""
+    def presigned_url(self, key: str, expires: int) -> str | None:
+        """A URL whoever holds it may GET the object with for ``expires`` seconds (S3);
+        None where the target has none."""
 
 
 class FsspecTarget:
@@ -74,6 +77,9 @@ class FsspecTarget:
         return f"{base}/{key}" if key else base
 
     def local_path(self, key: str) -> str | None:
+        return None
+
+    def presigned_url(self, key: str, expires: int) -> str | None:
         return None
 
     @contextlib.contextmanager

@@ -97,6 +97,10 @@ class S3Target(FsspecTarget):
         self.bucket, _, prefix = self.root.partition("/")
         self.key_prefix = prefix.strip("/")
 
+    def presigned_url(self, key: str, expires: int) -> str:
+        with self.errors(key):
+            return self.fs.url(self.path(key), expires=expires)
+
     def _count_retry(self, response=None, caught_exception=None, **_kw) -> None:
         """botocore's needs-retry event, once per attempt: count the failed ones (a 5xx,
         a throttle, a reset). Returns None: the decision stays botocore's."""
