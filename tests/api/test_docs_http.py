@@ -13,9 +13,9 @@ from support import free_ports
 DOC = Path(__file__).resolve().parents[2] / "docs" / "http.md"
 
 
-def _run(block: str, tmp_path) -> str:
+def _run(block: str, tmp_path, **extra_env) -> str:
     (port,) = free_ports(1)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra_env}
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("8089", str(port))], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -27,7 +27,7 @@ def _blocks() -> list[str]:
 
 
 def test_copy_paste_block_runs(tmp_path):
-    (block,) = [b for b in _blocks() if "serve" in b and "# requests" not in b]
+    (block,) = [b for b in _blocks() if "serve" in b and not b.startswith("#")]
     out = _run(block, tmp_path)
     assert out.strip().endswith("identical")
     assert '"url":"stream://demo/logs"' in out
@@ -38,3 +38,10 @@ def test_requests_block_prints_what_the_docs_show(tmp_path):
     text = DOC.read_text()
     shown = text[text.index(block):].split("```text\n", 1)[1].split("```", 1)[0]
     assert _run(block, tmp_path) == shown
+
+
+def test_download_block_prints_what_the_docs_show(tmp_path, s3_bucket):
+    (block,) = [b for b in _blocks() if b.startswith("# download")]
+    text = DOC.read_text()
+    shown = text[text.index(block):].split("```text\n", 1)[1].split("```", 1)[0]
+    assert _run(block, tmp_path, BUCKET=s3_bucket.name, **s3_bucket.server.env) == shown
