@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,11 +12,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import AlreadyExistsError, NotFoundError, StreamBackendError, UnsupportedError, UsageError
+from ..errors import (AlreadyExistsError, NotFoundError, PermissionDeniedError, StreamBackendError, UnavailableError,
+                      UnsupportedError, UsageError)
 from ..urls import check_name
 from . import ranges
 from .auth import Tokens
 from .work import FINISHED, KINDS, LocalWorkers
+
+if TYPE_CHECKING:
+    from .cluster import ClusterWorkers
 
 #: bytes read from the store per chunk of a response
 CHUNK = 1 << 20
@@ -24,7 +28,8 @@ CHUNK = 1 << 20
 MAX_BODY = 64 * 1024
 #: an idle event stream sends a comment this often, so proxies keep it open
 KEEPALIVE_SECONDS = 15.0
-_STATUS = {NotFoundError: 404, UsageError: 400, AlreadyExistsError: 409, UnsupportedError: 400}
+_STATUS = {NotFoundError: 404, UsageError: 400, AlreadyExistsError: 409, UnsupportedError: 400,
+           PermissionDeniedError: 403, UnavailableError: 503}
 
 
 class WorkRequest(BaseModel):
@@ -62,10 +67,11 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorkers | None = None) -> FastAPI:
+def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorkers | ClusterWorkers | None = None) -> FastAPI:
     """The API over one opened store (``protocol``: its URL scheme, ``stream`` or
     ``pravega``); ``tokens`` None serves without authentication (loopback only);
-    ``workers`` run export and import requests (none: the request paths answer 404)."""
+    ``workers`` run export and import requests, on this machine or as resources of a
+    cluster (none: the request paths answer 404)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -97,7 +103,7 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
 
     need_read = need("read")
 
-    def runner() -> LocalWorkers:
+    def runner() -> LocalWorkers | ClusterWorkers:
         if workers is None:
             raise NotFoundError("this server runs no export or import requests")
         return workers
@@ -129,13 +135,12 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
     @app.get("/v1/locations/{location}/status", dependencies=[Depends(need_read)])
     def archive_status(location: str, path: str = Query(default="", description="The archive under the location")):
         """The fields of `stream-backend status --json` for the archive at PATH."""
-        from ..transfer.targets import S3Options, open_target
         from ..transfer.verify import archive_status as status_of
 
         loc = runner().locations.get(location)
         if loc is None:
             raise NotFoundError(f"no archive location {location!r}")
-        return status_of(open_target(loc.archive(path), S3Options(endpoint_url=loc.endpoint_url)))
+        return status_of(loc.target(path))
 
 
     @app.get("/v1/streams", dependencies=[Depends(need_read)])

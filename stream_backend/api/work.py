@@ -74,14 +74,21 @@ class Location:
             check_name("archivePath part", p)
         return "/".join([self.url, *parts])
 
+    def target(self, path: str | None):
+        """The archive target at ``path`` under this location."""
+        from ..transfer.targets import S3Options, open_target
+
+        return open_target(self.archive(path), S3Options(endpoint_url=self.endpoint_url))
+
     def to_dict(self) -> dict:
         return {"name": self.name, "url": redact(self.url)}
 
 
-def check_spec(kind: str, spec: dict) -> dict:
-    """The request's spec, checked against the resource's schema: unknown fields, wrong
-    types, values outside an enum or minimum, sizes and segment lists are a 400."""
-    schema = _SPEC[kind]
+def check_spec(kind: str, spec: dict, more: dict | None = None) -> dict:
+    """The request's spec, checked against the resource's schema (with the fields of
+    ``more``): unknown fields, wrong types, values outside an enum or minimum, sizes and
+    segment lists are a 400."""
+    schema = {**_SPEC[kind], **(more or {})}
     if not isinstance(spec, dict):
         raise UsageError("spec must be an object")
     unknown = sorted(set(spec) - set(schema))
@@ -131,7 +138,40 @@ class Work:
                 "spec": self.spec, "status": self.status}
 
 
-class LocalWorkers:
+class Changes:
+    """Change notification for Server-Sent Events: worker threads call ``_changed_soon``,
+    waiters on the server's event loop wait for the ``changes()`` event."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _changed: asyncio.Event | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Changes set the ``changes()`` event on this event loop."""
+        self._loop, self._changed = loop, asyncio.Event()
+
+    def changes(self) -> asyncio.Event:
+        """An event set at the next change of any request (take it before reading one)."""
+        return self._changed
+
+    @staticmethod
+    async def changed(event: asyncio.Event, timeout: float) -> bool:
+        """Whether ``event`` was set within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _wake(self) -> None:
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    def _changed_soon(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+
+class LocalWorkers(Changes):
     """At most ``workers`` requests run at once; the others wait in order, Pending."""
 
     def __init__(self, store_args: list[str], stream_protocol: str, locations: dict[str, Location],
@@ -143,8 +183,6 @@ class LocalWorkers:
         self._works: dict[tuple[str, str], Work] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue = queue.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: asyncio.Event | None = None
         self._closing = False
         self._load()
         self._threads = [threading.Thread(target=self._run_queue, name=f"worker-{i}", daemon=True)
@@ -182,11 +220,8 @@ class LocalWorkers:
 
     def target_of(self, kind: str, name: str):
         """The archive target of a request."""
-        from ..transfer.targets import S3Options, open_target
-
         spec = self._find(kind, name).spec
-        location = self.locations[spec["archiveLocation"]]
-        return open_target(location.archive(spec.get("archivePath")), S3Options(endpoint_url=location.endpoint_url))
+        return self.locations[spec["archiveLocation"]].target(spec.get("archivePath"))
 
     def pause(self, kind: str, name: str) -> dict:
         with self._lock:
@@ -247,32 +282,6 @@ class LocalWorkers:
                 w.proc.kill()
         for _ in self._threads:
             self._queue.put(None)
-
-    # -- change notification (Server-Sent Events) ---------------------------------
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Changes set the ``changes()`` event on this event loop."""
-        self._loop, self._changed = loop, asyncio.Event()
-
-    def changes(self) -> asyncio.Event:
-        """An event set at the next change of any request (take it before reading one)."""
-        return self._changed
-
-    @staticmethod
-    async def changed(event: asyncio.Event, timeout: float) -> bool:
-        """Whether ``event`` was set within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    def _wake(self) -> None:
-        old, self._changed = self._changed, asyncio.Event()
-        old.set()
-
-    def _changed_soon(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake)
 
     # -- running ----------------------------------------------------------------
     def _command(self, kind: str, spec: dict) -> list[str]:
@@ -364,7 +373,9 @@ class LocalWorkers:
                 self._set(work, "Pending", "ServerStopped", "runs again from its checkpoint when the server starts")
             elif code == 75:  # busy elsewhere (another writer): retry, as a Job would
                 self._set(work, "Pending", "Retrying", (summary.get("error") or last_line)[:500])
-                threading.Timer(RETRY_SECONDS, self._retry, args=(work,)).start()
+                timer = threading.Timer(RETRY_SECONDS, self._retry, args=(work,))
+                timer.daemon = True
+                timer.start()
             else:
                 self._fail(work, f"Exit{code}", summary.get("error") or last_line or f"exit code {code}")
 

@@ -41,10 +41,15 @@ def _loopback(host: str) -> bool:
               help="An archive location requests may name (repeatable), e.g. backups=s3://bucket/prefix.")
 @click.option("--endpoint-url", default=None, help="S3 endpoint of the locations [env AWS_ENDPOINT_URL].")
 @click.option("--workers", default=2, show_default=True, type=int, help="Requests that run at once.")
+@click.option("--kubernetes", "namespace", default=None, metavar="NAMESPACE",
+              help="Run requests in a cluster: as StreamExport / StreamImport resources of NAMESPACE, which "
+                   "the operator runs as Jobs; locations are its ArchiveLocations (kubeconfig, or the pod's "
+                   "ServiceAccount).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Where requests are kept across restarts [default: the per-user state directory].")
 @store_options
-def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, state_dir, root, controller, timeout):
+def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, namespace, state_dir, root, controller,
+              timeout):
     """Serve streams over HTTP: info as JSON, each segment's file view with Range requests
     (so `curl -C -` resumes a download), export and import requests with their progress
     (JSON, Server-Sent Events), pause, resume and cancel. OpenAPI at /v1/openapi.json.
@@ -81,7 +86,16 @@ def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, s
     store_args = [arg for opt, value in (("--root", root), ("--controller", controller), ("--timeout", timeout))
                   if value is not None for arg in (opt, str(value))]
     with opened_store(u, root, controller, timeout) as store:
-        runner = LocalWorkers(store_args, u.protocol, named, state_dir or settings.platform_requests_dir(), workers)
+        if namespace:
+            from ..api.cluster import ClusterWorkers
+
+            if named or state_dir:
+                raise UsageError("--kubernetes takes its locations from the namespace's ArchiveLocations: "
+                                 "drop --location and --state-dir")
+            runner = ClusterWorkers(namespace)
+        else:
+            runner = LocalWorkers(store_args, u.protocol, named, state_dir or settings.platform_requests_dir(),
+                                  workers)
         click.echo(f"stream-backend: serving {u.protocol}:// on http://{listen}/v1/"
                    f"{'' if tokens else ' (no authentication: loopback only)'}", err=True)
         uvicorn.run(create_app(store, u.protocol, tokens, runner), host=host, port=port, log_level="warning",

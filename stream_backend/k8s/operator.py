@@ -15,13 +15,13 @@ import logging
 import os
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .. import settings
 from ..errors import StreamBackendError
-from ..settings import K8S_TOKEN_DIR_ENV
 from . import jobs, resources
+from .connect import load_config
 from .status import done_status, finished_progress, succeeded_message, sum_progress
 from .resources import GROUP, VERSION
 
@@ -40,25 +40,14 @@ def _configure(settings: kopf.OperatorSettings, **_):
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP,
                                                                            key="last-handled-configuration")
     settings.posting.enabled = False  # the resource's events are ours (_event), not kopf's chatter
-    _load_config()
-
-
-def _load_config() -> None:
-    """In a pod, the ServiceAccount token where STREAM_BACKEND_K8S_TOKEN_DIR says (a pod's
-    usual path unless set); elsewhere the kubeconfig."""
-    tokens = os.environ.get(K8S_TOKEN_DIR_ENV) or jobs.SERVICE_ACCOUNT_MOUNT
-    try:
-        config.incluster_config.InClusterConfigLoader(
-            token_filename=os.path.join(tokens, "token"), cert_filename=os.path.join(tokens, "ca.crt")).load_and_set()
-    except config.ConfigException:
-        config.load_kube_config()
+    load_config()
 
 
 @kopf.on.login()
 def _login(**_) -> kopf.ConnectionInfo:
     """kopf's connection from the same configuration as our API calls (kopf's own login
     would look for the token only at the usual path)."""
-    _load_config()
+    load_config()
     cfg = client.Configuration.get_default_copy()
     header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     scheme, _, token = (header or "").rpartition(" ")

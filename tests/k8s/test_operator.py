@@ -392,3 +392,81 @@ def test_a_schedule_runs_incrementals_and_an_import_restores_a_point_in_time(
     assert "complete" not in imported  # an export's word: an import's summary does not say it
     assert restored_as_source(source_store, restored)
 
+
+
+def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k8s_namespace, operator, process_node,
+                                                                  source_store, tmp_path):
+    """`serve --kubernetes NS`: POST /v1/exports creates a StreamExport (visible to kubectl),
+    the operator's Job writes the archive, the event stream follows the resource's status
+    to Succeeded, and DELETE removes the resource."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from kubernetes import client
+
+    from support import CLI, free_ports
+
+    reference = tmp_path / "reference" / "archive"
+    uninterrupted_export(source_store, reference)
+    archive = tmp_path / "backups" / "archive"
+    archive.parent.mkdir()
+    process_node(claims={"streams": source_store, "backups": archive.parent})
+    custom = client.CustomObjectsApi(k8s_cluster.api_client())
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "archivelocations", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ArchiveLocation", "metadata": {"name": "local"},
+        "spec": {"url": f"file://{archive.parent}"}})
+    token = "cluster-test-token-0123456789"
+    (tmp_path / "tokens").write_text(f"{token} read,export\n")
+    (port,) = free_ports(1)
+    base = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "wb")
+    server = subprocess.Popen([CLI, "serve", "--listen", f"127.0.0.1:{port}", "--kubernetes", k8s_namespace,
+                               "--token-file", str(tmp_path / "tokens"), "--root", str(source_store)],
+                              env=dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig)), stdout=log,
+                              stderr=subprocess.STDOUT)
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def up():
+        assert server.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until("the server to answer", up, timeout=60)
+        assert [loc["name"] for loc in call("GET", "/v1/locations")[1]] == ["local"]
+        opts = dict(zip(EXPORT_OPTS[::2], EXPORT_OPTS[1::2]))
+        spec = {"source": "stream://k8s/events", "archiveLocation": "local", "archivePath": "archive", "pvc": "streams",
+                "archivePvc": "backups", "archiveMount": str(archive.parent), "objectSize": opts["--object-size"],
+                "partSize": opts["--part-size"], "parallel": int(opts["--parallel"])}
+        status, doc = call("POST", "/v1/exports", {"name": "from-http", "spec": spec})
+        assert status == 201 and doc["metadata"]["namespace"] == k8s_namespace, doc
+        assert call("POST", "/v1/exports", {"name": "from-http", "spec": spec})[0] == 200
+        printed = k8s_cluster.kubectl("get", "streamexports", "-n", k8s_namespace, "-o", "name").stdout.split()
+        assert printed == [f"streamexport.{GROUP}/from-http"]
+
+        sse = subprocess.run(["curl", "-sSN", "--max-time", "300", "-H", f"Authorization: Bearer {token}",
+                              base + "/v1/exports/from-http/events"], capture_output=True, text=True, timeout=320)
+        docs = [json.loads(line[6:]) for line in sse.stdout.splitlines() if line.startswith("data: ")]
+        final = docs[-1]["status"]
+        assert final["phase"] == "Succeeded", (final, (tmp_path / "serve.log").read_text()[-2000:])
+        assert final["events"] == SEGMENTS * EVENTS_PER_SEGMENT and final["complete"] is True
+        assert archive_files(archive) == archive_files(reference)
+
+        assert call("DELETE", "/v1/exports/from-http")[0] == 200
+        assert call("GET", "/v1/exports/from-http")[0] == 404
+        assert k8s_cluster.kubectl("get", "streamexports", "-n", k8s_namespace, "-o", "name").stdout.split() == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
