@@ -262,6 +262,33 @@ def install(image, namespace, crds_only):
     click.echo("---\n".join(k8smod.to_yaml(d) for d in docs), nl=False)
 
 
+@k8s.command("serve")
+@click.option("--image", envvar=settings.IMAGE_ENV, required=True, help="The image [env STREAM_BACKEND_IMAGE].")
+@click.option("--namespace", "-n", required=True, help="The namespace whose requests it serves (and where it runs).")
+@click.option("--token-secret", required=True, metavar="SECRET",
+              help="The Secret holding the token file, key 'tokens' ('TOKEN SCOPE[,SCOPE]' lines).")
+@click.option("--pvc", default=None, help="The local store's claim, mounted read-only for streams' info and data.")
+def serve_manifests(image, namespace, token_secret, pvc):
+    """Print the HTTP API's Deployment, Service and least-privilege RBAC: `serve
+    --kubernetes NAMESPACE`, whose requests become StreamExport / StreamImport resources.
+
+    \b
+    Example:
+      kubectl -n backups create secret generic api-tokens --from-file=tokens=./tokens
+      stream-backend k8s serve --image registry.example/stream-backend:0.2 -n backups \\
+          --token-secret api-tokens | kubectl apply -f -
+    """
+    from ..k8s import install as inst
+    from ..k8s.names import check_k8s_name
+
+    check_k8s_name("--namespace", namespace, 63, label=True)
+    check_k8s_name("--token-secret", token_secret)
+    if pvc:
+        check_k8s_name("--pvc", pvc)
+    docs = inst.server_manifests(namespace, image, token_secret, pvc)
+    click.echo("---\n".join(k8smod.to_yaml(d) for d in docs), nl=False)
+
+
 @main.command("operator")
 @click.option("--namespace", "-n", "namespaces", multiple=True,
               help="Watch only this namespace (repeatable) [default: every namespace].")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .. import settings
-from .jobs import RUN_AS_USER, SERVICE_ACCOUNT_MOUNT
+from .jobs import RUN_AS_USER, SERVICE_ACCOUNT_MOUNT, STORE_MOUNT
 from .resources import GROUP, PLURALS, definitions
 
 OPERATOR = "stream-backend-operator"
@@ -72,3 +72,56 @@ def manifests(image: str | None, namespace: str = DEFAULT_NAMESPACE, crds_only: 
         out += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
                 *operator_rbac(namespace), operator_deployment(namespace, image)]
     return out
+
+
+SERVER = "stream-backend-api"
+SERVER_PORT = 8080
+TOKEN_MOUNT = "/etc/stream-backend/tokens"
+
+
+def server_rules() -> list[dict]:
+    """What `serve --kubernetes` does in its namespace: requests are resources it creates,
+    reads, watches, suspends and deletes; locations it reads."""
+    return [{"apiGroups": [GROUP], "resources": list(PLURALS.values()),
+             "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
+            {"apiGroups": [GROUP], "resources": ["archivelocations"], "verbs": ["get", "list"]}]
+
+
+def server_manifests(namespace: str, image: str, token_secret: str, pvc: str | None = None) -> list[dict]:
+    """The HTTP API in ``namespace``: its ServiceAccount and Role, a Deployment running
+    `serve --kubernetes` on the tokens of Secret ``token_secret`` (key ``tokens``), and a
+    Service. ``pvc``: the local store's claim, for the streams' info and file views."""
+    labels = {"app.kubernetes.io/name": SERVER}
+    meta = {"name": SERVER, "namespace": namespace, "labels": labels}
+    root = STORE_MOUNT if pvc else "/tmp/streams"
+    container = {
+        "name": "api", "image": image,
+        "args": ["serve", "--listen", f"0.0.0.0:{SERVER_PORT}", "--kubernetes", namespace, "--token-file",
+                 f"{TOKEN_MOUNT}/tokens", "--root", root],
+        "env": [{"name": settings.K8S_TOKEN_DIR_ENV, "value": SERVICE_ACCOUNT_MOUNT}],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": SERVER_PORT}, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": SERVER_PORT}, "periodSeconds": 30},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "tokens", "mountPath": TOKEN_MOUNT, "readOnly": True},
+                         *([{"name": "store", "mountPath": STORE_MOUNT, "readOnly": True}] if pvc else [])],
+    }
+    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "tokens", "secret": {"secretName": token_secret}},
+               *([{"name": "store", "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}}] if pvc else [])]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": server_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVER},
+         "subjects": [{"kind": "ServiceAccount", "name": SERVER, "namespace": namespace}]},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "serviceAccountName": SERVER, "containers": [container], "volumes": volumes}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+         "spec": {"selector": labels, "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}]}},
+    ]

@@ -416,6 +416,7 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
     custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "archivelocations", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ArchiveLocation", "metadata": {"name": "local"},
         "spec": {"url": f"file://{archive.parent}"}})
+    kubeconfig = _server_kubeconfig(k8s_cluster, k8s_namespace, tmp_path)
     token = "cluster-test-token-0123456789"
     (tmp_path / "tokens").write_text(f"{token} read,export\n")
     (port,) = free_ports(1)
@@ -423,7 +424,7 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
     log = open(tmp_path / "serve.log", "wb")
     server = subprocess.Popen([CLI, "serve", "--listen", f"127.0.0.1:{port}", "--kubernetes", k8s_namespace,
                                "--token-file", str(tmp_path / "tokens"), "--root", str(source_store)],
-                              env=dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig)), stdout=log,
+                              env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=log,
                               stderr=subprocess.STDOUT)
 
     def call(method, path, body=None):
@@ -463,10 +464,33 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
         assert final["events"] == SEGMENTS * EVENTS_PER_SEGMENT and final["complete"] is True
         assert archive_files(archive) == archive_files(reference)
 
-        assert call("DELETE", "/v1/exports/from-http")[0] == 200
-        assert call("GET", "/v1/exports/from-http")[0] == 404
+        assert call("DELETE", "/v1/exports/from-http")[0] == 200  # the operator's finalizer then lets it go
+        wait_until("the resource to go", lambda: call("GET", "/v1/exports/from-http")[0] == 404, timeout=60)
         assert k8s_cluster.kubectl("get", "streamexports", "-n", k8s_namespace, "-o", "name").stdout.split() == []
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def _server_kubeconfig(k8s_cluster, namespace, tmp_path) -> Path:
+    """A kubeconfig with the token of the ServiceAccount `k8s serve` prints, bound to its
+    Role: the server runs with exactly the rights it ships with."""
+    import json
+
+    import yaml
+    from kubernetes import client
+
+    from stream_backend.k8s.install import SERVER, server_manifests
+
+    rbac = [d for d in server_manifests(namespace, "img", "tokens")
+            if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    (tmp_path / "server-rbac.yaml").write_text(yaml.safe_dump_all(rbac))
+    k8s_cluster.kubectl("apply", "-f", str(tmp_path / "server-rbac.yaml"))
+    token = client.CoreV1Api(k8s_cluster.api_client()).create_namespaced_service_account_token(
+        SERVER, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    config = json.loads(k8s_cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token}}]
+    path = tmp_path / "server-kubeconfig"
+    path.write_text(json.dumps(config))
+    return path

@@ -91,3 +91,20 @@ def test_a_schedule_makes_a_cronjob_and_names_are_stable():
 def test_a_missing_archive_location_is_a_usage_error():
     with pytest.raises(UsageError, match="ArchiveLocation 'prod' not found"):
         transfer_spec(_resource(source="stream://a/b", archiveLocation="prod"), None)
+
+
+def test_k8s_serve_prints_valid_manifests_with_the_store_read_only():
+    printed = CliRunner().invoke(main, ["k8s", "serve", "--image", "registry.example/sb:1", "-n", "backups",
+                                        "--token-secret", "api-tokens", "--pvc", "streams"])
+    assert printed.exit_code == 0, printed.output
+    docs = list(yaml.safe_load_all(printed.stdout))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"]
+    for d in docs:
+        assert kv.validate(d, kv.latest_version(), strict=True)
+    pod = docs[3]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:5] == ["serve", "--listen", "0.0.0.0:8080", "--kubernetes", "backups"]
+    assert {"name": "store", "mountPath": jobs.STORE_MOUNT, "readOnly": True} in container["volumeMounts"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    bad = CliRunner().invoke(main, ["k8s", "serve", "--image", "i", "-n", "Bad_NS", "--token-secret", "t"])
+    assert bad.exit_code == 64 and "namespace" in bad.output
