@@ -125,6 +125,8 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> dict:
+        """Ready once the store answers (a Pravega controller may not yet)."""
+        store.list_scopes()
         return {"ok": True}
 
     @app.get("/v1/locations", dependencies=[Depends(need_read)])
