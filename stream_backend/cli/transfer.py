@@ -13,7 +13,9 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -187,9 +189,14 @@ def _pausable(f):
 
         with PauseRequest() as pause:
             try:
-                return f(*args, pause=pause, **kwargs)
+                result = f(*args, pause=pause, **kwargs)
             except Paused as exc:
                 _paused(exc)
+        if settings.termination_log() and threading.current_thread() is threading.main_thread():
+            # in a pod (or serve's worker) the work is done and reported: a SIGTERM in the
+            # last moments of the interpreter would turn exit 0 into 143, a failed pod
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return result
 
     return wrapper
 

@@ -173,8 +173,10 @@ class FileSystemOperations(Operations):
 
     #: info fields shown as ``user.stream_backend.NAME`` xattrs, besides the read counters
     XATTR_FIELDS = ("events", "head_seq", "tail_seq", "segments")
-    #: how long an open for writing waits for this mount's previous handle on the stream
-    RELEASE_WAIT = 2.0
+    #: how long an open or unlink waits for this mount's previous handle on the stream (its
+    #: RELEASE closes the writer, a durable flush that a loaded disk may take seconds for);
+    #: a writer held elsewhere is refused at once
+    RELEASE_WAIT = 10.0
 
     def __init__(self, fs, root: str = "", read_write: bool = False, cache_ttl: float = 1.0) -> None:
         self.fs = fs

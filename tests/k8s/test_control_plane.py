@@ -65,7 +65,10 @@ def test_indexed_export_survives_a_deleted_and_an_evicted_pod(k8s_cluster, k8s_n
     assert not job.status.failed, "a drained or deleted pod must not count against backoffLimit"
     assert job.status.succeeded == 2
     exits = {h["uid"]: h["exit"] for h in node.history}
-    assert exits[deleted.metadata.uid] == 75 and exits[evicted.metadata.uid] == 75, node.history
+    assert exits[deleted.metadata.uid] == 75, node.history
+    # the evicted pod paused (75), or had just finished its index when the eviction came (0);
+    # never killed mid-way or at exit (143), which the Job would count as a failure
+    assert exits[evicted.metadata.uid] in (0, 75) and set(exits.values()) <= {0, 75}, node.history
     assert sorted(exits.values()).count(0) == 2  # one finished pod per index
     assert archive_files(archive) == archive_files(reference)
 
