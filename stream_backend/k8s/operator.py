@@ -22,8 +22,8 @@ from .. import settings
 from ..errors import StreamBackendError
 from . import jobs, resources
 from .connect import load_config
-from .status import done_status, finished_progress, succeeded_message, sum_progress
 from .resources import GROUP, VERSION
+from .status import done_status, finished_progress, succeeded_message, sum_progress
 
 kopf_logger = logging.getLogger("stream_backend.operator")
 #: how often a resource's status is brought up to date with its Job
