@@ -52,8 +52,8 @@ def _walkthrough() -> tuple[str, str]:
 
 def _shape(line: str) -> str:
     """A transcript line without what differs from run to run: ages, name hashes, sizes."""
+    line = re.sub(r"-[0-9a-f]{6}\b", "-<hash>", line)  # first: a hash such as 39079d reads as an age
     line = re.sub(r"\b\d+(?:\.\d+)?[smhd](?:\d+[smh])?\b", "<age>", line)
-    line = re.sub(r"-[0-9a-f]{6}\b", "-<hash>", line)
     return " ".join(line.split())
 
 
