@@ -16,7 +16,7 @@ from ..errors import (AlreadyExistsError, NotFoundError, PermissionDeniedError, 
                       UnsupportedError, UsageError)
 from ..urls import check_name
 from . import ranges
-from .auth import Tokens
+from .auth import Action, Authorizer, Unauthenticated
 from .work import FINISHED, KINDS, LocalWorkers
 
 if TYPE_CHECKING:
@@ -67,9 +67,10 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorkers | ClusterWorkers | None = None) -> FastAPI:
+def create_app(store, protocol: str, auth: Authorizer | None,
+               workers: LocalWorkers | ClusterWorkers | None = None) -> FastAPI:
     """The API over one opened store (``protocol``: its URL scheme, ``stream`` or
-    ``pravega``); ``tokens`` None serves without authentication (loopback only);
+    ``pravega``); ``auth`` None serves without authentication (loopback only);
     ``workers`` run export and import requests, on this machine or as resources of a
     cluster (none: the request paths answer 404)."""
 
@@ -87,21 +88,22 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
                   docs_url="/v1/docs", redoc_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
 
-    def need(*scopes: str):
-        """A dependency: the caller's token has one of ``scopes``."""
+    def need(verb: str, resource: str, subresource: str = ""):
+        """A dependency: the caller may do this action (on the request named in the path)."""
+        action = Action(verb, resource, subresource)
 
-        def check(authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
-            if tokens is None:
+        def check(request: Request, authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
+            if auth is None:
                 return
-            granted = tokens.scopes_of(authorization)
-            if granted is None:
-                raise HTTPException(401, "a bearer token is needed", headers={"WWW-Authenticate": "Bearer"})
-            if not granted & set(scopes):
-                raise HTTPException(403, f"this token lacks the scope {' or '.join(scopes)}")
+            try:
+                named = request.path_params.get("name") or request.path_params.get("location")
+                auth.check(authorization, action, named)
+            except Unauthenticated as exc:
+                raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
         return check
 
-    need_read = need("read")
+    read_streams, read_locations = need("get", "streams"), need("get", "archivelocations")
 
     def runner() -> LocalWorkers | ClusterWorkers:
         if workers is None:
@@ -129,12 +131,12 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
         store.list_scopes()
         return {"ok": True}
 
-    @app.get("/v1/locations", dependencies=[Depends(need_read)])
+    @app.get("/v1/locations", dependencies=[Depends(need("list", "archivelocations"))])
     def list_locations() -> list[dict]:
         """The archive locations requests may name."""
         return [loc.to_dict() for _, loc in sorted(runner().locations.items())]
 
-    @app.get("/v1/locations/{location}/status", dependencies=[Depends(need_read)])
+    @app.get("/v1/locations/{location}/status", dependencies=[Depends(read_locations)])
     def archive_status(location: str, path: str = Query(default="", description="The archive under the location")):
         """The fields of `stream-backend status --json` for the archive at PATH."""
         from ..transfer.verify import archive_status as status_of
@@ -145,18 +147,20 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
         return status_of(loc.target(path))
 
 
-    @app.get("/v1/streams", dependencies=[Depends(need_read)])
+    @app.get("/v1/streams", dependencies=[Depends(need("list", "streams"))])
     def list_streams() -> list[dict]:
         """Every scope with its streams' names."""
         return [{"scope": scope, "streams": sorted(store.list_streams(scope))} for scope in sorted(store.list_scopes())]
 
-    @app.get("/v1/streams/{scope}/{stream}", dependencies=[Depends(need_read)])
+    @app.get("/v1/streams/{scope}/{stream}", dependencies=[Depends(read_streams)])
     def stream_info(scope: str, stream: str) -> dict:
         """The fields of `stream-backend info --json`."""
         return store.stream_info(check_name("scope", scope), check_name("stream", stream)).to_dict(protocol)
 
-    @app.head("/v1/streams/{scope}/{stream}/data", dependencies=[Depends(need_read)], operation_id="head_data")
-    @app.get("/v1/streams/{scope}/{stream}/data", dependencies=[Depends(need_read)], operation_id="get_data")
+    read_data = [Depends(need("get", "streams", "data"))]
+
+    @app.head("/v1/streams/{scope}/{stream}/data", dependencies=read_data, operation_id="head_data")
+    @app.get("/v1/streams/{scope}/{stream}/data", dependencies=read_data, operation_id="get_data")
     def data(request: Request, scope: str, stream: str, segment: int | None = Query(default=None, ge=0)):
         """The segment's file view (its payloads back to back, what `cat` prints), with
         Range (one or several), If-Range and an ETag that changes when the stream grows."""
@@ -221,12 +225,15 @@ def create_app(store, protocol: str, tokens: Tokens | None, workers: LocalWorker
 
 
 def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
-    """/v1/exports or /v1/imports: the token needs that kind's scope (``read`` also reads)."""
-    scope = plural.removesuffix("s")
-    manage, read = [Depends(need(scope))], [Depends(need(scope, "read"))]
+    """/v1/exports or /v1/imports: actions on the StreamExport / StreamImport resources."""
+    scope, resource = plural.removesuffix("s"), f"stream{plural}"
+
+    def may(verb: str, subresource: str = "") -> list:
+        return [Depends(need(verb, resource, subresource))]
+
     r = APIRouter(prefix=f"/v1/{plural}", tags=[plural])
 
-    @r.post("", status_code=201, dependencies=manage, operation_id=f"request_{scope}",
+    @r.post("", status_code=201, dependencies=may("create"), operation_id=f"request_{scope}",
             responses={200: {"description": "The same name and spec were requested before"},
                        409: {"description": "The name is taken by another spec"}})
     def submit(body: WorkRequest, response: Response) -> dict:
@@ -236,17 +243,17 @@ def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
             response.status_code = 200
         return doc
 
-    @r.get("", dependencies=read, operation_id=f"list_{plural}")
+    @r.get("", dependencies=may("list"), operation_id=f"list_{plural}")
     def list_work() -> list[dict]:
         """Every request, with its status."""
         return runner().list(kind)
 
-    @r.get("/{name}", dependencies=read, operation_id=f"get_{scope}")
+    @r.get("/{name}", dependencies=may("get"), operation_id=f"get_{scope}")
     def get_work(name: str) -> dict:
         """The request's document: its spec and status (phase, progress, run, error)."""
         return runner().get(kind, name)
 
-    @r.get("/{name}/events", dependencies=read, response_class=StreamingResponse, operation_id=f"follow_{scope}")
+    @r.get("/{name}/events", dependencies=may("watch"), response_class=StreamingResponse, operation_id=f"follow_{scope}")
     async def follow(name: str):
         """Server-Sent Events: the request's document each time it changes (``event:
         status``), ending after it Succeeded or Failed (or ``event: deleted``)."""
@@ -275,7 +282,7 @@ def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     if kind == "StreamExport":
-        @r.get("/{name}/download", dependencies=read, operation_id="download_plan")
+        @r.get("/{name}/download", dependencies=may("get", "download"), operation_id="download_plan")
         def download(name: str, segment: int | None = Query(default=None, ge=0),
                      expires: int = Query(default=3600, description="Seconds the URLs stay valid")) -> dict:
             """A download plan of the export's file view (exported with ``fileView``):
@@ -290,17 +297,17 @@ def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
                 raise UsageError(f"export {name} has no file view: request it with spec.fileView true")
             return download_plan(runner().target_of(kind, name), segment, expires)
 
-    @r.post("/{name}/pause", dependencies=manage, operation_id=f"pause_{scope}")
+    @r.post("/{name}/pause", dependencies=may("patch"), operation_id=f"pause_{scope}")
     def pause(name: str) -> dict:
         """Stop at a checkpoint (spec.suspend = true); resume continues from it."""
         return runner().pause(kind, name)
 
-    @r.post("/{name}/resume", dependencies=manage, operation_id=f"resume_{scope}")
+    @r.post("/{name}/resume", dependencies=may("patch"), operation_id=f"resume_{scope}")
     def resume(name: str) -> dict:
         """Run a Paused or Failed request again, from its checkpoint."""
         return runner().resume(kind, name)
 
-    @r.delete("/{name}", dependencies=manage, operation_id=f"cancel_{scope}")
+    @r.delete("/{name}", dependencies=may("delete"), operation_id=f"cancel_{scope}")
     def cancel(name: str) -> dict:
         """Cancel: stop at a checkpoint and forget the request (a new request for the
         same archive resumes from that checkpoint)."""

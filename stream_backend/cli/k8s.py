@@ -265,15 +265,23 @@ def install(image, namespace, crds_only):
 @k8s.command("serve")
 @click.option("--image", envvar=settings.IMAGE_ENV, required=True, help="The image [env STREAM_BACKEND_IMAGE].")
 @click.option("--namespace", "-n", required=True, help="The namespace whose requests it serves (and where it runs).")
-@click.option("--token-secret", required=True, metavar="SECRET",
-              help="The Secret holding the token file, key 'tokens' ('TOKEN SCOPE[,SCOPE]' lines).")
+@click.option("--token-secret", default=None, metavar="SECRET",
+              help="Callers use the tokens of this Secret, key 'tokens' ('TOKEN SCOPE[,SCOPE]' lines). Without "
+                   "it callers use their own Kubernetes tokens and RBAC decides: bind them to the printed Role "
+                   "stream-backend-api-user (or one of your own).")
+@click.option("--tls-secret", default=None, metavar="SECRET", help="Serve HTTPS with this kubernetes.io/tls Secret.")
 @click.option("--pvc", default=None, help="The local store's claim, mounted read-only for streams' info and data.")
-def serve_manifests(image, namespace, token_secret, pvc):
+def serve_manifests(image, namespace, token_secret, tls_secret, pvc):
     """Print the HTTP API's Deployment, Service and least-privilege RBAC: `serve
     --kubernetes NAMESPACE`, whose requests become StreamExport / StreamImport resources.
 
     \b
-    Example:
+    Example (callers' own Kubernetes identities, HTTPS):
+      kubectl -n backups create secret tls api-tls --cert tls.crt --key tls.key
+      stream-backend k8s serve --image registry.example/stream-backend:0.2 -n backups \\
+          --tls-secret api-tls | kubectl apply -f -
+      kubectl -n backups create rolebinding alice-backups --role stream-backend-api-user --user alice
+    Example (a token file):
       kubectl -n backups create secret generic api-tokens --from-file=tokens=./tokens
       stream-backend k8s serve --image registry.example/stream-backend:0.2 -n backups \\
           --token-secret api-tokens | kubectl apply -f -
@@ -282,10 +290,12 @@ def serve_manifests(image, namespace, token_secret, pvc):
     from ..k8s.names import check_k8s_name
 
     check_k8s_name("--namespace", namespace, 63, label=True)
-    check_k8s_name("--token-secret", token_secret)
-    if pvc:
-        check_k8s_name("--pvc", pvc)
-    docs = inst.server_manifests(namespace, image, token_secret, pvc)
+    for option, value in (("--token-secret", token_secret), ("--tls-secret", tls_secret), ("--pvc", pvc)):
+        if value:
+            check_k8s_name(option, value)
+    docs = inst.server_manifests(namespace, image, token_secret, pvc, tls_secret)
+    if not token_secret:
+        docs.append(inst.caller_role(namespace))
     click.echo("---\n".join(k8smod.to_yaml(d) for d in docs), nl=False)
 
 

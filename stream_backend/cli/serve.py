@@ -36,7 +36,8 @@ def _loopback(host: str) -> bool:
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on.")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None, envvar=settings.TOKEN_FILE_ENV,
               help="Bearer tokens, one 'TOKEN SCOPE[,SCOPE]' per line (scopes: read, export, import); needed "
-                   "unless --listen is a loopback address [env STREAM_BACKEND_TOKEN_FILE].")
+                   "unless --listen is a loopback address or --kubernetes checks callers' own tokens "
+                   "[env STREAM_BACKEND_TOKEN_FILE].")
 @click.option("--location", "locations", multiple=True, metavar="NAME=URL",
               help="An archive location requests may name (repeatable), e.g. backups=s3://bucket/prefix.")
 @click.option("--endpoint-url", default=None, help="S3 endpoint of the locations [env AWS_ENDPOINT_URL].")
@@ -44,12 +45,17 @@ def _loopback(host: str) -> bool:
 @click.option("--kubernetes", "namespace", default=None, metavar="NAMESPACE",
               help="Run requests in a cluster: as StreamExport / StreamImport resources of NAMESPACE, which "
                    "the operator runs as Jobs; locations are its ArchiveLocations (kubeconfig, or the pod's "
-                   "ServiceAccount).")
+                   "ServiceAccount). Without --token-file a caller's bearer token is its Kubernetes token and "
+                   "RBAC in NAMESPACE decides (TokenReview, SubjectAccessReview).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Serve HTTPS with this certificate (PEM, the chain after it); needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The certificate's private key (PEM).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Where requests are kept across restarts [default: the per-user state directory].")
 @store_options
-def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, namespace, state_dir, root, controller,
-              timeout):
+def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, namespace, tls_cert, tls_key, state_dir,
+              root, controller, timeout):
     """Serve streams over HTTP: info as JSON, each segment's file view with Range requests
     (so `curl -C -` resumes a download), export and import requests with their progress
     (JSON, Server-Sent Events), pause, resume and cancel. OpenAPI at /v1/openapi.json.
@@ -62,20 +68,24 @@ def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, n
       curl -s -X POST localhost:8080/v1/exports -H 'Content-Type: application/json' \\
         -d '{"name": "logs-1", "spec": {"source": "stream://demo/logs", "archiveLocation": "backups"}}'
       curl -sN localhost:8080/v1/exports/logs-1/events
-      stream-backend serve --listen 0.0.0.0:8080 --token-file /etc/stream-backend/tokens
+      stream-backend serve --listen 0.0.0.0:8443 --token-file /etc/stream-backend/tokens \
+        --tls-cert tls.crt --tls-key tls.key
+      stream-backend serve --listen 0.0.0.0:8443 --kubernetes backups --tls-cert tls.crt --tls-key tls.key
     """
     try:
         import uvicorn
 
         from ..api.app import create_app
-        from ..api.auth import Tokens
+        from ..api.auth import KubernetesIdentities, Tokens
         from ..api.work import LocalWorkers, Location
     except ImportError as exc:
         raise UnavailableError(f"serve needs {exc.name}: pip install 'stream-backend[serve]'") from None
     host, port = _host_port(listen)
-    tokens = Tokens.load(token_file) if token_file else None
-    if tokens is None and not _loopback(host):
-        raise UsageError(f"--listen {listen} reaches beyond this machine: give --token-file")
+    if bool(tls_cert) != bool(tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    auth = Tokens.load(token_file) if token_file else None
+    if auth is None and not namespace and not _loopback(host):
+        raise UsageError(f"--listen {listen} reaches beyond this machine: give --token-file (or --kubernetes)")
     u = parse_stream_url(store_url, need="store")
     named = {}
     for text in locations:
@@ -93,13 +103,16 @@ def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, n
                 raise UsageError("--kubernetes takes its locations from the namespace's ArchiveLocations: "
                                  "drop --location and --state-dir")
             runner = ClusterWorkers(namespace)
+            auth = auth or KubernetesIdentities(namespace)
         else:
             runner = LocalWorkers(store_args, u.protocol, named, state_dir or settings.platform_requests_dir(),
                                   workers)
-        click.echo(f"stream-backend: serving {u.protocol}:// on http://{listen}/v1/"
-                   f"{'' if tokens else ' (no authentication: loopback only)'}", err=True)
-        uvicorn.run(create_app(store, u.protocol, tokens, runner), host=host, port=port, log_level="warning",
-                    server_header=False)
+        who = {Tokens: "", KubernetesIdentities: " (callers' Kubernetes tokens, RBAC of namespace "
+                                                  f"{namespace})"}.get(type(auth), " (no authentication: loopback only)")
+        click.echo(f"stream-backend: serving {u.protocol}:// on http{'s' if tls_cert else ''}://{listen}/v1/{who}",
+                   err=True)
+        uvicorn.run(create_app(store, u.protocol, auth, runner), host=host, port=port, log_level="warning",
+                    server_header=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
 
 
 @main.command("download")

@@ -77,6 +77,9 @@ def manifests(image: str | None, namespace: str = DEFAULT_NAMESPACE, crds_only: 
 SERVER = "stream-backend-api"
 SERVER_PORT = 8080
 TOKEN_MOUNT = "/etc/stream-backend/tokens"
+TLS_MOUNT = "/etc/stream-backend/tls"
+#: the built-in ClusterRole that lets a server review tokens and access for its callers
+AUTH_DELEGATOR = "system:auth-delegator"
 
 
 def server_rules() -> list[dict]:
@@ -87,37 +90,75 @@ def server_rules() -> list[dict]:
             {"apiGroups": [GROUP], "resources": ["archivelocations"], "verbs": ["get", "list"]}]
 
 
-def server_manifests(namespace: str, image: str, token_secret: str, pvc: str | None = None) -> list[dict]:
+def caller_rules(manage: bool = True) -> list[dict]:
+    """A Role for callers of a server that checks their Kubernetes identity: reading
+    streams, locations and requests, and with ``manage`` requesting, pausing and
+    cancelling exports and imports and fetching download plans."""
+    read = ["get", "list", "watch"]
+    rules = [{"apiGroups": [GROUP], "resources": ["streams", "streams/data", "archivelocations"], "verbs": ["get", "list"]},
+             {"apiGroups": [GROUP], "resources": list(PLURALS.values()), "verbs": read}]
+    if manage:
+        rules += [{"apiGroups": [GROUP], "resources": list(PLURALS.values()), "verbs": ["create", "patch", "delete"]},
+                  {"apiGroups": [GROUP], "resources": ["streamexports/download"], "verbs": ["get"]}]
+    return rules
+
+
+def caller_role(namespace: str, name: str = f"{SERVER}-user", manage: bool = True) -> dict:
+    """The Role to bind callers to (``kubectl create rolebinding --role``)."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": SERVER}},
+            "rules": caller_rules(manage)}
+
+
+def server_manifests(namespace: str, image: str, token_secret: str | None = None, pvc: str | None = None,
+                     tls_secret: str | None = None) -> list[dict]:
     """The HTTP API in ``namespace``: its ServiceAccount and Role, a Deployment running
-    `serve --kubernetes` on the tokens of Secret ``token_secret`` (key ``tokens``), and a
-    Service. ``pvc``: the local store's claim, for the streams' info and file views."""
+    `serve --kubernetes`, and a Service. Callers authenticate with the tokens of Secret
+    ``token_secret`` (key ``tokens``), or without one with their own Kubernetes tokens, RBAC
+    deciding (then the server may review tokens: a ClusterRoleBinding to
+    system:auth-delegator). ``pvc``: the local store's claim, for the streams' info and file
+    views. ``tls_secret``: a kubernetes.io/tls Secret, served as HTTPS."""
     labels = {"app.kubernetes.io/name": SERVER}
     meta = {"name": SERVER, "namespace": namespace, "labels": labels}
     root = STORE_MOUNT if pvc else "/tmp/streams"
+    args = ["serve", "--listen", f"0.0.0.0:{SERVER_PORT}", "--kubernetes", namespace, "--root", root]
+    mounts, volumes = [{"name": "tmp", "mountPath": "/tmp"}], [{"name": "tmp", "emptyDir": {}}]
+    if token_secret:
+        args += ["--token-file", f"{TOKEN_MOUNT}/tokens"]
+        mounts.append({"name": "tokens", "mountPath": TOKEN_MOUNT, "readOnly": True})
+        volumes.append({"name": "tokens", "secret": {"secretName": token_secret}})
+    if tls_secret:
+        args += ["--tls-cert", f"{TLS_MOUNT}/tls.crt", "--tls-key", f"{TLS_MOUNT}/tls.key"]
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+        volumes.append({"name": "tls", "secret": {"secretName": tls_secret}})
+    if pvc:
+        mounts.append({"name": "store", "mountPath": STORE_MOUNT, "readOnly": True})
+        volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}})
+    probe = {"path": "/readyz", "port": SERVER_PORT, **({"scheme": "HTTPS"} if tls_secret else {})}
     container = {
-        "name": "api", "image": image,
-        "args": ["serve", "--listen", f"0.0.0.0:{SERVER_PORT}", "--kubernetes", namespace, "--token-file",
-                 f"{TOKEN_MOUNT}/tokens", "--root", root],
+        "name": "api", "image": image, "args": args,
         "env": [{"name": settings.K8S_TOKEN_DIR_ENV, "value": SERVICE_ACCOUNT_MOUNT}],
         "ports": [{"name": "http", "containerPort": SERVER_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": SERVER_PORT}, "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": SERVER_PORT}, "periodSeconds": 30},
+        "readinessProbe": {"httpGet": probe, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {**probe, "path": "/healthz"}, "periodSeconds": 30},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "readOnlyRootFilesystem": True,
                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                             "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "tokens", "mountPath": TOKEN_MOUNT, "readOnly": True},
-                         *([{"name": "store", "mountPath": STORE_MOUNT, "readOnly": True}] if pvc else [])],
+        "volumeMounts": mounts,
     }
-    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "tokens", "secret": {"secretName": token_secret}},
-               *([{"name": "store", "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}}] if pvc else [])]
+    subjects = [{"kind": "ServiceAccount", "name": SERVER, "namespace": namespace}]
+    delegation = [] if token_secret else [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"{SERVER}-{namespace}-auth-delegator", "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": AUTH_DELEGATOR},
+         "subjects": subjects}]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": server_rules()},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVER},
-         "subjects": [{"kind": "ServiceAccount", "name": SERVER, "namespace": namespace}]},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVER}, "subjects": subjects},
+        *delegation,
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
          "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels}, "spec": {

@@ -168,3 +168,52 @@ def test_range_parsing_matches_a_model(size, spec):
     covered = [i for a, b in got for i in range(a, b)]
     assert covered == sorted(want)  # every byte once, in order: the ranges are merged
     assert all(a < b for a, b in got) and all(got[i][1] < got[i + 1][0] for i in range(len(got) - 1))
+
+
+def test_https_with_a_certificate(local_store, store_root, tmp_path):
+    """--tls-cert/--tls-key: the API answers HTTPS (verified against the certificate, by curl
+    and by Python's ssl), a plain HTTP request to it gets no answer, and half a pair is refused."""
+    import ssl
+
+    local_store.create_stream("demo", "logs")
+    with local_store.writer("demo", "logs") as w:
+        w.append(b"over tls\n")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    half = subprocess.run([CLI, "serve", "--tls-cert", str(cert), "--root", str(store_root)], capture_output=True,
+                          text=True, timeout=60)
+    assert half.returncode == 64 and "--tls-key" in half.stderr
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN} read\n")
+    (port,) = free_ports(1)
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([CLI, "serve", "--listen", f"127.0.0.1:{port}", "--root", str(store_root),
+                             "--token-file", str(tokens), "--tls-cert", str(cert), "--tls-key", str(key)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    base = f"https://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return urllib.request.urlopen(base + "/healthz", timeout=2, context=trusted).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until("the server to answer over TLS", up, timeout=60)
+        got = subprocess.run(["curl", "-sS", "--cacert", str(cert), "-H", f"Authorization: Bearer {TOKEN}",
+                              base + "/v1/streams/demo/logs/data"], capture_output=True, timeout=30)
+        assert got.returncode == 0 and got.stdout == b"over tls\n", got.stderr
+        untrusted = subprocess.run(["curl", "-sS", base + "/healthz"], capture_output=True, text=True, timeout=30)
+        assert untrusted.returncode == 60, untrusted  # curl: the peer's certificate is not trusted
+        plain = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/healthz"],
+                               capture_output=True, text=True, timeout=30)
+        assert plain.stdout != "200"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+    assert "https://127.0.0.1" in (tmp_path / "serve.log").read_text()

@@ -473,7 +473,110 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
         log.close()
 
 
-def _server_kubeconfig(k8s_cluster, namespace, tmp_path) -> Path:
+def test_without_a_token_file_callers_kubernetes_identity_and_rbac_decide(k8s_cluster, k8s_namespace, crds,
+                                                                         source_store, tmp_path):
+    """`serve --kubernetes NS` without --token-file: the bearer token is the caller's own
+    ServiceAccount token; TokenReview says who it is, a SubjectAccessReview in NS whether
+    its Role allows the action. The printed caller Role lets one request and download; a
+    read-only Role reads but may neither request nor fetch a download plan; no Role, no
+    access; a revoked binding takes effect within the review cache's seconds."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from kubernetes import client
+
+    from stream_backend.api.auth import KubernetesIdentities
+    from stream_backend.k8s.install import caller_role
+    from support import CLI, free_ports
+
+    api = k8s_cluster.api_client()
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "archivelocations", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ArchiveLocation", "metadata": {"name": "local"},
+        "spec": {"url": f"file://{tmp_path / 'backups'}"}})
+    kubeconfig = _server_kubeconfig(k8s_cluster, k8s_namespace, tmp_path, token_secret=None)
+    roles = {"operator-user": caller_role(k8s_namespace, "operator-user"),
+             "viewer": caller_role(k8s_namespace, "viewer", manage=False)}
+    tokens = {}
+    for who, role in (("admin", "operator-user"), ("viewer", "viewer"), ("nobody", None)):
+        core.create_namespaced_service_account(k8s_namespace, {"metadata": {"name": who}})
+        if role:
+            if role in roles:
+                rbac.create_namespaced_role(k8s_namespace, roles.pop(role))
+            rbac.create_namespaced_role_binding(k8s_namespace, {
+                "metadata": {"name": who}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                       "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": who, "namespace": k8s_namespace}]})
+        tokens[who] = core.create_namespaced_service_account_token(
+            who, k8s_namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    (port,) = free_ports(1)
+    base = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "wb")
+    server = subprocess.Popen([CLI, "serve", "--listen", f"127.0.0.1:{port}", "--kubernetes", k8s_namespace,
+                               "--root", str(source_store)], env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
+                              stdout=log, stderr=subprocess.STDOUT)
+
+    def call(method, path, who=None, body=None, token=None):
+        token = token or (tokens[who] if who else None)
+        req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def up():
+        assert server.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    spec = {"source": "stream://k8s/events", "archiveLocation": "local", "archivePath": "a"}
+    try:
+        wait_until("the server to answer", up, timeout=60)
+        assert call("GET", "/v1/exports")[0] == 401
+        assert call("GET", "/v1/exports", token="not-a-token-of-this-cluster-0123")[0] == 401
+        status, err = call("GET", "/v1/exports", "nobody")
+        assert status == 403 and err["detail"].startswith(
+            f"system:serviceaccount:{k8s_namespace}:nobody may not list streamexports"), err
+        assert call("GET", "/v1/streams", "nobody")[0] == 403
+
+        assert call("GET", "/v1/exports", "viewer") == (200, [])
+        assert [loc["name"] for loc in call("GET", "/v1/locations", "viewer")[1]] == ["local"]
+        assert call("GET", "/v1/streams", "viewer")[1] == [{"scope": "k8s", "streams": ["events"]}]
+        status, err = call("POST", "/v1/exports", "viewer", {"name": "nightly", "spec": spec})
+        assert status == 403 and "may not create streamexports" in err["detail"]
+
+        status, doc = call("POST", "/v1/exports", "admin", {"name": "nightly", "spec": spec})
+        assert status == 201, doc
+        printed = k8s_cluster.kubectl("get", "streamexports", "-n", k8s_namespace, "-o", "name").stdout.split()
+        assert printed == [f"streamexport.{GROUP}/nightly"]
+        assert call("GET", "/v1/exports/nightly", "viewer")[1]["spec"]["source"] == "stream://k8s/events"
+        status, err = call("GET", "/v1/exports/nightly/download", "viewer")
+        assert status == 403 and "may not get streamexports/download nightly" in err["detail"], err
+        status, err = call("GET", "/v1/exports/nightly/download", "admin")
+        assert status == 409 and "not succeeded" in err["detail"]  # allowed; there is nothing yet
+        assert call("POST", "/v1/imports", "viewer", {"name": "back", "spec": {}})[0] == 403
+
+        rbac.delete_namespaced_role_binding("admin", k8s_namespace)
+        wait_until("the revoked binding to take effect", lambda: call("GET", "/v1/exports", "admin")[0] == 403,
+                   timeout=KubernetesIdentities.CACHE_SECONDS * 3)
+        assert call("DELETE", "/v1/exports/nightly", "admin")[0] == 403
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    logged = (tmp_path / "serve.log").read_text()
+    assert "callers' Kubernetes tokens" in logged
+    assert not [who for who, token in tokens.items() if token in logged or token[-20:] in logged]
+
+
+def _server_kubeconfig(k8s_cluster, namespace, tmp_path, token_secret: str | None = "tokens") -> Path:
     """A kubeconfig with the token of the ServiceAccount `k8s serve` prints, bound to its
     Role: the server runs with exactly the rights it ships with."""
     import json
@@ -483,8 +586,8 @@ def _server_kubeconfig(k8s_cluster, namespace, tmp_path) -> Path:
 
     from stream_backend.k8s.install import SERVER, server_manifests
 
-    rbac = [d for d in server_manifests(namespace, "img", "tokens")
-            if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    rbac = [d for d in server_manifests(namespace, "img", token_secret)
+            if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding")]
     (tmp_path / "server-rbac.yaml").write_text(yaml.safe_dump_all(rbac))
     k8s_cluster.kubectl("apply", "-f", str(tmp_path / "server-rbac.yaml"))
     token = client.CoreV1Api(k8s_cluster.api_client()).create_namespaced_service_account_token(

@@ -108,3 +108,25 @@ def test_k8s_serve_prints_valid_manifests_with_the_store_read_only():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     bad = CliRunner().invoke(main, ["k8s", "serve", "--image", "i", "-n", "Bad_NS", "--token-secret", "t"])
     assert bad.exit_code == 64 and "namespace" in bad.output
+
+
+def test_k8s_serve_without_a_token_secret_checks_callers_with_rbac_over_https():
+    """No --token-file in the pod: its ServiceAccount may review tokens and access (bound to
+    system:auth-delegator, nothing more cluster-wide), the caller Role is printed beside it,
+    and --tls-secret mounts the certificate and probes over HTTPS."""
+    printed = CliRunner().invoke(main, ["k8s", "serve", "--image", "registry.example/sb:1", "-n", "backups",
+                                        "--tls-secret", "api-tls"])
+    assert printed.exit_code == 0, printed.output
+    docs = list(yaml.safe_load_all(printed.stdout))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding", "Deployment",
+                                         "Service", "Role"]
+    for d in docs:
+        assert kv.validate(d, kv.latest_version(), strict=True)
+    assert docs[3]["roleRef"]["name"] == "system:auth-delegator"
+    (container,) = docs[4]["spec"]["template"]["spec"]["containers"]
+    assert "--token-file" not in container["args"]
+    assert container["args"][container["args"].index("--tls-cert") + 1].endswith("/tls.crt")
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    user = docs[6]
+    assert user["metadata"]["name"] == "stream-backend-api-user"
+    assert {"apiGroups": ["stream-backend.io"], "resources": ["streamexports/download"], "verbs": ["get"]} in user["rules"]
