@@ -369,7 +369,7 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("| `scripts/bench_mount.py` | `cat` through the FUSE mount vs a plain file; duplicity full/incremental of a mounted stream vs a plain file | this page (`--json`, merged as `mount`) and docs/admin-guide.md |")
     L.append("| `scripts/bench_pravega.py` | the pravega client's own reader loop vs `stream-backend export` from Pravega | docs/pravega.md |")
     L.append("| `scripts/bench_compression.py` | `export`/`import` with `--compression none` vs `zstd` on JSON logs and random bytes, and the `zstd -3` CLI alone | docs/transfer.md |")
-    L.append("| `scripts/bench_api.py` | `serve`'s request status endpoint under 50 concurrent kept-alive clients vs `python -m http.server` handing out the same document as a file | docs/http.md, \"Performance\" |")
+    L.append("| `scripts/bench_api.py` | `serve`'s request status endpoint under 50 concurrent kept-alive clients vs `python -m http.server` handing out the same document as a file | docs/http-api.md, \"Performance\" |")
     L.append("")
     L.append("## How to run")
     L.append("")

@@ -1,14 +1,17 @@
-"""The ASGI application: JSON under /v1, the OpenAPI document at /v1/openapi.json."""
+"""The ASGI application: JSON under /v1, the OpenAPI document at /v1/openapi.json, the web
+page at /ui/."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -67,6 +70,30 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
+class PageHeaders:
+    """Headers that keep the page and the API's answers from being framed, sniffed or
+    followed by a Referer; the page may fetch presigned URLs of any S3 endpoint."""
+
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+               (b"x-frame-options", b"DENY"),
+               (b"content-security-policy", b"default-src 'self'; connect-src 'self' http: https:; "
+                                            b"img-src 'self' data:; frame-ancestors 'none'")]
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        return await self.app(scope, receive, with_headers)
+
+
 def create_app(store, protocol: str, auth: Authorizer | None,
                workers: LocalWorkers | ClusterWorkers | None = None) -> FastAPI:
     """The API over one opened store (``protocol``: its URL scheme, ``stream`` or
@@ -85,8 +112,9 @@ def create_app(store, protocol: str, auth: Authorizer | None,
             await asyncio.to_thread(workers.close)
 
     app = FastAPI(title="stream-backend", version=__version__, openapi_url="/v1/openapi.json",
-                  docs_url="/v1/docs", redoc_url=None, lifespan=lifespan)
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(PageHeaders)
 
     def need(verb: str, resource: str, subresource: str = ""):
         """A dependency: the caller may do this action (on the request named in the path)."""
@@ -120,6 +148,13 @@ def create_app(store, protocol: str, auth: Authorizer | None,
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'malformed request')}"}, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    # the page holds no data: it asks the API, with the caller's token, for everything it shows
+    app.mount("/ui", StaticFiles(directory=os.path.join(os.path.dirname(__file__), "ui"), html=True), name="ui")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

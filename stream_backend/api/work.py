@@ -282,6 +282,8 @@ class LocalWorkers(Changes):
                 w.proc.kill()
         for _ in self._threads:
             self._queue.put(None)
+        for t in self._threads:  # each writes its child's state (ServerStopped) before it ends
+            t.join(timeout)
 
     # -- running ----------------------------------------------------------------
     def _command(self, kind: str, spec: dict) -> list[str]:

@@ -239,7 +239,7 @@ def _endpoint_option(f):
               help="Pravega: also record where this reader group of the source's scope next reads (needs Java; docs/pravega.md).")
 @click.option("--file-view", is_flag=True,
               help="Also write each segment's file view (its payloads, what cat prints) as plain objects, "
-                   "for downloads without our format (serve's download plans, docs/http.md).")
+                   "for downloads without our format (serve's download plans, docs/http-api.md).")
 @_endpoint_option
 @_progress_option
 @store_options

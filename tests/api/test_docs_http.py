@@ -1,4 +1,4 @@
-"""docs/http.md's copy-paste block runs as written (on a free port instead of 8089)."""
+"""docs/http-api.md's copy-paste block runs as written (on a free port instead of 8089)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from support import free_ports
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "http.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
 
 
 def _run(block: str, tmp_path, **extra_env) -> str:

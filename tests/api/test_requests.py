@@ -5,99 +5,12 @@ bytes restored by a requested import are the bytes `stream-backend cat` prints."
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
-import pytest
-
-from support import CLI, free_ports, wait_until
-from support.transfer import append_events, cli_env
-
-ADMIN = "admin-token-for-the-tests-0123"
-READER = "reader-token-for-the-tests-012"
-
-
-class Server:
-    """One `stream-backend serve` process, stopped with SIGTERM and started again at will."""
-
-    def __init__(self, tmp_path, env, locations):
-        self.tmp_path, self.env, self.locations = tmp_path, env, locations
-        (tmp_path / "tokens").write_text(f"{ADMIN} read,export,import\n{READER} read\n")
-        (self.port,) = free_ports(1)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.log = open(self.tmp_path / "serve.log", "ab")
-        args = [CLI, "serve", "--listen", f"127.0.0.1:{self.port}", "--token-file", str(self.tmp_path / "tokens"),
-                "--state-dir", str(self.tmp_path / "requests"), "--workers", "1"]
-        for loc in self.locations:
-            args += ["--location", loc]
-        self.proc = subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-        def up():
-            assert self.proc.poll() is None, self.logs()
-            try:
-                return urllib.request.urlopen(self.base + "/healthz", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_until("the server to answer", up, timeout=60)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=90)
-        self.log.close()
-
-    def logs(self) -> str:
-        return (self.tmp_path / "serve.log").read_text(errors="replace")
-
-    def call(self, method, path, body=None, token=ADMIN, raw=None, headers=None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
-            **({"Authorization": f"Bearer {token}"} if token else {}), "Content-Type": "application/json",
-            **(headers or {})})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            text = exc.read()
-            return exc.code, json.loads(text) if text.startswith(b"{") else text
-
-    def follow(self, path) -> list[dict]:
-        """Every document the event stream sent, read with curl until the server ends it."""
-        out = subprocess.run(["curl", "-sSN", "--max-time", "300", "-H", f"Authorization: Bearer {ADMIN}",
-                              self.base + path + "/events"], capture_output=True, text=True, timeout=320)
-        assert out.returncode == 0, out.stderr
-        docs = [json.loads(line[len("data: "):]) for line in out.stdout.splitlines() if line.startswith("data: ")]
-        assert docs, out.stdout
-        return docs
-
-    def phase(self, path):
-        return self.call("GET", path)[1]["status"].get("phase")
-
-
-@pytest.fixture
-def server(tmp_path, store_root, s3_bucket):
-    env = cli_env(store_root, s3_bucket.server)
-    made = []
-
-    def make(progress_interval="0.1", extra_env=None, endpoint=None):
-        e = {**env, "STREAM_BACKEND_PROGRESS_INTERVAL": progress_interval, **(extra_env or {})}
-        if endpoint:
-            e["AWS_ENDPOINT_URL"] = endpoint
-        made.append(Server(tmp_path, e, [f"backups={s3_bucket.url}/archives"]))
-        return made[-1]
-
-    yield make
-    for s in made:
-        if s.proc.poll() is None:
-            s.stop()
-
+from support import CLI, wait_until
+from support.api_server import ADMIN, READER
+from support.transfer import append_events
 
 def _cat(store_root, url) -> bytes:
     return subprocess.run([CLI, "cat", url, "--root", str(store_root)], capture_output=True, check=True,

@@ -217,3 +217,24 @@ def test_https_with_a_certificate(local_store, store_root, tmp_path):
         proc.wait(timeout=20)
         log.close()
     assert "https://127.0.0.1" in (tmp_path / "serve.log").read_text()
+
+
+def test_the_page_is_served_without_data_and_with_headers_that_keep_it_in_its_own_frame(served):
+    """/ leads to the page; the page needs no token (it holds nothing: it asks the API with
+    the caller's), and it and the API's answers forbid framing, sniffing and Referers."""
+    base, _store = served
+    req = urllib.request.Request(base + "/", method="GET")
+    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                              {"redirect_request": lambda *a, **k: None}))
+    try:
+        opener.open(req, timeout=10)
+        raise AssertionError("/ did not redirect")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 307 and exc.headers["Location"] == "/ui/"
+    status, headers, body = _get(base + "/ui/", token=None)
+    assert status == 200 and b"<title>stream-backend</title>" in body and b"demo" not in body
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["Referrer-Policy"] == "no-referrer"
+    status, headers, _ = _get(base + "/v1/streams", token=None)
+    assert status == 401 and headers["X-Content-Type-Options"] == "nosniff"
+    assert _get(base + "/ui/app.js", token=None)[0] == 200
