@@ -276,12 +276,13 @@ def serve_manifests(image, namespace, token_secret, tls_secret, pvc):
     --kubernetes NAMESPACE`, whose requests become StreamExport / StreamImport resources.
 
     \b
-    Example (callers' own Kubernetes identities, HTTPS):
+    Examples:
+      # callers use their own Kubernetes identities, RBAC decides; HTTPS
       kubectl -n backups create secret tls api-tls --cert tls.crt --key tls.key
       stream-backend k8s serve --image registry.example/stream-backend:0.2 -n backups \\
           --tls-secret api-tls | kubectl apply -f -
       kubectl -n backups create rolebinding alice-backups --role stream-backend-api-user --user alice
-    Example (a token file):
+      # callers use the tokens of a token file
       kubectl -n backups create secret generic api-tokens --from-file=tokens=./tokens
       stream-backend k8s serve --image registry.example/stream-backend:0.2 -n backups \\
           --token-secret api-tokens | kubectl apply -f -
