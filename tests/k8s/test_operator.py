@@ -400,8 +400,6 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
     the operator's Job writes the archive, the event stream follows the resource's status
     to Succeeded, and DELETE removes the resource."""
     import json
-    import urllib.error
-    import urllib.request
 
     from kubernetes import client
 
@@ -428,23 +426,10 @@ def test_a_request_over_http_becomes_a_resource_the_operator_runs(k8s_cluster, k
                               stderr=subprocess.STDOUT)
 
     def call(method, path, body=None):
-        req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def up():
-        assert server.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
-        except OSError:
-            return False
+        return _call(base, method, path, token, body)
 
     try:
-        wait_until("the server to answer", up, timeout=60)
+        _wait_up(server, base, tmp_path / "serve.log")
         assert [loc["name"] for loc in call("GET", "/v1/locations")[1]] == ["local"]
         opts = dict(zip(EXPORT_OPTS[::2], EXPORT_OPTS[1::2]))
         spec = {"source": "stream://k8s/events", "archiveLocation": "local", "archivePath": "archive", "pvc": "streams",
@@ -480,9 +465,6 @@ def test_without_a_token_file_callers_kubernetes_identity_and_rbac_decide(k8s_cl
     its Role allows the action. The printed caller Role lets one request and download; a
     read-only Role reads but may neither request nor fetch a download plan; no Role, no
     access; a revoked binding takes effect within the review cache's seconds."""
-    import json
-    import urllib.error
-    import urllib.request
 
     from kubernetes import client
 
@@ -519,26 +501,11 @@ def test_without_a_token_file_callers_kubernetes_identity_and_rbac_decide(k8s_cl
                               stdout=log, stderr=subprocess.STDOUT)
 
     def call(method, path, who=None, body=None, token=None):
-        token = token or (tokens[who] if who else None)
-        req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def up():
-        assert server.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
-        except OSError:
-            return False
+        return _call(base, method, path, token or (tokens[who] if who else None), body)
 
     spec = {"source": "stream://k8s/events", "archiveLocation": "local", "archivePath": "a"}
     try:
-        wait_until("the server to answer", up, timeout=60)
+        _wait_up(server, base, tmp_path / "serve.log")
         assert call("GET", "/v1/exports")[0] == 401
         assert call("GET", "/v1/exports", token="not-a-token-of-this-cluster-0123")[0] == 401
         status, err = call("GET", "/v1/exports", "nobody")
@@ -574,6 +541,35 @@ def test_without_a_token_file_callers_kubernetes_identity_and_rbac_decide(k8s_cl
     logged = (tmp_path / "serve.log").read_text()
     assert "callers' Kubernetes tokens" in logged
     assert not [who for who, token in tokens.items() if token in logged or token[-20:] in logged]
+
+
+def _call(base, method, path, token, body=None):
+    """(status, JSON document) of one API call with that bearer token (None: none)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _wait_up(server, base, log) -> None:
+    import urllib.request
+
+    def up():
+        assert server.poll() is None, log.read_text()
+        try:
+            return urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    wait_until("the server to answer", up, timeout=60)
 
 
 def _server_kubeconfig(k8s_cluster, namespace, tmp_path, token_secret: str | None = "tokens") -> Path:
