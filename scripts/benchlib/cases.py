@@ -14,7 +14,7 @@ import time
 
 from . import data
 from .context import SCOPE, Context, NotAvailable, repeat, tool_result
-from .util import MiB, dir_bytes, drop_file, median, run_measured
+from .util import MiB, dir_bytes, drop_file, free_ports, median, run_measured
 
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.py")
 
@@ -1169,6 +1169,204 @@ def case_pravega(ctx: Context) -> dict:
     return _case("pravega", title, "MiB/s", rows, metric="throughput_mib_s", targets=[], **r)
 
 
+# ============================================================================ case 8
+#: downloads started at once in the concurrency rows (the issue's "20 concurrent downloads")
+CONCURRENT = 20
+
+
+class _Serve:
+    """``stream-backend serve`` on loopback with one S3 location; its PID is measured apart
+    from SeaweedFS's, so what it sends during downloads shows whether anything relays."""
+
+    def __init__(self, ctx: Context, bucket: str):
+        srv = ctx.need_s3()
+        (self.port,) = free_ports(1)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._log = open(ctx.tmp("serve.log"), "ab")
+        argv = [ctx.sb, "serve", "--listen", f"127.0.0.1:{self.port}", "--location", f"bench=s3://{bucket}",
+                "--endpoint-url", srv.endpoint, "--state-dir", ctx.tmp("serve-state"), "--workers", "1"]
+        self.trace = ctx.tmp("serve.strace") if shutil.which("strace") else None
+        if self.trace:  # every byte it sends, counted by the kernel's syscalls, not by us
+            argv = ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", "trace=sendto,sendmsg,write,writev",
+                    "-e", "signal=none", "-o", self.trace, *argv]
+        self.proc = subprocess.Popen(argv, env=ctx.env(s3=True), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start: {self.log_tail()}")
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    def get(self, path: str, body: dict | None = None) -> dict:
+        import urllib.request
+
+        req = urllib.request.Request(
+            self.base + path, data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read() or b"null")
+
+    def sent_bytes(self) -> int | None:
+        """Bytes the server has sent to its HTTP clients so far: the return values of its
+        send/write calls on connections of its listening port, from strace (None without it)."""
+        if not self.trace:
+            return None
+        import re
+
+        mine = re.compile(r"<TCP:\[127\.0\.0\.1:%d->[^]]*\]>.*= (\d+)$" % self.port)
+        with open(self.trace, errors="replace") as f:
+            return sum(int(m.group(1)) for line in f if (m := mine.search(line.rstrip())))
+
+    def log_tail(self) -> str:
+        self._log.flush()
+        with open(self._log.name, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-3:])
+
+    def stop(self) -> None:
+        """Stop serve and strace together: a signal to strace alone detaches it and leaves
+        serve running."""
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+def _all_at_once(argvs: list[list[str]]) -> list[str]:
+    """One command that starts every argv at once and fails if any of them fails."""
+    import shlex
+
+    starts = "; ".join(shlex.join(a) + " & pids+=($!)" for a in argvs)
+    return ["bash", "-c", f"pids=(); {starts}; rc=0; for p in \"${{pids[@]}}\"; do wait $p || rc=1; done;"
+            " exit $rc"]
+
+
+def case_download(ctx: Context) -> dict:
+    """Download of an export's file view through its plan vs s5cmd cp of the same objects."""
+    p = ctx.profile
+    title = f"download a {p.big // MiB} MiB export's file view from S3 (one, and {CONCURRENT} at once)"
+    f = ctx.plain_file("f1g", p.big, p.event_size)
+    s = ctx.stream("s1g", p.big, p.event_size)
+    srv = ctx.need_s3()
+    env = ctx.env(s3=True)
+    bucket = ctx.buckets.new("download")
+    rows = []
+    serve = _Serve(ctx, bucket)
+    try:
+        t0 = time.perf_counter()
+        serve.get("/v1/exports", {"name": "bench", "spec": {
+            "source": s["url"], "archiveLocation": "bench", "archivePath": "s1g", "fileView": True}})
+        while (phase := serve.get("/v1/exports/bench")["status"].get("phase")) not in ("Succeeded", "Failed"):
+            time.sleep(0.2)
+        if phase != "Succeeded":
+            raise RuntimeError(f"the export request failed: {serve.get('/v1/exports/bench')['status']}")
+        ctx.log(f"  export with its file view through serve: {time.perf_counter() - t0:.1f} s")
+        url = serve.base + "/v1/exports/bench/download"
+        views = f"s3://{bucket}/s1g/views/000000/*"
+        checked = {}
+
+        def ours_make(i):
+            dest = ctx.tmp(f"dl-ours-{i}.bin")
+            argv = [ctx.sb, "download", url, "-o", dest, "--progress", "none"]
+
+            def after(run):
+                if run.rc == 0 and not checked:  # once (untimed): the bytes are the stream's
+                    checked["identical"] = subprocess.run(["cmp", "-s", f, dest]).returncode == 0
+                    if not checked["identical"]:
+                        raise RuntimeError(f"the download differs from the stream's bytes ({dest})")
+                drop_file(dest)
+
+            return argv, env, after
+
+        command = "stream-backend download http://127.0.0.1:PORT/v1/exports/bench/download -o data.bin"
+        rows.append(_safe(ctx, "stream-backend", "ours", command, lambda: tool_result(
+            "stream-backend", "ours", command, repeat(ctx, "stream-backend", ours_make, p.runs, p.warmup),
+            nbytes=p.big, warmup=p.warmup, extra={"identical": checked.get("identical")})))
+
+        pcommand = "s5cmd --endpoint-url $S3 cp 's3://BUCKET/s1g/views/000000/*' DIR/"
+
+        def s5cmd_make(i):
+            dest = ctx.tmp(f"dl-s5cmd-{i}")
+            argv = [ctx.peers.get("s5cmd"), "--endpoint-url", srv.endpoint, "cp", views, dest + "/"]
+
+            def after(run):
+                got = dir_bytes(dest)
+                drop_file(dest)
+                if run.rc == 0 and got != p.big:
+                    raise RuntimeError(f"s5cmd downloaded {got} bytes, expected {p.big}")
+
+            return argv, env, after
+
+        def s5cmd_row():
+            if not ctx.peers.get("s5cmd"):
+                raise NotAvailable(ctx.peers.reason("s5cmd"))
+            runs = repeat(ctx, "s5cmd cp", s5cmd_make, p.runs, p.warmup)
+            return tool_result("s5cmd cp", "peer", pcommand, runs, nbytes=p.big, warmup=p.warmup)
+
+        rows.append(_safe(ctx, "s5cmd cp", "peer", pcommand, s5cmd_row))
+
+        def at_once(tool, one_argv, check_dest):
+            def make(i):
+                dests = [ctx.tmp(f"dl-{tool.split()[0]}-x{i}-{k}") for k in range(CONCURRENT)]
+                before = serve.sent_bytes()
+
+                def after(run):
+                    now = serve.sent_bytes()
+                    run.extra["serve_sent_bytes"] = None if now is None else now - before
+                    sizes = [check_dest(d) for d in dests]
+                    for d in dests:
+                        drop_file(d)
+                    if run.rc == 0 and sizes != [p.big] * CONCURRENT:
+                        raise RuntimeError(f"{tool}: downloaded sizes {sorted(set(sizes))}, expected {p.big}")
+
+                return _all_at_once([one_argv(d) for d in dests]), env, after
+
+            runs = repeat(ctx, tool, make, p.slow_runs, 0)
+            sent = max((r.extra["serve_sent_bytes"] for r in runs), default=None, key=lambda v: v or 0)
+            return tool_result(tool, "ours" if tool.startswith("stream-backend") else "peer",
+                               f"{CONCURRENT} x ({command if tool.startswith('stream') else pcommand}) at once",
+                               runs, nbytes=CONCURRENT * p.big, extra={"serve_sent_bytes": sent})
+
+        many = f"stream-backend x{CONCURRENT}"
+        rows.append(_safe(ctx, many, "ours", f"{CONCURRENT} x ({command}) at once", lambda: at_once(
+            many, lambda d: [ctx.sb, "download", url, "-o", d, "--progress", "none"], os.path.getsize)))
+
+        def s5cmd_many():
+            if not ctx.peers.get("s5cmd"):
+                raise NotAvailable(ctx.peers.reason("s5cmd"))
+            return at_once(f"s5cmd cp x{CONCURRENT}", lambda d: [
+                ctx.peers.get("s5cmd"), "--endpoint-url", srv.endpoint, "cp", views, d + "/"], dir_bytes)
+
+        rows.append(_safe(ctx, f"s5cmd cp x{CONCURRENT}", "peer", f"{CONCURRENT} x ({pcommand}) at once", s5cmd_many))
+    finally:
+        serve.stop()
+        ctx.buckets.delete(bucket)
+    one = _ratios([r for r in rows if "x" + str(CONCURRENT) not in r["tool"]])
+    both = _ratios([r for r in rows if "x" + str(CONCURRENT) in r["tool"]], ours=many)
+    relay = (_ok(rows, many) or {}).get("serve_sent_bytes")
+    targets = [
+        _target("download >= 0.9x s5cmd cp", one["ratios"].get("s5cmd cp"),
+                (one["ratios"].get("s5cmd cp") or 0) >= 0.9),
+        _target(f"{CONCURRENT} at once >= 0.9x {CONCURRENT} s5cmd", both["ratios"].get(f"s5cmd cp x{CONCURRENT}"),
+                (both["ratios"].get(f"s5cmd cp x{CONCURRENT}") or 0) >= 0.9),
+        _target(f"bytes serve sent during {CONCURRENT} downloads <= 0.01% of theirs",
+                None if relay is None else relay, relay is not None and relay <= CONCURRENT * p.big / 10_000,
+                detail="what serve sent its clients (strace): the plans, no data"),
+    ]
+    ratios = dict(one["ratios"], **both["ratios"])
+    return _case("download", title, "MiB/s", rows, metric="throughput_mib_s", targets=targets,
+                 ratios=ratios, best_peer=one["best_peer"], ratio_to_best_peer=one["ratio_to_best_peer"])
+
+
 CASES = {
     "export": (1, case_export),
     "import": (2, case_import),
@@ -1177,5 +1375,6 @@ CASES = {
     "read": (5, case_read),
     "memory": (6, case_memory),
     "pravega": (7, case_pravega),
+    "download": (8, case_download),
 }
 DEFAULT_CASES = [c for c in CASES if c != "pravega"]

@@ -105,6 +105,7 @@ def disk_needed(profile: Profile, cases: list[str]) -> int:
         "read": max(profile.rand_sizes),
         "memory": 2 * max(profile.rss_sizes),  # the stream and its S3 copy
         "pravega": 2 * profile.pravega_bytes,
+        "download": 2 * profile.big + 20 * profile.big,  # the archive and its file view; 20 downloads at once
     }
     return big + max((per_case[c] for c in cases), default=0)
 

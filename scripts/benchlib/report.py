@@ -224,7 +224,14 @@ def markdown(results: dict, png_names: list[str]) -> str:
                 if case.get("loadavg_at_start")
                 else ""
             )
-            L.append(f"Case took {case['seconds']:.0f} s{load}.")
+            when = case.get("measured")
+            since = (
+                f" Measured {when['date']} at git {when['git']} by `{when['command']}`, merged"
+                " into the run above."
+                if when
+                else ""
+            )
+            L.append(f"Case took {case['seconds']:.0f} s{load}.{since}")
             L.append("")
         if case.get("status") == "error":
             L.append(f"error: {case.get('reason')}")
@@ -255,6 +262,10 @@ def markdown(results: dict, png_names: list[str]) -> str:
                     )
                     + ")"
                 )
+            if r.get("serve_sent_bytes") is not None:
+                extra += f" (serve sent {r['serve_sent_bytes'] / 1024:,.1f} KiB meanwhile)"
+            if r.get("identical") is not None:
+                extra += " (bytes identical to the stream's)" if r["identical"] else " (bytes DIFFER)"
             if r.get("verify"):
                 v = r["verify"]
                 extra += (
@@ -591,3 +602,17 @@ def write_docs(results: dict, docs_dir: str) -> list[str]:
 def load(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def merge(base: dict, new: dict) -> dict:
+    """``base`` with ``new``'s cases in place of its cases of the same id (the others
+    kept, in case order); each merged case says when, at which commit and by which command
+    it was measured, since the page's header describes ``base``'s run."""
+    out = dict(base)
+    stamp = {"date": new["machine"]["date"], "git": new["machine"].get("git"), "command": new["command"]}
+    fresh = {c["id"]: dict(c, measured=stamp) for c in new["cases"]}
+    kept = [c for c in base["cases"] if c["id"] not in fresh]
+    out["cases"] = sorted(kept + list(fresh.values()), key=lambda c: c.get("number", 0))
+    out["servers"] = {**base.get("servers", {}), **new.get("servers", {})}
+    out["peers"] = {**base.get("peers", {}), **new.get("peers", {})}
+    return out

@@ -321,7 +321,7 @@ def _work_routes(plural: str, kind: str, need, runner) -> APIRouter:
         def download(name: str, segment: int | None = Query(default=None, ge=0),
                      expires: int = Query(default=3600, description="Seconds the URLs stay valid")) -> dict:
             """A download plan of the export's file view (exported with ``fileView``):
-            presigned S3 URLs with offsets, sizes and SHA-256, fetched by the client
+            presigned S3 URLs with offsets, sizes, SHA-256 and CRC32C, fetched by the client
             straight from S3 (`stream-backend download`, curl, a browser)."""
             from ..transfer.views import download_plan
 

@@ -9,7 +9,10 @@ import os
 import click
 
 from .. import settings
+from ..api.download import PARALLEL as DOWNLOAD_PARALLEL
+from ..api.download import RANGE as DOWNLOAD_RANGE
 from ..errors import UnavailableError, UsageError
+from ..units import human_size
 from ..urls import parse_stream_url
 from . import main
 from .common import opened_store, store_options
@@ -68,7 +71,7 @@ def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, n
       curl -s -X POST localhost:8080/v1/exports -H 'Content-Type: application/json' \\
         -d '{"name": "logs-1", "spec": {"source": "stream://demo/logs", "archiveLocation": "backups"}}'
       curl -sN localhost:8080/v1/exports/logs-1/events
-      stream-backend serve --listen 0.0.0.0:8443 --token-file /etc/stream-backend/tokens \
+      stream-backend serve --listen 0.0.0.0:8443 --token-file /etc/stream-backend/tokens \\
         --tls-cert tls.crt --tls-key tls.key
       stream-backend serve --listen 0.0.0.0:8443 --kubernetes backups --tls-cert tls.crt --tls-key tls.key
     """
@@ -118,14 +121,18 @@ def serve_cmd(store_url, listen, token_file, locations, endpoint_url, workers, n
 @main.command("download")
 @click.argument("plan")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The file to write.")
-@click.option("--parallel", default=4, show_default=True, type=int, help="Parts fetched at once.")
+@click.option("--parallel", default=DOWNLOAD_PARALLEL, show_default=True, type=int,
+              help=f"GETs at once (parts, or ranges of at least {human_size(DOWNLOAD_RANGE)} of them).")
+@click.option("--fsync", "durable", is_flag=True,
+              help="Flush the file to disk before exiting (a rerun re-checks every part either way).")
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "none"]), default="auto", show_default=True,
               help="Progress: a bar on a terminal, JSON lines on stderr otherwise (auto).")
-def download_cmd(plan, output, parallel, progress):
+def download_cmd(plan, output, parallel, durable, progress):
     """Download an export's file view by its download plan (PLAN: the plan's URL on
-    `serve`, or a saved plan file), straight from S3: parts in parallel, each checked by
-    its SHA-256. Run the same command again after an interruption: the parts already
-    on disk are kept. The token comes from STREAM_BACKEND_TOKEN.
+    `serve`, or a saved plan file), straight from S3: GETs in parallel, each part
+    checked by its CRC32C (or SHA-256). Run the same command again after an
+    interruption: the parts already on disk are kept. The token comes from
+    STREAM_BACKEND_TOKEN.
 
     \b
     Example:
@@ -140,5 +147,5 @@ def download_cmd(plan, output, parallel, progress):
 
     got = fetch_plan(plan, os.environ.get(settings.TOKEN_ENV))
     with Progress("download", progress) as prog:
-        summary = download(got, output, parallel, prog)
+        summary = download(got, output, parallel, prog, durable=durable)
     print_done(summary)

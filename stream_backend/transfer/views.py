@@ -5,9 +5,10 @@ our format needed.
 Each complete run gets its own view objects (``views/SEGMENT/RUN-K.bin``, at most the
 object size each, an event's payload spilling over into the next object), then a view
 manifest (``views/RUN.json``) naming each object's offset in the segment's file view, its
-size and SHA-256. The manifest is written last: a run without one has no view yet, and
-writing it again rewrites the same bytes. The views are made from the archive, not the
-store, so they say exactly what the archive holds.
+size, SHA-256 (for anyone's ``sha256sum``) and CRC32C (S3's own checksum, cheap to check).
+The manifest is written last: a run without one has no view yet, and writing it again
+rewrites the same bytes. The views are made from the archive, not the store, so they say
+exactly what the archive holds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import hashlib
 import itertools
 import json
 from concurrent.futures import Future
+
+import crc32c
 
 from ..archive import layout
 from ..errors import CorruptionError, NotFoundError
@@ -40,6 +43,7 @@ class _ViewObjects:
         self._upload = None
         self._size = 0
         self._hash = None
+        self._crc = 0
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -47,7 +51,7 @@ class _ViewObjects:
             if self._upload is None:
                 key = layout.view_object_key(self.segment, self.run, len(self.objects))
                 self._upload = self.target.upload(key, self.part_size, self.pool)
-                self._hash, self._size = hashlib.sha256(), 0
+                self._hash, self._crc, self._size = hashlib.sha256(), 0, 0
                 self.objects.append({"key": key, "offset": self.offset})
             room = self.object_size - self._size - len(self._buf)
             take = view[:room]
@@ -62,13 +66,14 @@ class _ViewObjects:
         part = bytes(self._buf)
         self._buf.clear()
         self._hash.update(part)
+        self._crc = crc32c.crc32c(part, self._crc)
         self._size += len(part)
         self._upload.write_part(part)
 
     def _finish_object(self) -> None:
         if self._buf:
             self._flush_part()
-        self.objects[-1].update(size=self._size, sha256=self._hash.hexdigest())
+        self.objects[-1].update(size=self._size, sha256=self._hash.hexdigest(), crc32c=f"{self._crc:08x}")
         self.offset += self._size
         self.pending.append(self._upload.finish())
         self._upload = None
@@ -146,8 +151,8 @@ PLAN_EXPIRES_MAX = 7 * 24 * 3600
 
 def download_plan(target: ArchiveTarget, segment: int | None = None, expires: int = PLAN_EXPIRES) -> dict:
     """What a client needs to fetch a segment's file view straight from S3: each view
-    object's presigned URL, its offset in the file, size and SHA-256, in order. Written
-    at their offsets, the objects are the file view; each may be fetched in parallel and
+    object's presigned URL, its offset in the file, size, SHA-256 and (views written since
+    it was added) CRC32C, in order. Written at their offsets, the objects are the file view; each may be fetched in parallel and
     again with Range after an interruption."""
     import time
 
@@ -167,6 +172,7 @@ def download_plan(target: ArchiveTarget, segment: int | None = None, expires: in
         url = target.presigned_url(o["key"], expires)
         if url is None:
             raise UnsupportedError(f"{target.display} is not in S3: download plans need an s3:// archive")
-        parts.append({"url": url, "offset": o["offset"], "size": o["size"], "sha256": o["sha256"]})
+        parts.append({"url": url, "offset": o["offset"], "size": o["size"], "sha256": o["sha256"],
+                      **({"crc32c": o["crc32c"]} if "crc32c" in o else {})})
     return {"archive": target.display, "segment": segment, "runs": [m.run for m in chain.runs],
             "size": sum(p["size"] for p in parts), "expires": int(time.time()) + expires, "parts": parts}

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "scripts" / "bench"
-SMOKE_CASES = ["export", "import", "small-events", "incremental", "read", "memory"]
+SMOKE_CASES = ["export", "import", "small-events", "incremental", "read", "memory", "download"]
 
 
 def _bench(*args, timeout=240):
@@ -92,6 +92,11 @@ def test_results_json_has_every_case_with_numbers_or_a_reason(smoke):
     assert min(rss) < 50 * 2**20 < max(rss)
     inc = next(r for r in by_id["incremental"]["tools"] if r["tool"] == "stream-backend")
     assert inc["status"] == "ok" and inc["moved_bytes"] > 0
+    # downloads came straight from S3: the bytes are the stream's, and serve sent only plans
+    dl = {r["tool"]: r for r in by_id["download"]["tools"]}
+    assert dl["stream-backend"]["status"] == "ok" and dl["stream-backend"]["identical"] is True
+    many = dl["stream-backend x20"]
+    assert many["status"] == "ok" and 0 < many["serve_sent_bytes"] < 20 * 64 * 1024, many
     # every server listener was on loopback and the summary printed ratios
     assert all(a.startswith("127.") for a in results["servers"]["s3"]["listeners"])
     assert "ratio stream-backend / s5cmd" in stdout
@@ -112,6 +117,31 @@ def test_docs_are_generated_from_the_json(smoke):
     res = _bench("--report", str(tmp / "results.json"), "--docs", str(tmp / "again"), timeout=120)
     assert res.returncode == 0, res.stderr
     assert (tmp / "again" / "benchmarks.md").read_text() == md
+
+
+@pytest.mark.s3
+@pytest.mark.fuse
+@pytest.mark.timeout(300)
+def test_a_rerun_case_replaces_only_itself_and_says_when(smoke):
+    """--merge-into: one case measured again goes into the published results in place of
+    its old numbers, dated, and the other cases stay as they were."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchlib import report
+
+    _, results, _ = smoke
+    rerun = json.loads(json.dumps(results))
+    rerun["machine"] = dict(rerun["machine"], date="2031-01-02T03:04:05Z", git="abc1234")
+    rerun["command"] = "scripts/bench --smoke --cases download"
+    rerun["cases"] = [dict(c, seconds=12345.0) for c in rerun["cases"] if c["id"] == "download"]
+    merged = report.merge(results, rerun)
+    assert [c["id"] for c in merged["cases"]] == SMOKE_CASES
+    for old, new in zip(results["cases"], merged["cases"]):
+        if new["id"] == "download":
+            assert new["seconds"] == 12345.0 and new["measured"]["date"] == "2031-01-02T03:04:05Z"
+        else:
+            assert new == old
+    md = report.markdown(merged, [])
+    assert "Measured 2031-01-02T03:04:05Z at git abc1234 by `scripts/bench --smoke --cases download`" in md
 
 
 def test_limit_classification_names_the_busy_side():
