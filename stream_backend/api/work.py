@@ -301,7 +301,8 @@ class LocalWorkers(Changes):
         ts = TransferSpec(op=op, stream_url=url, archive=archive, endpoint_url=location.endpoint_url,
                           object_size=spec.get("objectSize"), part_size=spec.get("partSize"),
                           parallel=spec.get("parallel"), compression=spec.get("compression"),
-                          file_view=bool(spec.get("fileView")),
+                          file_view=bool(spec.get("fileView")), sse=spec.get("sse"),
+                          sse_kms_key_id=spec.get("sseKmsKeyId"), storage_class=spec.get("storageClass"),
                           segments=spec.get("segments"), to_seq=spec.get("toSeq"), to_time=spec.get("toTime"))
         return [self.python, "-m", "stream_backend", *container_args(ts, url, archive), *self.store_args]
 

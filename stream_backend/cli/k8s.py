@@ -13,6 +13,7 @@ import click
 from .. import settings
 from ..k8s import jobs as k8smod
 from ..errors import UsageError
+from ..s3vocab import SSE_MODES, STORAGE_CLASSES
 from . import main
 
 #: options people reach for to pass keys; each is refused without echoing its value
@@ -108,6 +109,10 @@ def _export_options(f):
         click.option("--part-size", default=None, help="Passed to export [CLI default 8MiB]; sizes memory."),
         click.option("--parallel", type=int, default=None, help="Passed to export [CLI default 4]; sizes memory."),
         click.option("--compression", type=click.Choice(["none", "zstd"]), default=None),
+        click.option("--sse", default=None, type=click.Choice(SSE_MODES), help="Passed to export."),
+        click.option("--sse-kms-key-id", default=None, metavar="KEY", help="Passed to export."),
+        click.option("--storage-class", default=None, type=click.Choice(STORAGE_CLASSES), metavar="CLASS",
+                     help="Passed to export: the data objects' S3 storage class."),
     ]
     for option in reversed(options):
         f = option(f)

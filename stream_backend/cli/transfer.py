@@ -20,6 +20,7 @@ import threading
 import click
 
 from .. import settings
+from ..s3vocab import SSE_MODES, STORAGE_CLASSES
 from ..errors import Paused, UsageError
 from ..units import human_size
 from ..urls import parse_stream_url, redact
@@ -107,12 +108,18 @@ def _to_time_ns(text: str | None) -> int | None:
     return int(t.timestamp() * 1e9)
 
 
-def _archive_target(archive: str, endpoint_url: str | None):
+def _archive_target(archive: str, endpoint_url: str | None, **write_options):
     """The archive target, with a warning for a plain relative path whose first part looks
-    like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x)."""
+    like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x).
+    ``write_options``: export's --sse, --sse-kms-key-id and --storage-class."""
     from ..transfer.targets import S3Options, open_target
 
-    target = open_target(archive, S3Options(endpoint_url=endpoint_url) if endpoint_url else None)
+    given = {k: v for k, v in write_options.items() if v is not None}
+    if given and not archive.startswith(("s3://", "s3a://")):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise UsageError(f"{flag} is an S3 setting; {archive} is not in S3")
+    s3 = S3Options(endpoint_url=endpoint_url or settings.s3_endpoint(), **given) if endpoint_url or given else None
+    target = open_target(archive, s3)
     first = archive.split("/", 1)[0]
     if ("://" not in archive and not archive.startswith(("/", ".", "~")) and "/" in archive
             and not os.path.isdir(first)):
@@ -213,6 +220,18 @@ def _progress_option(f):
     )(f)
 
 
+def _s3_write_options(f):
+    """How export's objects are stored in S3: encryption at rest and storage class."""
+    f = click.option("--storage-class", default=None, metavar="CLASS",
+                     help="S3 storage class of the data objects (the small documents a run reads back "
+                          f"stay STANDARD): {', '.join(STORAGE_CLASSES)}.")(f)
+    f = click.option("--sse-kms-key-id", default=None, metavar="KEY",
+                     help="With --sse aws:kms: the KMS key (id, ARN or alias) [default: the account's aws/s3 key].")(f)
+    return click.option("--sse", default=None, type=click.Choice(SSE_MODES),
+                        help="Server-side encryption of every object: AES256 (SSE-S3) or aws:kms (SSE-KMS) "
+                             "[default: the bucket's].")(f)
+
+
 def _endpoint_option(f):
     return click.option(
         "--endpoint-url", default=None,
@@ -240,12 +259,14 @@ def _endpoint_option(f):
 @click.option("--file-view", is_flag=True,
               help="Also write each segment's file view (its payloads, what cat prints) as plain objects, "
                    "for downloads without our format (serve's download plans, docs/http-api.md).")
+@_s3_write_options
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               reader_group, file_view, endpoint_url, progress, root, controller, timeout, pause):
+               reader_group, file_view, sse, sse_kms_key_id, storage_class, endpoint_url, progress, root, controller,
+               timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -256,6 +277,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
       stream-backend export stream://demo/orders s3://backups/orders --endpoint-url http://127.0.0.1:8333
       stream-backend export pravega://demo/orders file:///mnt/backup/orders --shard 0/4
       stream-backend export pravega://demo/orders s3://backups/orders --reader-group billing
+      stream-backend export stream://demo/orders s3://backups/orders --sse aws:kms --storage-class STANDARD_IA
     """
     from ..transfer.export import ExportOptions, export_stream, select_segments
 
@@ -270,7 +292,8 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
     sel, sh = _segments(segments_), _shard(shard, shards)
-    target = _archive_target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id,
+                             storage_class=storage_class)
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         info = store.stream_info(url.scope, url.stream)

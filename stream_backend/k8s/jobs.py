@@ -138,6 +138,9 @@ class TransferSpec:
     part_size: str | None = None
     parallel: int | None = None
     compression: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
     file_view: bool = False
     segments: str | None = None
     to_seq: int | None = None
@@ -283,6 +286,9 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
         ("--part-size", spec.part_size),
         ("--parallel", spec.parallel),
         ("--compression", spec.compression),
+        ("--sse", spec.sse),
+        ("--sse-kms-key-id", spec.sse_kms_key_id),
+        ("--storage-class", spec.storage_class),
         ("--segments", spec.segments),
         ("--to-seq", spec.to_seq),
         ("--to-time", spec.to_time),

@@ -9,6 +9,7 @@ import hashlib
 import json
 
 from ..errors import UsageError
+from ..s3vocab import SSE_MODES, STORAGE_CLASSES
 from .jobs import TransferSpec
 from .names import dns_name, label_value
 
@@ -38,10 +39,15 @@ POD_FIELDS = {
     "cpu": ("cpu", _S), "memory": ("memory", _S), "timeout": ("timeout", _N), "segments": ("segments", _S),
     "schedule": ("schedule", _S), "timeZone": ("time_zone", _S),
 }
+#: how an export's objects are stored in S3 (export's --sse, --sse-kms-key-id, --storage-class);
+#: also on an ArchiveLocation, as the default of the exports into it
+S3_WRITE_FIELDS = {"sse": ("sse", {"type": "string", "enum": list(SSE_MODES)}),
+                   "sseKmsKeyId": ("sse_kms_key_id", _S),
+                   "storageClass": ("storage_class", {"type": "string", "enum": list(STORAGE_CLASSES)})}
 EXPORT_FIELDS = {"source": ("stream_url", _S), "objectSize": ("object_size", _S), "partSize": ("part_size", _S),
                  "parallel": ("parallel", {"type": "integer", "minimum": 1}),
                  "compression": ("compression", {"type": "string", "enum": ["none", "zstd"]}),
-                 "fileView": ("file_view", _B)}
+                 "fileView": ("file_view", _B), **S3_WRITE_FIELDS}
 IMPORT_FIELDS = {"destination": ("stream_url", _S), "toSeq": ("to_seq", _I), "toTime": ("to_time", _S)}
 ARCHIVE_FIELDS = {"archive": _S, "archiveLocation": _S, "archivePath": _S, "suspend": _B}
 
@@ -96,7 +102,7 @@ def _transfer_schema(own: dict, required: str) -> dict:
 def definitions() -> list[dict]:
     """The three CRDs, as `stream-backend k8s install` prints them."""
     location = {"type": "object", "required": ["url"], "properties": {
-        "url": _S, "endpointUrl": _S, "credentialsSecret": _S}}
+        "url": _S, "endpointUrl": _S, "credentialsSecret": _S, **{k: v for k, (_, v) in S3_WRITE_FIELDS.items()}}}
     location_columns = [{"name": "URL", "type": "string", "jsonPath": ".spec.url"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
     return json.loads(json.dumps([  # no shared sub-dicts: YAML would print them as anchors
@@ -128,6 +134,9 @@ def transfer_spec(resource: dict, location: dict | None = None) -> TransferSpec:
         archive = location["url"].rstrip("/") + ("/" + spec["archivePath"].strip("/") if spec.get("archivePath") else "")
         values.setdefault("endpoint_url", location.get("endpointUrl"))
         values.setdefault("s3_secret", location.get("credentialsSecret"))
+        if op == "export":
+            for name, (field, _) in S3_WRITE_FIELDS.items():
+                values.setdefault(field, location.get(name))
     else:
         archive = spec.get("archive") or ""
     values.setdefault("service_account", WORKER_ACCOUNT)

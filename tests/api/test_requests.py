@@ -112,6 +112,7 @@ def test_requests_are_refused_without_the_right_token_or_with_bad_input(server, 
         ({"name": "x", "spec": {**good["spec"], "archive": "file:///etc"}}, "unknown spec field 'archive'"),
         ({"name": "x", "spec": {**good["spec"], "parallel": 0}}, "at least 1"),
         ({"name": "x", "spec": {**good["spec"], "compression": "lz4"}}, "one of none, zstd"),
+        ({"name": "x", "spec": {**good["spec"], "storageClass": "GLACIER"}}, "one of STANDARD, STANDARD_IA"),
         ({"name": "x", "spec": {**good["spec"], "partSize": "lots"}}, "size"),
         ({"name": "x", "spec": {**good["spec"], "source": "pravega://a/b"}}, "stream://"),
         ({"name": "x", "spec": {"source": "stream://demo/logs"}}, "archiveLocation is required"),
@@ -143,10 +144,12 @@ def test_a_download_plan_fetches_the_file_view_straight_from_s3_and_resumes(serv
     append_events(local_store, "demo", "logs", 6000, 2000, seed=8)  # 12 MB: three view objects of 5 MiB
     srv = server()
     spec = {"source": "stream://demo/logs", "archiveLocation": "backups", "archivePath": "viewed",
-            "objectSize": "5MiB", "partSize": "5MiB", "fileView": True}
+            "objectSize": "5MiB", "partSize": "5MiB", "fileView": True, "sse": "AES256", "storageClass": "STANDARD_IA"}
     assert srv.call("POST", "/v1/exports", {"name": "v1", "spec": spec})[0] == 201
     assert srv.follow("/v1/exports/v1")[-1]["status"]["phase"] == "Succeeded"
     status, plan = srv.call("GET", "/v1/exports/v1/download")
+    view = s3_bucket.client().head_object(Bucket=s3_bucket.name, Key="archives/viewed/views/000000/00000001-000000.bin")
+    assert (view.get("ServerSideEncryption"), view.get("StorageClass")) == ("AES256", "STANDARD_IA")
     assert status == 200 and [p["size"] for p in plan["parts"]] == [5 << 20, 5 << 20, 12_000_000 - (10 << 20)]
     s3_port = s3_bucket.server.endpoint_url.rsplit(":", 1)[1]
     assert all(p["url"].startswith(f"http://127.0.0.1:{s3_port}/") for p in plan["parts"])  # no relay through us

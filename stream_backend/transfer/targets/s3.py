@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ...errors import NotFoundError, UnavailableError, UsageError
+from ...s3vocab import ARCHIVE_CLASSES, SSE_MODES, STORAGE_CLASSES
 from ...urls import has_userinfo, redact
 from .base import FsspecTarget
 from .errors import PreconditionFailed, is_precondition_failure, translate_error
@@ -32,8 +33,15 @@ class S3Options:
     endpoint_url: str | None = None
     #: None: botocore's own (AWS_REGION, the profile)
     region: str | None = None
+    #: AES256 (SSE-S3) or aws:kms (SSE-KMS) on every object written; None: the bucket's default
+    sse: str | None = None
+    #: SSE-KMS: the KMS key (id, ARN or alias); None: the account's aws/s3 key
+    sse_kms_key_id: str | None = None
+    #: the storage class of data objects; the small documents a run reads back stay STANDARD
+    storage_class: str | None = None
 
     def check(self) -> None:
+        self._check_write_options()
         ep = self.endpoint_url
         if not ep:
             return
@@ -49,6 +57,31 @@ class S3Options:
                 f"endpoint {redact(ep)} carries credentials: pass them in "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile), never in a URL"
             )
+
+    def _check_write_options(self) -> None:
+        if self.sse is not None and self.sse not in SSE_MODES:
+            raise UsageError(f"--sse takes {' or '.join(SSE_MODES)}, not {self.sse!r}")
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+        if self.storage_class in ARCHIVE_CLASSES:
+            raise UsageError(
+                f"--storage-class {self.storage_class}: its objects cannot be read without a restore, so "
+                "import and verify would fail; write STANDARD (or STANDARD_IA) and move the data objects "
+                "with a lifecycle rule (docs/transfer.md)")
+        if self.storage_class is not None and self.storage_class not in STORAGE_CLASSES:
+            raise UsageError(f"--storage-class takes one of {', '.join(STORAGE_CLASSES)}, not {self.storage_class!r}")
+
+    def put_args(self, data: bool) -> dict:
+        """What every PUT and CreateMultipartUpload carries: the encryption on every object,
+        the storage class on data objects only (``data``)."""
+        args: dict = {}
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if data and self.storage_class:
+            args["StorageClass"] = self.storage_class
+        return args
 
     def fs_options(self, on_retry) -> dict:
         """s3fs's constructor options; ``on_retry`` hears botocore's needs-retry events."""
@@ -142,7 +175,7 @@ class S3Target(FsspecTarget):
     # -- objects -------------------------------------------------------------
     def write(self, key: str, data: bytes) -> None:
         # a whole PUT: repeating it is harmless
-        self._retried(key, lambda: self.call("put_object", key, Body=data))
+        self._retried(key, lambda: self.call("put_object", key, Body=data, **self.options.put_args(data=False)))
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The tag is the S3 ETag, for If-Match."""
@@ -174,7 +207,8 @@ class S3Target(FsspecTarget):
         elif etag:
             kw["IfMatch"] = etag
         try:
-            resp = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **kw)
+            resp = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **kw,
+                                   **self.options.put_args(data=False))
         except Exception as exc:
             if is_precondition_failure(exc):
                 raise PreconditionFailed(key) from None
@@ -253,7 +287,7 @@ class S3Upload(ObjectUpload):
                     break
                 marker = int(resp.get("NextPartNumberMarker") or 0)
         else:
-            self.upload_id = self._call("create_multipart_upload")["UploadId"]
+            self.upload_id = self._call("create_multipart_upload", **self.t.options.put_args(data=True))["UploadId"]
 
     def _send_part(self, number: int, data: bytes) -> None:
         digest = hashlib.md5(data).digest()
@@ -286,7 +320,8 @@ class S3Upload(ObjectUpload):
         self._submit(data)
 
     def _put_single(self, data: bytes) -> None:
-        self._call("put_object", Body=data, ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode())
+        self._call("put_object", Body=data, ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
+                   **self.t.options.put_args(data=True))
         with self._lock:
             self.sent_bytes += len(data)
 

@@ -1,0 +1,97 @@
+"""export --sse / --sse-kms-key-id / --storage-class, on servers that act on them: SeaweedFS
+encrypts with SSE-S3 and refuses a storage class it does not know; moto's server records
+SSE-KMS with its key. Every object carries the encryption, the data objects the class, and
+the small documents the next run reads back stay STANDARD."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from support.transfer import Proc, cli_env, done_line, fill_stream, run_cli
+
+pytestmark = pytest.mark.s3
+
+
+def _is_data(key: str) -> bool:
+    """A data object or a file-view object (views/SEGMENT/RUN-K.bin); the rest are documents."""
+    return key.startswith("data/") or (key.startswith("views/") and key.endswith(".bin"))
+
+
+def _heads(bucket, prefix) -> dict[str, dict]:
+    c = bucket.client()
+    out = {}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket.name, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix) + 1:]] = c.head_object(Bucket=bucket.name, Key=o["Key"])
+    return out
+
+
+def _open_uploads(bucket, prefix) -> int:
+    return len(bucket.client().list_multipart_uploads(Bucket=bucket.name, Prefix=prefix).get("Uploads", []))
+
+
+def test_sse_s3_and_a_storage_class_reach_every_object_and_survive_a_kill(local_store, store_root, s3_bucket,
+                                                                           fault_proxy):
+    fill_stream(local_store, "demo", "src", segments=2, events=120, seed=3, max_size=300_000)
+    archive = f"{s3_bucket.url}/enc"
+    args = ["export", "stream://demo/src", archive, "--sse", "AES256", "--storage-class", "STANDARD_IA",
+            "--object-size", "12MiB", "--part-size", "5MiB", "--parallel", "1", "--file-view"]
+    # killed while a multipart upload is open: the resumed run adopts it, created encrypted
+    slow = fault_proxy(s3_bucket.server, latency=1.0, latency_s=0.3, only_methods=("PUT",))
+    proc = Proc(args, cli_env(store_root, slow.server))
+    deadline = time.monotonic() + 60
+    while _open_uploads(s3_bucket, "enc/") < 1 and proc.p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.p.poll() is None, "export finished before a multipart upload was open"
+    proc.p.send_signal(signal.SIGKILL)
+    proc.finish()
+    env = cli_env(store_root, s3_bucket.server)
+    assert done_line(run_cli(args, env, check=0).stdout)["complete"]
+
+    heads = _heads(s3_bucket, "enc")
+    data = {k for k in heads if _is_data(k)}
+    assert any(k.startswith("data/") for k in data) and any(k.startswith("views/") for k in data)
+    assert any(h["ContentLength"] > 5 << 20 for k, h in heads.items() if k in data)  # multipart ones too
+    for key, h in heads.items():
+        assert h.get("ServerSideEncryption") == "AES256", key
+        assert h.get("StorageClass") == ("STANDARD_IA" if key in data else None), key  # None: STANDARD
+    run_cli(["import", archive, "stream://demo/copy"], env, check=0)
+    run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
+
+
+def test_sse_kms_names_its_key_on_every_object(local_store, store_root, moto_bucket):
+    fill_stream(local_store, "demo", "src", segments=1, events=50, seed=4, max_size=5000)
+    archive = f"{moto_bucket.url}/kms"
+    env = cli_env(store_root, moto_bucket.server)
+    run_cli(["export", "stream://demo/src", archive, "--sse", "aws:kms", "--sse-kms-key-id", "alias/backups",
+             "--object-size", "64KiB"], env, check=0)
+    heads = _heads(moto_bucket, "kms")
+    assert len(heads) >= 4
+    assert {(h.get("ServerSideEncryption"), h.get("SSEKMSKeyId")) for h in heads.values()} == {
+        ("aws:kms", "alias/backups")}
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--storage-class", "GLACIER"], "cannot be read without a restore"),
+    (["--storage-class", "DEEP_ARCHIVE"], "lifecycle rule"),
+    (["--storage-class", "standard"], "--storage-class takes one of STANDARD"),
+    (["--sse-kms-key-id", "alias/x"], "needs --sse aws:kms"),
+    (["--sse", "AES256", "--sse-kms-key-id", "alias/x"], "needs --sse aws:kms"),
+    (["--sse", "aes256"], "Invalid value for '--sse'"),
+])
+def test_bad_write_options_are_one_line_usage_errors(local_store, store_root, s3_bucket, flags, words):
+    fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
+    env = cli_env(store_root, s3_bucket.server)
+    run = run_cli(["export", "stream://demo/src", f"{s3_bucket.url}/bad", *flags], env, check=None)
+    assert run.returncode in (2, 64) and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name).get("Contents")  # nothing written
+
+
+def test_write_options_are_for_s3_archives_only(local_store, store_root, tmp_path):
+    fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
+    run = run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--storage-class", "STANDARD_IA"],
+                  cli_env(store_root), check=64)
+    assert "--storage-class is an S3 setting" in run.stderr and not (tmp_path / "a").exists()
