@@ -95,3 +95,41 @@ def test_write_options_are_for_s3_archives_only(local_store, store_root, tmp_pat
     run = run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--storage-class", "STANDARD_IA"],
                   cli_env(store_root), check=64)
     assert "--storage-class is an S3 setting" in run.stderr and not (tmp_path / "a").exists()
+
+
+def test_every_object_carries_the_crc32c_the_server_checked(local_store, store_root, s3_bucket):
+    """Parts and objects go with their CRC32C (not Content-MD5, ten times the CPU): the
+    server refuses bytes that do not match it, and records it for every object, composite
+    over the parts for a multipart one."""
+    import base64
+
+    import crc32c
+    from botocore.exceptions import ClientError
+
+    c = s3_bucket.client()
+    with pytest.raises(ClientError, match="BadDigest"):  # this server checks what it is given
+        c.put_object(Bucket=s3_bucket.name, Key="probe", Body=b"hello", ChecksumCRC32C="AAAAAA==")
+    for events, size in ((60, 400_000), (5, 1000)):  # run 2: small objects, one PUT each
+        fill_stream(local_store, "demo", "src", segments=1, events=events, seed=8 + events, max_size=size)
+        run_cli(["export", "stream://demo/src", f"{s3_bucket.url}/ck", "--object-size", "12MiB", "--part-size",
+                 "5MiB", "--file-view"], cli_env(store_root, s3_bucket.server), check=0)
+
+    def b64(n: int) -> str:
+        return base64.b64encode(n.to_bytes(4, "big")).decode()
+
+    kinds = set()
+    for key, h in _heads(s3_bucket, "ck").items():
+        body = c.get_object(Bucket=s3_bucket.name, Key=f"ck/{key}")["Body"].read()
+        got = c.head_object(Bucket=s3_bucket.name, Key=f"ck/{key}", ChecksumMode="ENABLED").get("ChecksumCRC32C")
+        if got and "-" in got:  # multipart ("CRC-N"): each part's size as stored
+            sizes = [c.head_object(Bucket=s3_bucket.name, Key=f"ck/{key}", PartNumber=n)["ContentLength"]
+                     for n in range(1, int(got.rsplit("-", 1)[1]) + 1)]
+            offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            parts = [body[a:b] for a, b in zip(offsets, offsets[1:])]
+            want = b64(crc32c.crc32c(b"".join(crc32c.crc32c(p).to_bytes(4, "big") for p in parts))) + f"-{len(parts)}"
+            kinds.add("multipart")
+        else:
+            want = b64(crc32c.crc32c(body))
+            kinds.add("data" if _is_data(key) else "document")
+        assert got == want, key
+    assert kinds == {"multipart", "data", "document"}
