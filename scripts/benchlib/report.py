@@ -387,11 +387,12 @@ def markdown(results: dict, png_names: list[str]) -> str:
     L.append("```")
     for line in (
         "scripts/bench --plan               # sizes, runs and disk needed; runs nothing",
-        "scripts/bench                      # full default set (cases 1-6) -> docs/benchmarks.md",
+        "scripts/bench                      # full default set (cases 1-6 and 8) -> docs/benchmarks.md",
         "scripts/bench --cases pravega      # case 7 (starts Pravega standalone itself)",
         "scripts/bench --cases 1,5 --profile  # + one cProfile run per stream-backend measurement",
         "scripts/bench --quick              # tiny sizes, a few minutes: checks the harness",
         "scripts/bench --report docs/benchmarks-results.json --docs docs  # redo this page from the committed results",
+        "scripts/bench --cases download --merge-into docs/benchmarks-results.json  # re-measure one case, dated, into this page",
     ):
         L.append(line)
     L.append("```")
