@@ -161,3 +161,17 @@ def pausing_progress(pause, after_events: int, op: str = "export"):
                 pause.request()
 
     return PauseAfter(op, "none")
+
+
+def kill_once(args, env, ready, what: str, timeout: float = 60) -> None:
+    """Run the CLI with ``args`` and SIGKILL it as soon as ``ready()`` holds (e.g. a
+    multipart upload is open); fails if the command ended first."""
+    import signal
+
+    proc = Proc(args, env)
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.p.poll() is None, f"the command finished before {what}"
+    proc.p.send_signal(signal.SIGKILL)
+    proc.finish()

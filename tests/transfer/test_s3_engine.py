@@ -12,7 +12,7 @@ import pytest
 
 from stream_backend.stores.local import LocalStore
 
-from support.transfer import Proc, cli_env, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
+from support.transfer import Proc, cli_env, kill_once, done_line, fill_stream, listing, run_cli, snapshot_dir, snapshot_s3
 
 
 @pytest.mark.s3
@@ -55,13 +55,7 @@ def test_multipart_resume_reuses_completed_parts(store_root, s3_bucket, fault_pr
     # uploads through a proxy that holds each PUT 0.5 s: the kill lands while parts are
     # stored and the upload is open, however fast or busy the machine is
     slow = fault_proxy(s3_bucket.server, latency=1.0, latency_s=0.5, only_methods=("PUT",))
-    proc = Proc(args, cli_env(store_root, slow.server))
-    deadline = time.monotonic() + 60
-    while _open_parts(s3_bucket, "mp/") < 1 and proc.p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.p.poll() is None, "export finished before a part was stored"
-    proc.p.send_signal(signal.SIGKILL)
-    proc.finish()
+    kill_once(args, cli_env(store_root, slow.server), lambda: _open_parts(s3_bucket, "mp/") >= 1, "a part was stored")
     stored = _open_parts(s3_bucket, "mp/")
     assert stored >= 1
     out = run_cli(args, env, check=0)

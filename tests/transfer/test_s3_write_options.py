@@ -5,12 +5,9 @@ the small documents the next run reads back stay STANDARD."""
 
 from __future__ import annotations
 
-import signal
-import time
-
 import pytest
 
-from support.transfer import Proc, cli_env, done_line, fill_stream, run_cli
+from support.transfer import cli_env, done_line, fill_stream, kill_once, run_cli
 
 pytestmark = pytest.mark.s3
 
@@ -41,13 +38,8 @@ def test_sse_s3_and_a_storage_class_reach_every_object_and_survive_a_kill(local_
             "--object-size", "12MiB", "--part-size", "5MiB", "--parallel", "1", "--file-view"]
     # killed while a multipart upload is open: the resumed run adopts it, created encrypted
     slow = fault_proxy(s3_bucket.server, latency=1.0, latency_s=0.3, only_methods=("PUT",))
-    proc = Proc(args, cli_env(store_root, slow.server))
-    deadline = time.monotonic() + 60
-    while _open_uploads(s3_bucket, "enc/") < 1 and proc.p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.p.poll() is None, "export finished before a multipart upload was open"
-    proc.p.send_signal(signal.SIGKILL)
-    proc.finish()
+    kill_once(args, cli_env(store_root, slow.server), lambda: _open_uploads(s3_bucket, "enc/") >= 1,
+              "a multipart upload was open")
     env = cli_env(store_root, s3_bucket.server)
     assert done_line(run_cli(args, env, check=0).stdout)["complete"]
 
