@@ -20,8 +20,8 @@ import threading
 import click
 
 from .. import settings
-from ..s3vocab import SSE_MODES, STORAGE_CLASSES
 from ..errors import Paused, UsageError
+from ..s3vocab import SSE_MODES, STORAGE_CLASSES
 from ..units import human_size
 from ..urls import parse_stream_url, redact
 from . import main

@@ -275,7 +275,7 @@ class S3Upload(ObjectUpload):
         #: parts carry CRC32C, as the upload was created (one adopted from another tool may not)
         self.crc = True
         self.futures: list[Future] = []
-        self.etags: dict[int, str] = {}
+        self.etags: dict[int, tuple[str, str]] = {}  # part number -> (ETag, CRC32C)
         self.next_part = 1
         self.reused_parts = 0
         self.sent_bytes = 0
