@@ -418,7 +418,8 @@ def status_cmd(archive, as_json, endpoint_url):
                f"{_plural(st['events'], 'event')}, {human_size(st['bytes'])}")
     for r in st["runs"]:
         ranges = " ".join(f"{s}:[{a},{b})" for s, (a, b) in sorted(r["ranges"].items(), key=lambda kv: int(kv[0])))
-        click.echo(f"  run {r['run']}: {_plural(r['events'], 'event')}, {human_size(r['bytes'])}, "
+        click.echo(f"  run {r['run']} (written {r.get('written') or '-'}): {_plural(r['events'], 'event')}, "
+                   f"{human_size(r['bytes'])}, "
                    f"{_plural(r['objects'], 'object')}, events appended {when(r['first_time'])} .. "
                    f"{when(r['last_time'])}, segments {ranges}")
     if st["runs"] and st["runs"][-1].get("shape"):

@@ -8,6 +8,8 @@ compares event for event. The first problem raises CorruptionError naming the ob
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from ..archive import layout
 from ..archive.listing import ArchiveListing
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
@@ -148,12 +150,19 @@ def mismatch(result: dict, archive: str, stream_url: str):
 
 
 def archive_status(target: ArchiveTarget) -> dict:
-    """Runs (number, events, bytes, segments, ranges) and any transfer in progress."""
+    """Runs (number, when written, events, bytes, segments, ranges) and any transfer in
+    progress. A run's time is its manifest's, as the storage recorded it: the manifest's
+    bytes hold no clock time, so that a rerun writes the very same archive."""
     chain = load_chain(target)
+    written = target.written(layout.RUNS_DIR)
     runs = []
     for m in chain.runs:
+        at = written.get(layout.run_manifest_key(m.run))
         runs.append({
-            "run": m.run, "events": m.events, "bytes": m.bytes, "segments": len(m.segments),
+            "run": m.run,
+            "written": None if at is None else _dt.datetime.fromtimestamp(at, _dt.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"),
+            "events": m.events, "bytes": m.bytes, "segments": len(m.segments),
             "objects": sum(len(p.objects) for p in m.segments),
             "ranges": {str(p.segment): [p.from_seq, p.to_seq] for p in m.segments},
             "first_time": min((p.first_time for p in m.segments if p.first_time is not None), default=None),
@@ -167,7 +176,7 @@ def archive_status(target: ArchiveTarget) -> dict:
     for cp in cps:
         tot, done = cp.get("total_bytes") or 0, cp.get("done_bytes") or 0
         cp["percent"] = round(100.0 * done / tot, 2) if tot else 100.0
-    listing = ArchiveListing.of(target.list(layout.RUNS_DIR))
+    listing = ArchiveListing.of(written)
     in_progress = sorted(r for r in listing.parts if r not in listing.manifests)
     return {
         "archive": target.display,

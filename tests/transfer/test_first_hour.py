@@ -111,10 +111,17 @@ def test_a_relative_archive_path_that_looks_like_a_bucket_warns(tmp_path, env):
     assert "warning" not in p.stderr
 
 
-def test_status_shows_each_runs_event_times_in_words(tmp_path, env):
+def test_status_shows_when_each_run_was_written_and_its_event_times_in_words(tmp_path, env):
+    import datetime as dt
+
     archive = f"file://{tmp_path}/arch"
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     run_cli(["export", "stream://fh/s", archive, "--progress", "none"], env, check=0)
     out = run_cli(["status", archive], env, check=0).stdout
     assert "1 segment, 1 run, 20 events" in out
-    assert re.search(r"run 1: 20 events, [\d.]+ (B|KiB), 1 object, events appended 20\d\d-\d\d-\d\dT[\d:]+Z \.\. "
+    written = re.search(r"run 1 \(written (\S+)\)", out)
+    assert written, out
+    at = dt.datetime.strptime(written.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert before <= at <= dt.datetime.now(dt.timezone.utc), out
+    assert re.search(r"run 1 \(written \S+\): 20 events, [\d.]+ (B|KiB), 1 object, events appended 20\d\d-\d\d-\d\dT[\d:]+Z \.\. "
                      r"20\d\d-\d\d-\d\dT[\d:]+Z", out), out

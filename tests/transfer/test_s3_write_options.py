@@ -5,6 +5,10 @@ the small documents the next run reads back stay STANDARD."""
 
 from __future__ import annotations
 
+import calendar
+import json
+import time
+
 import pytest
 
 from support.transfer import cli_env, done_line, fill_stream, kill_once, run_cli
@@ -52,6 +56,9 @@ def test_sse_s3_and_a_storage_class_reach_every_object_and_survive_a_kill(local_
         assert h.get("StorageClass") == ("STANDARD_IA" if key in data else None), key  # None: STANDARD
     run_cli(["import", archive, "stream://demo/copy"], env, check=0)
     run_cli(["verify", archive, "--against", "stream://demo/src"], env, check=0)
+    runs = json.loads(run_cli(["status", archive, "--json"], env, check=0).stdout)["runs"]
+    written = calendar.timegm(time.strptime(runs[0]["written"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert len(runs) == 1 and abs(time.time() - written) < 600, runs  # S3's LastModified of the manifest
 
 
 def test_sse_kms_names_its_key_on_every_object(local_store, store_root, moto_bucket):

@@ -46,6 +46,9 @@ class ArchiveTarget(Protocol):
     def size(self, key: str) -> int | None: ...
     def list(self, dirkey: str) -> dict[str, int]:
         """Every object under ``dirkey`` (recursive): relative key -> size."""
+    def written(self, dirkey: str) -> dict[str, float | None]:
+        """Every object under ``dirkey``: relative key -> when the storage says it was
+        written (epoch seconds; None where it does not say)."""
     def upload(self, key: str, part_size: int, pool: PartPool) -> ObjectUpload: ...
     def abort_stray_uploads(self, dirkey: str, keep: set[str] = frozenset()) -> int:
         """Abort unfinished uploads under ``dirkey`` but those for ``keep``; -> how many."""
@@ -157,7 +160,8 @@ class FsspecTarget:
     def _listed(self, rel: str) -> bool:
         return True
 
-    def list(self, dirkey: str) -> dict[str, int]:
+    def _find(self, dirkey: str) -> dict[str, dict]:
+        """Every object under ``dirkey``: relative key -> fsspec's info about it."""
         base = self.path(dirkey).rstrip("/")
 
         def find():
@@ -166,14 +170,24 @@ class FsspecTarget:
             except FileNotFoundError:
                 return {}
 
-        out: dict[str, int] = {}
+        out: dict[str, dict] = {}
         for path, info in self._retried(dirkey, find).items():
             if info.get("type") == "directory":
                 continue
             rel = path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
             if self._listed(rel):
-                out[rel] = int(info.get("size") or 0)
+                out[rel] = info
         return out
+
+    def list(self, dirkey: str) -> dict[str, int]:
+        return {rel: int(info.get("size") or 0) for rel, info in self._find(dirkey).items()}
+
+    def written(self, dirkey: str) -> dict[str, float | None]:
+        def when(info: dict) -> float | None:
+            t = info.get("LastModified", info.get("mtime"))  # S3's, or a file's
+            return t.timestamp() if hasattr(t, "timestamp") else (float(t) if t is not None else None)
+
+        return {rel: when(info) for rel, info in self._find(dirkey).items()}
 
     def upload(self, key: str, part_size: int, pool: PartPool) -> ObjectUpload:
         return FsspecUpload(self, key)
