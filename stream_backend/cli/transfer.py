@@ -7,6 +7,7 @@ command that resumes it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import functools
@@ -108,15 +109,35 @@ def _to_time_ns(text: str | None) -> int | None:
     return int(t.timestamp() * 1e9)
 
 
-def _archive_target(archive: str, endpoint_url: str | None, **write_options):
+def _sse_c_key(path: str) -> bytes:
+    """An SSE-C key from its file: 32 bytes, raw or base64 (the key never on a command line)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1024)
+    except OSError as exc:
+        raise UsageError(f"--sse-c-key-file {path}: {exc.strerror}") from None
+    if len(raw) == 32:
+        return raw
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise UsageError(f"--sse-c-key-file {path}: not an SSE-C key (32 bytes, raw or base64)")
+    return key
+
+
+def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str | None = None, **write_options):
     """The archive target, with a warning for a plain relative path whose first part looks
     like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x).
     ``write_options``: export's --sse, --sse-kms-key-id and --storage-class."""
     from ..transfer.targets import S3Options, open_target
 
     given = {k: v for k, v in write_options.items() if v is not None}
+    if sse_c_key_file:
+        given["sse_c_key"] = _sse_c_key(sse_c_key_file)
     if given and not archive.startswith(("s3://", "s3a://")):
-        flag = "--" + next(iter(given)).replace("_", "-")
+        flag = "--" + next(iter(given)).replace("_", "-").replace("sse-c-key", "sse-c-key-file")
         raise UsageError(f"{flag} is an S3 setting; {archive} is not in S3")
     s3 = S3Options(endpoint_url=endpoint_url or settings.s3_endpoint(), **given) if endpoint_url or given else None
     target = open_target(archive, s3)
@@ -233,6 +254,12 @@ def _s3_write_options(f):
 
 
 def _endpoint_option(f):
+    """Where the S3 archive is, and the customer key (SSE-C) that reads and writes it."""
+    f = click.option(
+        "--sse-c-key-file", default=None, metavar="FILE",
+        help="SSE-C: the 32-byte key (raw or base64) S3 encrypts the objects with and needs to read them; "
+             "give it to every command on the archive.",
+    )(f)
     return click.option(
         "--endpoint-url", default=None,
         help="S3 endpoint (MinIO, SeaweedFS, Ceph...) [env AWS_ENDPOINT_URL].",
@@ -265,8 +292,8 @@ def _endpoint_option(f):
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               reader_group, file_view, sse, sse_kms_key_id, storage_class, endpoint_url, progress, root, controller,
-               timeout, pause):
+               reader_group, file_view, sse, sse_kms_key_id, storage_class, endpoint_url, sse_c_key_file, progress,
+               root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -292,7 +319,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
     sel, sh = _segments(segments_), _shard(shard, shards)
-    target = _archive_target(archive, endpoint_url, sse=sse, sse_kms_key_id=sse_kms_key_id,
+    target = _archive_target(archive, endpoint_url, sse_c_key_file, sse=sse, sse_kms_key_id=sse_kms_key_id,
                              storage_class=storage_class)
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
@@ -349,7 +376,7 @@ def _group(name: str | None, url) -> str | None:
 @store_options
 @_pausable
 def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, reader_group, endpoint_url,
-               progress, root, controller, timeout, pause):
+               sse_c_key_file, progress, root, controller, timeout, pause):
     """Replay ARCHIVE into DEST (stream://SCOPE/STREAM; created if absent).
 
     DEST must be new, empty, or this archive's own partial import; the same command
@@ -370,7 +397,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
         raise UsageError("import takes a whole stream (stream://SCOPE/STREAM) as destination")
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
-    target = _archive_target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url, sse_c_key_file)
     sel, sh = _segments(segments_), _shard(shard, shards)
     opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"),
                          reader_group=_group(reader_group, url))
@@ -394,7 +421,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
 @click.argument("archive")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_endpoint_option
-def status_cmd(archive, as_json, endpoint_url):
+def status_cmd(archive, as_json, endpoint_url, sse_c_key_file):
     """Runs in ARCHIVE and any export in progress or paused.
 
     \b
@@ -404,7 +431,7 @@ def status_cmd(archive, as_json, endpoint_url):
     """
     from ..transfer.verify import archive_status
 
-    st = archive_status(_archive_target(archive, endpoint_url))
+    st = archive_status(_archive_target(archive, endpoint_url, sse_c_key_file))
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
@@ -447,7 +474,7 @@ def status_cmd(archive, as_json, endpoint_url):
 @click.option("--against", default=None, help="Also compare event for event with this stream.")
 @_endpoint_option
 @store_options
-def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
+def verify_cmd(archive, against, endpoint_url, sse_c_key_file, root, controller, timeout):
     """Check every manifest, object and record of ARCHIVE (exit 65 naming the first damage).
 
     \b
@@ -457,7 +484,7 @@ def verify_cmd(archive, against, endpoint_url, root, controller, timeout):
     """
     from ..transfer.verify import mismatch, verify_archive
 
-    target = _archive_target(archive, endpoint_url)
+    target = _archive_target(archive, endpoint_url, sse_c_key_file)
     problem = None
     if against:
         url = parse_stream_url(against, need="stream")

@@ -24,6 +24,8 @@ DENIED_CODES = frozenset({
     "403",
 })
 MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
+#: what S3 answers a read of an SSE-C object without its key (HEAD has no body: a bare 400)
+BAD_REQUEST_CODES = frozenset({"400", "InvalidRequest"})
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 UNREACHABLE = frozenset({
     "EndpointConnectionError",
@@ -78,6 +80,9 @@ def translate_error(exc: BaseException, where: str) -> StreamBackendError:
         return PermissionDeniedError(f"access denied to {where} ({code or 'permission denied'}): check credentials and permissions")
     if code in MISSING_BUCKET_CODES:
         return NotFoundError(f"bucket of {where} does not exist")
+    if code in BAD_REQUEST_CODES:
+        return PermissionDeniedError(f"{where} refused the request as invalid ({code}); if it is encrypted with a "
+                                     "customer key (SSE-C), give --sse-c-key-file with the key it was written with")
     if _is_unreachable(exc):
         return UnavailableError(f"cannot reach the storage endpoint for {where}")
     if isinstance(exc, FileNotFoundError):

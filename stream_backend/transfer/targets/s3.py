@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import crc32c
@@ -41,6 +41,8 @@ class S3Options:
     sse_kms_key_id: str | None = None
     #: the storage class of data objects; the small documents a run reads back stay STANDARD
     storage_class: str | None = None
+    #: SSE-C: the customer's 32-byte key, sent with every object request (never shown)
+    sse_c_key: bytes | None = field(default=None, repr=False)
 
     def check(self) -> None:
         self._check_write_options()
@@ -65,6 +67,8 @@ class S3Options:
             raise UsageError(f"--sse takes {' or '.join(SSE_MODES)}, not {self.sse!r}")
         if self.sse_kms_key_id and self.sse != "aws:kms":
             raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+        if self.sse_c_key is not None and self.sse:
+            raise UsageError("--sse and --sse-c-key-file exclude each other: an object has one encryption")
         if self.storage_class in ARCHIVE_CLASSES:
             raise UsageError(
                 f"--storage-class {self.storage_class}: its objects cannot be read without a restore, so "
@@ -108,6 +112,9 @@ class S3Options:
         }
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
+        if self.sse_c_key is not None:
+            # s3fs adds these to each call whose operation takes them (GET, HEAD, PUT, parts)
+            options["s3_additional_kwargs"] = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": self.sse_c_key}
         if self.region:
             options["client_kwargs"] = {"region_name": self.region}
         return options
@@ -139,6 +146,8 @@ class S3Target(FsspecTarget):
         self.key_prefix = prefix.strip("/")
 
     def presigned_url(self, key: str, expires: int) -> str:
+        if self.options.sse_c_key is not None:
+            raise UsageError(f"{self.display} is encrypted with a customer key (SSE-C): a URL alone cannot read it")
         with self.errors(key):
             return self.fs.url(self.path(key), expires=expires)
 
