@@ -1,7 +1,9 @@
-"""Sizes as people write and read them: the one grammar every command and the progress
-bar share (K, KB and KiB are all 1024)."""
+"""Sizes and times as people write and read them: the one grammar every command and the
+progress bar share (K, KB and KiB are all 1024; times in UTC, to the second)."""
 
 from __future__ import annotations
+
+import datetime as _dt
 
 from .errors import UsageError
 
@@ -33,3 +35,10 @@ def human_size(n: int) -> str:
             return f"{int(n)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{int(n)} B"  # pragma: no cover
+
+
+def iso_time(t: float | None) -> str | None:
+    """Epoch seconds -> '2026-12-03T23:27:30Z': the one way times are shown."""
+    if t is None:
+        return None
+    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
 import sys
 import traceback
@@ -114,14 +113,6 @@ def config_line(cfg: dict) -> str:
     return f"stream config: scaling {scaling}; retention {retention}; tags {tags}"
 
 
-def iso_time(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return (
-        _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def binary(stream):

@@ -13,10 +13,10 @@ import click
 
 from ..errors import NotFoundError, UnsupportedError, UsageError
 from ..stores.base import StreamInfo
-from ..units import human_size, parse_size
+from ..units import human_size, iso_time, parse_size
 from ..urls import parse_stream_url
 from . import main
-from .common import config_line, iso_time, opened_store, segment_of, shape_line, store_options
+from .common import config_line, opened_store, segment_of, shape_line, store_options
 
 
 

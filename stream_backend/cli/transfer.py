@@ -23,7 +23,7 @@ import click
 from .. import settings
 from ..errors import Paused, UsageError
 from ..s3vocab import SSE_MODES, STORAGE_CLASSES
-from ..units import human_size
+from ..units import human_size, iso_time
 from ..urls import parse_stream_url, redact
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
@@ -133,12 +133,11 @@ def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str 
     ``write_options``: export's --sse, --sse-kms-key-id and --storage-class."""
     from ..transfer.targets import S3Options, open_target
 
-    given = {k: v for k, v in write_options.items() if v is not None}
-    if sse_c_key_file:
-        given["sse_c_key"] = _sse_c_key(sse_c_key_file)
+    given = {k: v for k, v in {**write_options, "sse_c_key_file": sse_c_key_file}.items() if v is not None}
     if given and not archive.startswith(("s3://", "s3a://")):
-        flag = "--" + next(iter(given)).replace("_", "-").replace("sse-c-key", "sse-c-key-file")
-        raise UsageError(f"{flag} is an S3 setting; {archive} is not in S3")
+        raise UsageError(f"--{next(iter(given)).replace('_', '-')} is an S3 setting; {archive} is not in S3")
+    if sse_c_key_file:
+        given["sse_c_key"] = _sse_c_key(given.pop("sse_c_key_file"))
     s3 = S3Options(endpoint_url=endpoint_url or settings.s3_endpoint(), **given) if endpoint_url or given else None
     target = open_target(archive, s3)
     first = archive.split("/", 1)[0]
@@ -437,7 +436,7 @@ def status_cmd(archive, as_json, endpoint_url, sse_c_key_file):
         return
 
     def when(ns):
-        return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ns else "-"
+        return iso_time(ns / 1e9) if ns else "-"
 
     src = st["source"]
     click.echo(f"archive {st['archive']}: {src.get('store')}://{src.get('scope')}/{src.get('stream')}, "

@@ -40,6 +40,7 @@ from ..errors import (
     UsageError,
     WriterBusyError,
 )
+from ..units import iso_time
 from ..urls import check_name
 from .export import select_segments
 from .progress import Progress
@@ -182,12 +183,6 @@ def _recorded_group(chain: Chain, group: str, display: str) -> tuple[int, dict[i
     have = sorted({g for m in chain.runs for g in m.reader_groups})
     raise NotFoundError(f"no run of {display} recorded reader group {group} "
                         f"(recorded: {', '.join(have) or 'none'}; export with --reader-group {group})")
-
-
-def _iso(ns: int) -> str:
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _events_limit(part, opts: ImportOptions) -> bool:
@@ -348,7 +343,7 @@ class Importer:
         if sum(ev for ev, _b in plan.values()) == 0 and (self.opts.to_seq is not None or self.opts.to_time_ns is not None):
             first = min((p.first_time for s in mine for p in chain.parts(s) if p.first_time is not None), default=None)
             warning = "nothing to restore: no event of the archive is before the restore point" + (
-                f" (its first event was appended at {_iso(first)})" if first is not None else "")
+                f" (its first event was appended at {iso_time(first / 1e9)})" if first is not None else "")
         return ImportPlan(writer, chain, mine, dest, ident, have, plan, warning)
 
     def execute(self, p: ImportPlan) -> dict:

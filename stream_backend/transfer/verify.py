@@ -8,12 +8,10 @@ compares event for event. The first problem raises CorruptionError naming the ob
 
 from __future__ import annotations
 
-import datetime as _dt
-
 from ..archive import layout
 from ..archive.listing import ArchiveListing
 from ..errors import ArchiveBehindError, CorruptionError, StreamBehindError
-from ..units import human_size
+from ..units import human_size, iso_time
 from .checkpoint import read_leases
 from .reader import RangeFile, check_segment_part, checkpoints_of, load_chain, segment_events
 from .shape import segment_map
@@ -157,11 +155,8 @@ def archive_status(target: ArchiveTarget) -> dict:
     written = target.written(layout.RUNS_DIR)
     runs = []
     for m in chain.runs:
-        at = written.get(layout.run_manifest_key(m.run))
         runs.append({
-            "run": m.run,
-            "written": None if at is None else _dt.datetime.fromtimestamp(at, _dt.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"),
+            "run": m.run, "written": iso_time(written.get(layout.run_manifest_key(m.run))),
             "events": m.events, "bytes": m.bytes, "segments": len(m.segments),
             "objects": sum(len(p.objects) for p in m.segments),
             "ranges": {str(p.segment): [p.from_seq, p.to_seq] for p in m.segments},
