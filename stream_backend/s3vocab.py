@@ -8,3 +8,8 @@ STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING
                    "REDUCED_REDUNDANCY")
 #: classes that need a restore before any read: reachable through a lifecycle rule instead
 ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+#: Object Lock retention modes: GOVERNANCE yields to a holder of s3:BypassGovernanceRetention,
+#: COMPLIANCE to no one until the date passes
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+#: the longest retention a flag takes (S3 allows 100 years)
+MAX_LOCK_DAYS = 36500

@@ -22,7 +22,7 @@ import click
 
 from .. import settings
 from ..errors import Paused, UsageError
-from ..s3vocab import SSE_MODES, STORAGE_CLASSES
+from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ..units import human_size, iso_time
 from ..urls import parse_stream_url, redact
 from . import main
@@ -130,7 +130,7 @@ def _sse_c_key(path: str) -> bytes:
 def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str | None = None, **write_options):
     """The archive target, with a warning for a plain relative path whose first part looks
     like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x).
-    ``write_options``: export's --sse, --sse-kms-key-id and --storage-class."""
+    ``write_options``: export's S3 write options (S3Options' fields)."""
     from ..transfer.targets import S3Options, open_target
 
     given = {k: v for k, v in {**write_options, "sse_c_key_file": sse_c_key_file}.items() if v is not None}
@@ -160,6 +160,13 @@ def _emit(summary: dict) -> None:
         click.echo(redact(_summary_text(summary)))
     else:
         print_done(summary)
+
+
+def _lock_words(lock: dict | None) -> str:
+    if not lock:
+        return ""
+    words = [f"locked {lock['mode']} until {lock['until']}"] if lock.get("mode") else []
+    return ", " + ", ".join(words + (["legal hold"] if lock.get("legal_hold") else []))
 
 
 def _plural(n: int, word: str) -> str:
@@ -241,7 +248,16 @@ def _progress_option(f):
 
 
 def _s3_write_options(f):
-    """How export's objects are stored in S3: encryption at rest and storage class."""
+    """How export's objects are stored in S3: encryption at rest, storage class, Object Lock."""
+    f = click.option("--legal-hold", is_flag=True, default=None,
+                     help="Object Lock legal hold on the same objects: no deletion until someone with "
+                          "s3:PutObjectLegalHold lifts it.")(f)
+    f = click.option("--object-lock-retain-days", type=click.IntRange(1, MAX_LOCK_DAYS), default=None, metavar="DAYS",
+                     help="With --object-lock-mode: how long each restore point stays locked; every export "
+                          "renews earlier runs' locks once half of it is left.")(f)
+    f = click.option("--object-lock-mode", type=click.Choice(LOCK_MODES), default=None,
+                     help="Object Lock on every object a restore needs (the bucket must have Object Lock "
+                          "enabled): GOVERNANCE, or COMPLIANCE (no one can delete them early, not even root).")(f)
     f = click.option("--storage-class", default=None, metavar="CLASS",
                      help="S3 storage class of the data objects (the small documents a run reads back "
                           f"stay STANDARD): {', '.join(STORAGE_CLASSES)}.")(f)
@@ -291,8 +307,8 @@ def _endpoint_option(f):
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
-               reader_group, file_view, sse, sse_kms_key_id, storage_class, endpoint_url, sse_c_key_file, progress,
-               root, controller, timeout, pause):
+               reader_group, file_view, sse, sse_kms_key_id, storage_class, object_lock_mode, object_lock_retain_days,
+               legal_hold, endpoint_url, sse_c_key_file, progress, root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -304,6 +320,7 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
       stream-backend export pravega://demo/orders file:///mnt/backup/orders --shard 0/4
       stream-backend export pravega://demo/orders s3://backups/orders --reader-group billing
       stream-backend export stream://demo/orders s3://backups/orders --sse aws:kms --storage-class STANDARD_IA
+      stream-backend export stream://demo/orders s3://locked/orders --object-lock-mode COMPLIANCE --object-lock-retain-days 35
     """
     from ..transfer.export import ExportOptions, export_stream, select_segments
 
@@ -319,7 +336,8 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
         raise UsageError("--to-seq must be >= 0")
     sel, sh = _segments(segments_), _shard(shard, shards)
     target = _archive_target(archive, endpoint_url, sse_c_key_file, sse=sse, sse_kms_key_id=sse_kms_key_id,
-                             storage_class=storage_class)
+                             storage_class=storage_class, object_lock_mode=object_lock_mode,
+                             object_lock_retain_days=object_lock_retain_days, legal_hold=legal_hold or None)
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         info = store.stream_info(url.scope, url.stream)
@@ -444,7 +462,8 @@ def status_cmd(archive, as_json, endpoint_url, sse_c_key_file):
                f"{_plural(st['events'], 'event')}, {human_size(st['bytes'])}")
     for r in st["runs"]:
         ranges = " ".join(f"{s}:[{a},{b})" for s, (a, b) in sorted(r["ranges"].items(), key=lambda kv: int(kv[0])))
-        click.echo(f"  run {r['run']} (written {r.get('written') or '-'}): {_plural(r['events'], 'event')}, "
+        click.echo(f"  run {r['run']} (written {r.get('written') or '-'}{_lock_words(r.get('lock'))}): "
+                   f"{_plural(r['events'], 'event')}, "
                    f"{human_size(r['bytes'])}, "
                    f"{_plural(r['objects'], 'object')}, events appended {when(r['first_time'])} .. "
                    f"{when(r['last_time'])}, segments {ranges}")

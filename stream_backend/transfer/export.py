@@ -46,6 +46,7 @@ from ..errors import AlreadyExistsError, Paused, StreamBackendError, UsageError
 from ..units import human_size
 from .checkpoint import Checkpoint, LeaseSet, delete_checkpoint, load_checkpoint, save_checkpoint
 from .progress import Progress
+from .retention import renew_locks
 from .signals import PauseRequest
 from .targets import ArchiveTarget, PartPool
 
@@ -233,7 +234,10 @@ class Exporter:
     # ----------------------------------------------------------------- planning
     def run(self) -> dict:
         with self.plan_run() as plan:
-            return plan.result if plan.result is not None else self.execute(plan)
+            result = plan.result if plan.result is not None else self.execute(plan)
+        if result.get("complete") and self.target.object_lock() is not None:
+            result["locks_renewed"] = renew_locks(self.target)
+        return result
 
     @contextlib.contextmanager
     def plan_run(self) -> Iterator[RunPlan]:

@@ -147,6 +147,14 @@ def mismatch(result: dict, archive: str, stream_url: str):
     return None
 
 
+def _lock_field(lock) -> dict:
+    """A run's Object Lock as its manifest carries it (written last, renewed last)."""
+    if lock is None:
+        return {}
+    return {"lock": {"mode": lock.mode, "until": iso_time(lock.until.timestamp()) if lock.until else None,
+                     "legal_hold": lock.legal_hold}}
+
+
 def archive_status(target: ArchiveTarget) -> dict:
     """Runs (number, when written, events, bytes, segments, ranges) and any transfer in
     progress. A run's time is its manifest's, as the storage recorded it: the manifest's
@@ -163,6 +171,7 @@ def archive_status(target: ArchiveTarget) -> dict:
             "first_time": min((p.first_time for p in m.segments if p.first_time is not None), default=None),
             "last_time": max((p.last_time for p in m.segments if p.last_time is not None), default=None),
             "checksum": m.checksum,
+            **_lock_field(target.lock_of(layout.run_manifest_key(m.run))),
             **({"shape": {str(p.segment): p.shape for p in m.segments if p.shape is not None}}
                if any(p.shape is not None for p in m.segments) else {}),
             **({"stream_config": m.stream_config} if m.stream_config is not None else {}),

@@ -5,11 +5,37 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol
 
-from ...errors import NotFoundError, StreamBackendError, UnavailableError
+from ...errors import NotFoundError, StreamBackendError, UnavailableError, UsageError
 from .errors import translate_error
 from .uploads import ObjectUpload, PartPool, done
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """What keeps an object from being deleted or overwritten (S3 Object Lock): a retention
+    ``mode`` (GOVERNANCE, COMPLIANCE) until a date, and/or a legal hold."""
+
+    mode: str | None = None
+    until: datetime | None = None
+    legal_hold: bool = False
+
+    def renewed_by(self, want: ObjectLock) -> ObjectLock | None:
+        """The lock to set so that this one (an earlier run's) lasts as ``want`` asks, or
+        None while it still does: a retention is renewed once less than half of ``want``'s
+        period is left, never weakened (COMPLIANCE stays COMPLIANCE), and a hold is added."""
+        stale = want.legal_hold and not self.legal_hold
+        mode, until = self.mode, self.until
+        if want.mode and want.until:
+            left = (self.until - datetime.now(timezone.utc)) if self.until else timedelta(0)
+            if left < (want.until - datetime.now(timezone.utc)) / 2:
+                stale = True
+                mode = "COMPLIANCE" if "COMPLIANCE" in (self.mode, want.mode) else want.mode
+                until = max(want.until, self.until) if self.until else want.until
+        return ObjectLock(mode, until, want.legal_hold or self.legal_hold) if stale else None
 
 
 class ArchiveTarget(Protocol):
@@ -57,6 +83,12 @@ class ArchiveTarget(Protocol):
     def presigned_url(self, key: str, expires: int) -> str | None:
         """A URL whoever holds it may GET the object with for ``expires`` seconds (S3);
         None where the target has none."""
+    def object_lock(self) -> ObjectLock | None:
+        """The lock asked for on what a restore needs (written from now on); None: none."""
+    def lock_of(self, key: str) -> ObjectLock | None:
+        """The lock on ``key`` now; None where the target has no locks or the key none."""
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        """Extend ``key``'s lock to ``lock`` (retention never shortened, hold added)."""
 
 
 class FsspecTarget:
@@ -84,6 +116,15 @@ class FsspecTarget:
 
     def presigned_url(self, key: str, expires: int) -> str | None:
         return None
+
+    def object_lock(self) -> ObjectLock | None:
+        return None
+
+    def lock_of(self, key: str) -> ObjectLock | None:
+        return None
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        raise UsageError(f"{self.display} has no Object Lock: lock archives in S3")
 
     @contextlib.contextmanager
     def errors(self, key: str = "") -> Iterator[None]:

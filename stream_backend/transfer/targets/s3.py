@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import socket
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import crc32c
 
-from ...errors import NotFoundError, UnavailableError, UsageError
-from ...s3vocab import ARCHIVE_CLASSES, SSE_MODES, STORAGE_CLASSES
+from ...errors import NotFoundError, PermissionDeniedError, UnavailableError, UsageError
+from ...archive.layout import parse_key
+from ...s3vocab import ARCHIVE_CLASSES, LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ...urls import has_userinfo, redact
-from .base import FsspecTarget
-from .errors import PreconditionFailed, is_precondition_failure, translate_error
+from .base import FsspecTarget, ObjectLock
+from .errors import PreconditionFailed, client_error_code, is_precondition_failure, translate_error
 from .uploads import ObjectUpload, PartPool, done
 
 #: S3 refuses multipart parts smaller than this (except the last one)
@@ -43,6 +46,11 @@ class S3Options:
     storage_class: str | None = None
     #: SSE-C: the customer's 32-byte key, sent with every object request (never shown)
     sse_c_key: bytes | None = field(default=None, repr=False)
+    #: Object Lock on every object a restore needs: GOVERNANCE or COMPLIANCE, for this many days
+    object_lock_mode: str | None = None
+    object_lock_retain_days: int | None = None
+    #: an Object Lock legal hold on the same objects (until someone lifts it)
+    legal_hold: bool | None = None
 
     def check(self) -> None:
         self._check_write_options()
@@ -76,17 +84,42 @@ class S3Options:
                 "with a lifecycle rule (docs/transfer.md)")
         if self.storage_class is not None and self.storage_class not in STORAGE_CLASSES:
             raise UsageError(f"--storage-class takes one of {', '.join(STORAGE_CLASSES)}, not {self.storage_class!r}")
+        mode, days = self.object_lock_mode, self.object_lock_retain_days
+        if mode is not None and mode not in LOCK_MODES:
+            raise UsageError(f"--object-lock-mode takes {' or '.join(LOCK_MODES)}, not {mode!r}")
+        if (mode is None) != (days is None):
+            raise UsageError("--object-lock-mode and --object-lock-retain-days go together: "
+                             "how objects are locked, and for how long")
+        if days is not None and not 1 <= days <= MAX_LOCK_DAYS:
+            raise UsageError(f"--object-lock-retain-days takes 1 to {MAX_LOCK_DAYS}, not {days}")
 
-    def put_args(self, data: bool) -> dict:
-        """What every PUT and CreateMultipartUpload carries: the encryption on every object,
-        the storage class on data objects only (``data``)."""
+    def object_lock(self) -> ObjectLock | None:
+        """The lock wanted on an object written now; None: no lock asked for."""
+        if self.object_lock_mode is None and not self.legal_hold:
+            return None
+        until = None
+        if self.object_lock_retain_days is not None:
+            until = datetime.now(timezone.utc) + timedelta(days=self.object_lock_retain_days)
+        return ObjectLock(self.object_lock_mode, until, bool(self.legal_hold))
+
+    def put_args(self, key: str) -> dict:
+        """What every PUT and CreateMultipartUpload of ``key`` carries: the encryption on
+        every object; the storage class on data and view objects; the Object Lock on all
+        but the export's scratch (checkpoints, leases), which it rewrites and deletes."""
+        kind = getattr(parse_key(key), "kind", None)
         args: dict = {}
         if self.sse:
             args["ServerSideEncryption"] = self.sse
         if self.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.sse_kms_key_id
-        if data and self.storage_class:
+        if kind in ("object", "view-object") and self.storage_class:
             args["StorageClass"] = self.storage_class
+        lock = self.object_lock() if kind not in ("checkpoint", "lease") else None
+        if lock is not None:
+            if lock.mode:
+                args["ObjectLockMode"], args["ObjectLockRetainUntilDate"] = lock.mode, lock.until
+            if lock.legal_hold:
+                args["ObjectLockLegalHoldStatus"] = "ON"
         return args
 
     def fs_options(self, on_retry) -> dict:
@@ -151,6 +184,29 @@ class S3Target(FsspecTarget):
         with self.errors(key):
             return self.fs.url(self.path(key), expires=expires)
 
+    def object_lock(self) -> ObjectLock | None:
+        return self.options.object_lock()
+
+    def lock_of(self, key: str) -> ObjectLock | None:
+        if not self.bucket_locks:
+            return None
+        head = self.call("head_object", key)
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
+        return ObjectLock(mode, until, hold) if mode or hold else None
+
+    def set_lock(self, key: str, lock: ObjectLock) -> None:
+        try:
+            if lock.mode and lock.until:
+                self.call("put_object_retention", key, Retention={"Mode": lock.mode, "RetainUntilDate": lock.until})
+            if lock.legal_hold:
+                self.call("put_object_legal_hold", key, LegalHold={"Status": "ON"})
+        except PermissionDeniedError:
+            # a concurrent exporter may have set a later date, which S3 will not shorten
+            have = self.lock_of(key)
+            if have is None or have.renewed_by(lock) is not None:
+                raise
+
     def _count_retry(self, response=None, caught_exception=None, **_kw) -> None:
         """botocore's needs-retry event, once per attempt: count the failed ones (a 5xx,
         a throttle, a reset). Returns None: the decision stays botocore's."""
@@ -171,6 +227,23 @@ class S3Target(FsspecTarget):
         self._probe_endpoint()
         with self.errors():
             self.fs.call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.s3_key(""), MaxKeys=1)
+        if create and self.options.object_lock() is not None and not self.bucket_locks:
+            # S3 would refuse each PUT, after the run's checkpoints were written
+            raise UsageError(
+                f"bucket {self.bucket} has no Object Lock, so {self.display} cannot be locked: create the "
+                "bucket with Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket), "
+                "or export without --object-lock-mode/--legal-hold")
+
+    @functools.cached_property
+    def bucket_locks(self) -> bool:
+        """Has the bucket Object Lock enabled? (asked once)"""
+        try:
+            conf = self.fs.call_s3("get_object_lock_configuration", Bucket=self.bucket)
+        except Exception as exc:
+            if client_error_code(exc) == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise translate_error(exc, self.where()) from None
+        return (conf.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
 
     def _probe_endpoint(self, attempts: int = 3, timeout: float = 3.0) -> None:
         """A custom endpoint that refuses connections fails in seconds (exit 69), not
@@ -193,7 +266,7 @@ class S3Target(FsspecTarget):
     def write(self, key: str, data: bytes) -> None:
         # a whole PUT: repeating it is harmless
         self._retried(key, lambda: self.call("put_object", key, Body=data, ChecksumCRC32C=crc32c_header(data),
-                                             **self.options.put_args(data=False)))
+                                             **self.options.put_args(key)))
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The tag is the S3 ETag, for If-Match."""
@@ -226,7 +299,7 @@ class S3Target(FsspecTarget):
             kw["IfMatch"] = etag
         try:
             resp = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **kw,
-                                   ChecksumCRC32C=crc32c_header(data), **self.options.put_args(data=False))
+                                   ChecksumCRC32C=crc32c_header(data), **self.options.put_args(key))
         except Exception as exc:
             if is_precondition_failure(exc):
                 raise PreconditionFailed(key) from None
@@ -312,7 +385,7 @@ class S3Upload(ObjectUpload):
                 marker = int(resp.get("NextPartNumberMarker") or 0)
         else:
             self.upload_id = self._call("create_multipart_upload", ChecksumAlgorithm="CRC32C",
-                                        **self.t.options.put_args(data=True))["UploadId"]
+                                        **self.t.options.put_args(self.key))["UploadId"]
 
     def _stored(self, number: int, data: bytes, crc: str) -> str | None:
         """The ETag of part ``number`` if the adopted upload already holds these bytes."""
@@ -355,7 +428,7 @@ class S3Upload(ObjectUpload):
         self._submit(data)
 
     def _put_single(self, data: bytes) -> None:
-        self._call("put_object", Body=data, ChecksumCRC32C=crc32c_header(data), **self.t.options.put_args(data=True))
+        self._call("put_object", Body=data, ChecksumCRC32C=crc32c_header(data), **self.t.options.put_args(self.key))
         with self._lock:
             self.sent_bytes += len(data)
 
