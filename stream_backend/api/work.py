@@ -28,7 +28,7 @@ from .. import settings
 from ..errors import AlreadyExistsError, NotFoundError, UsageError
 from ..k8s.jobs import TransferSpec, container_args
 from ..k8s.names import check_k8s_name, parse_size
-from ..k8s.resources import API_VERSION, ARCHIVE_FIELDS, EXPORT_FIELDS, IMPORT_FIELDS
+from ..k8s.resources import API_VERSION, ARCHIVE_FIELDS, EXPORT_FIELDS, IMPORT_FIELDS, S3_WRITE_FIELDS
 from ..k8s.status import done_status, finished_progress, progress_entry, succeeded_message, sum_progress
 from ..urls import check_name, parse_stream_url, redact
 
@@ -86,7 +86,7 @@ class Location:
 
 def check_spec(kind: str, spec: dict, more: dict | None = None) -> dict:
     """The request's spec, checked against the resource's schema (with the fields of
-    ``more``): unknown fields, wrong types, values outside an enum or minimum, sizes and
+    ``more``): unknown fields, wrong types, values outside an enum or range, sizes and
     segment lists are a 400."""
     schema = {**_SPEC[kind], **(more or {})}
     if not isinstance(spec, dict):
@@ -104,6 +104,8 @@ def check_spec(kind: str, spec: dict, more: dict | None = None) -> dict:
             raise UsageError(f"spec.{name} must be one of {', '.join(want['enum'])}")
         if "minimum" in want and value < want["minimum"]:
             raise UsageError(f"spec.{name} must be at least {want['minimum']}")
+        if "maximum" in want and value > want["maximum"]:
+            raise UsageError(f"spec.{name} must be at most {want['maximum']}")
     for name in ("objectSize", "partSize"):
         if spec.get(name) is not None:
             parse_size(spec[name])
@@ -301,8 +303,8 @@ class LocalWorkers(Changes):
         ts = TransferSpec(op=op, stream_url=url, archive=archive, endpoint_url=location.endpoint_url,
                           object_size=spec.get("objectSize"), part_size=spec.get("partSize"),
                           parallel=spec.get("parallel"), compression=spec.get("compression"),
-                          file_view=bool(spec.get("fileView")), sse=spec.get("sse"),
-                          sse_kms_key_id=spec.get("sseKmsKeyId"), storage_class=spec.get("storageClass"),
+                          file_view=bool(spec.get("fileView")),
+                          **{field: spec.get(name) for name, (field, _) in S3_WRITE_FIELDS.items()},
                           segments=spec.get("segments"), to_seq=spec.get("toSeq"), to_time=spec.get("toTime"))
         return [self.python, "-m", "stream_backend", *container_args(ts, url, archive), *self.store_args]
 

@@ -13,7 +13,7 @@ import click
 from .. import settings
 from ..k8s import jobs as k8smod
 from ..errors import UsageError
-from ..s3vocab import SSE_MODES, STORAGE_CLASSES
+from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from . import main
 
 #: options people reach for to pass keys; each is refused without echoing its value
@@ -113,6 +113,10 @@ def _export_options(f):
         click.option("--sse-kms-key-id", default=None, metavar="KEY", help="Passed to export."),
         click.option("--storage-class", default=None, type=click.Choice(STORAGE_CLASSES), metavar="CLASS",
                      help="Passed to export: the data objects' S3 storage class."),
+        click.option("--object-lock-mode", default=None, type=click.Choice(LOCK_MODES), help="Passed to export."),
+        click.option("--object-lock-retain-days", default=None, type=click.IntRange(1, MAX_LOCK_DAYS), metavar="DAYS",
+                     help="Passed to export."),
+        click.option("--legal-hold", is_flag=True, default=None, help="Passed to export."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -141,6 +141,9 @@ class TransferSpec:
     sse: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
+    object_lock_mode: str | None = None
+    object_lock_retain_days: int | None = None
+    legal_hold: bool | None = None
     file_view: bool = False
     segments: str | None = None
     to_seq: int | None = None
@@ -253,7 +256,8 @@ def _validate(spec: TransferSpec):
         raise UsageError("--to-seq must be >= 0")
     if spec.op == "import":
         for opt, value in (("--object-size", spec.object_size), ("--compression", spec.compression),
-                           ("--parallel", spec.parallel), ("--file-view", spec.file_view or None)):
+                           ("--parallel", spec.parallel), ("--file-view", spec.file_view or None),
+                           ("--object-lock-mode", spec.object_lock_mode), ("--legal-hold", spec.legal_hold or None)):
             if value is not None:
                 raise UsageError(f"{opt} is an export option")
     elif spec.to_time:
@@ -289,6 +293,8 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
         ("--sse", spec.sse),
         ("--sse-kms-key-id", spec.sse_kms_key_id),
         ("--storage-class", spec.storage_class),
+        ("--object-lock-mode", spec.object_lock_mode),
+        ("--object-lock-retain-days", spec.object_lock_retain_days),
         ("--segments", spec.segments),
         ("--to-seq", spec.to_seq),
         ("--to-time", spec.to_time),
@@ -300,6 +306,8 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
             args += [opt, str(value)]
     if spec.file_view:
         args.append("--file-view")
+    if spec.legal_hold:
+        args.append("--legal-hold")
     if spec.shards is not None:
         # each pod takes the segments s with s % N == $JOB_COMPLETION_INDEX
         args += ["--shards", str(spec.shards)]

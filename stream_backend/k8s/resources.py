@@ -9,7 +9,7 @@ import hashlib
 import json
 
 from ..errors import UsageError
-from ..s3vocab import SSE_MODES, STORAGE_CLASSES
+from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from .jobs import TransferSpec
 from .names import dns_name, label_value
 
@@ -39,11 +39,16 @@ POD_FIELDS = {
     "cpu": ("cpu", _S), "memory": ("memory", _S), "timeout": ("timeout", _N), "segments": ("segments", _S),
     "schedule": ("schedule", _S), "timeZone": ("time_zone", _S),
 }
-#: how an export's objects are stored in S3 (export's --sse, --sse-kms-key-id, --storage-class);
-#: also on an ArchiveLocation, as the default of the exports into it
+#: how an export's objects are stored in S3 (export's --sse, --sse-kms-key-id, --storage-class,
+#: --object-lock-mode, --object-lock-retain-days, --legal-hold); also on an ArchiveLocation,
+#: as the default of the exports into it
 S3_WRITE_FIELDS = {"sse": ("sse", {"type": "string", "enum": list(SSE_MODES)}),
                    "sseKmsKeyId": ("sse_kms_key_id", _S),
-                   "storageClass": ("storage_class", {"type": "string", "enum": list(STORAGE_CLASSES)})}
+                   "storageClass": ("storage_class", {"type": "string", "enum": list(STORAGE_CLASSES)}),
+                   "objectLockMode": ("object_lock_mode", {"type": "string", "enum": list(LOCK_MODES)}),
+                   "objectLockRetainDays": ("object_lock_retain_days",
+                                            {"type": "integer", "minimum": 1, "maximum": MAX_LOCK_DAYS}),
+                   "legalHold": ("legal_hold", _B)}
 EXPORT_FIELDS = {"source": ("stream_url", _S), "objectSize": ("object_size", _S), "partSize": ("part_size", _S),
                  "parallel": ("parallel", {"type": "integer", "minimum": 1}),
                  "compression": ("compression", {"type": "string", "enum": ["none", "zstd"]}),

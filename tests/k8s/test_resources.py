@@ -49,13 +49,16 @@ def _resource(kind="StreamExport", **spec):
 def test_a_resource_makes_the_manifest_the_cli_makes():
     resource = _resource(source="pravega://app/events", archiveLocation="prod", archivePath="events",
                          shards=4, parallelism=2, controller="tcp://pravega-controller:9090",
-                         image="registry.example/stream-backend:0.2", compression="zstd", storageClass="STANDARD_IA")
+                         image="registry.example/stream-backend:0.2", compression="zstd", storageClass="STANDARD_IA",
+                         legalHold=True)
     location = {"url": "s3://backups/prod/", "endpointUrl": "http://minio.storage:9000", "credentialsSecret": "s3-creds",
-                "sse": "aws:kms", "sseKmsKeyId": "alias/backups", "storageClass": "ONEZONE_IA"}
+                "sse": "aws:kms", "sseKmsKeyId": "alias/backups", "storageClass": "ONEZONE_IA",
+                "objectLockMode": "COMPLIANCE", "objectLockRetainDays": 35}
     spec = transfer_spec(resource, location)
     assert spec.archive == "s3://backups/prod/events" and spec.s3_secret == "s3-creds"
     # the location's encryption applies to every export into it; the resource's own class wins
     assert (spec.sse, spec.sse_kms_key_id, spec.storage_class) == ("aws:kms", "alias/backups", "STANDARD_IA")
+    assert (spec.object_lock_mode, spec.object_lock_retain_days, spec.legal_hold) == ("COMPLIANCE", 35, True)
     from_resource = jobs.build(spec)
     cli = CliRunner().invoke(main, [
         "k8s", "job", "export", "pravega://app/events", "s3://backups/prod/events", "--indexed", "4",
@@ -63,6 +66,7 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
         "registry.example/stream-backend:0.2", "--compression", "zstd", "--s3-secret", "s3-creds",
         "--endpoint-url", "http://minio.storage:9000", "--name", job_name(resource), "--namespace", "backups",
         "--sse", "aws:kms", "--sse-kms-key-id", "alias/backups", "--storage-class", "STANDARD_IA",
+        "--object-lock-mode", "COMPLIANCE", "--object-lock-retain-days", "35", "--legal-hold",
         "--active-deadline", "0", "--ttl-after-finished", "-1", "--service-account", "stream-backend-worker"])
     assert cli.exit_code == 0, cli.output
     from_cli = yaml.safe_load(cli.stdout)
@@ -81,7 +85,8 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
     assert from_cli["spec"]["template"]["spec"].pop("automountServiceAccountToken") is False
     assert from_resource == from_cli
     args = from_cli["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert " --sse aws:kms --sse-kms-key-id alias/backups --storage-class STANDARD_IA " in " ".join(args)
+    assert (" --sse aws:kms --sse-kms-key-id alias/backups --storage-class STANDARD_IA --object-lock-mode COMPLIANCE "
+            "--object-lock-retain-days 35 ") in " ".join(args) and "--legal-hold" in args
 
 
 def test_a_schedule_makes_a_cronjob_and_names_are_stable():
