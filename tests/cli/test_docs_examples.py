@@ -1,5 +1,5 @@
 """The copy-paste examples of docs/cli.md, the README's everyday block and docs/transfer.md's
-command block run as written: each block is taken from the page and run by bash with
+command blocks run as written: each block is taken from the page and run by bash with
 `set -euo pipefail`, against a fresh local store, the suite's S3 server and its Pravega
 standalone (the only edits: the store root, the controller address and endpoint the
 servers got). A page whose example stops working fails here.
@@ -80,21 +80,21 @@ def test_cli_reference_examples(tmp_path, work, pravega_server):
     assert (work / "app.log").stat().st_size > 2 << 20  # `cat ... > app.log` wrote it back whole
 
 
-def test_readme_everyday_block(tmp_path, work, s3_bucket):
+def test_readme_everyday_block(tmp_path, work, s3_bucket, s3_lock_bucket):
     block = block_with("README.md", "stream-backend export stream://app/events s3://backups/app-events")
     script = (block.replace(". .venv/bin/activate", ":")
                    .replace("export STREAM_BACKEND_ROOT=/mnt/pv/streams", f"export STREAM_BACKEND_ROOT={tmp_path}/pv")
-                   .replace("s3://backups/", f"s3://{s3_bucket.name}/"))
+                   .replace("s3://backups/", f"s3://{s3_bucket.name}/")
+                   .replace("s3://locked-backups/", f"s3://{s3_lock_bucket.name}/"))
     (work / "events.bin").write_bytes(os.urandom(3 << 20))
     env = {**os.environ, **s3_bucket.server.env}
     p = run(script, env, work)
     assert "import:         complete" in p.stdout
 
 
-def test_transfer_page_block(tmp_path, work, s3_bucket):
-    block = blocks("docs/transfer.md")
-    assert len(block) == 1
-    script = block[0].replace("s3://backups/", f"s3://{s3_bucket.name}/")
+def test_transfer_page_blocks(tmp_path, work, s3_bucket, s3_lock_bucket):
+    script = "\n".join(blocks("docs/transfer.md")).replace("s3://backups/", f"s3://{s3_bucket.name}/")
+    script = script.replace("s3://locked-backups/", f"s3://{s3_lock_bucket.name}/")
     setup = "stream-backend write --create --event-size 4KiB stream://demo/logs app.log\n"
     env = {**os.environ, **s3_bucket.server.env, "STREAM_BACKEND_ROOT": str(tmp_path / "store")}
     run(setup + script, env, work)

@@ -7,6 +7,7 @@ Load as a pytest plugin (``pytest_plugins = ["servers.s3"]`` in tests/conftest.p
   (credentials in its environment), every port explicit and bound to 127.0.0.1.
 - ``s3_bucket``: a fresh bucket on SeaweedFS per test, an :class:`S3Bucket` with
   ``url`` (``s3://NAME``), ``storage_options`` for s3fs and ``client()`` for boto3.
+- ``s3_lock_bucket``: the same with Object Lock enabled (SeaweedFS enforces it).
 - ``moto_server`` (session) / ``moto_bucket``: the same on moto, for quick cases.
 - ``fault_proxy``: factory ``fault_proxy(server, seed=0, slowdown=.., internal_error=..,
   reset=.., latency=.., latency_s=..)`` returning a started :class:`~servers.faultproxy.FaultProxy`
@@ -299,6 +300,16 @@ def s3_bucket(seaweedfs):
     bucket = new_bucket(seaweedfs)
     yield bucket
     drop_bucket(bucket)
+
+
+@pytest.fixture
+def s3_lock_bucket(seaweedfs):
+    """A fresh bucket on SeaweedFS with Object Lock enabled (and so versioning), which
+    SeaweedFS enforces. Locked objects cannot be removed: the bucket stays until the
+    server's directory goes."""
+    name = f"sbt-lock-{uuid.uuid4().hex[:12]}"
+    seaweedfs.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return S3Bucket(name, seaweedfs)
 
 
 @pytest.fixture(scope="session")
