@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import socket
 import threading
@@ -176,6 +175,7 @@ class S3Target(FsspecTarget):
         if not self.root:
             raise UsageError(f"archive URL {self.display} names no bucket")
         self.bucket, _, prefix = self.root.partition("/")
+        self._bucket_locks: bool | Exception | None = None
         self.key_prefix = prefix.strip("/")
 
     def presigned_url(self, key: str, expires: int) -> str:
@@ -188,7 +188,7 @@ class S3Target(FsspecTarget):
         return self.options.object_lock()
 
     def lock_of(self, key: str) -> ObjectLock | None:
-        if not self.bucket_locks:
+        if not self.bucket_locks(strict=False):  # status on a server without the call still works
             return None
         head = self.call("head_object", key)
         mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
@@ -227,23 +227,28 @@ class S3Target(FsspecTarget):
         self._probe_endpoint()
         with self.errors():
             self.fs.call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.s3_key(""), MaxKeys=1)
-        if create and self.options.object_lock() is not None and not self.bucket_locks:
+        if create and self.options.object_lock() is not None and not self.bucket_locks():
             # S3 would refuse each PUT, after the run's checkpoints were written
             raise UsageError(
                 f"bucket {self.bucket} has no Object Lock, so {self.display} cannot be locked: create the "
                 "bucket with Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket), "
                 "or export without --object-lock-mode/--legal-hold")
 
-    @functools.cached_property
-    def bucket_locks(self) -> bool:
-        """Has the bucket Object Lock enabled? (asked once)"""
-        try:
-            conf = self.fs.call_s3("get_object_lock_configuration", Bucket=self.bucket)
-        except Exception as exc:
-            if client_error_code(exc) == "ObjectLockConfigurationNotFoundError":
-                return False
-            raise translate_error(exc, self.where()) from None
-        return (conf.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
+    def bucket_locks(self, strict: bool = True) -> bool:
+        """Has the bucket Object Lock enabled? Asked once; when the server or the caller's
+        role cannot tell, ``strict`` raises that, else the answer is no."""
+        if self._bucket_locks is None:
+            try:
+                conf = self.fs.call_s3("get_object_lock_configuration", Bucket=self.bucket)
+                self._bucket_locks = (conf.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
+            except Exception as exc:
+                no_config = client_error_code(exc) == "ObjectLockConfigurationNotFoundError"
+                self._bucket_locks = False if no_config else translate_error(exc, self.where())
+        if isinstance(self._bucket_locks, Exception):
+            if strict:
+                raise self._bucket_locks
+            return False
+        return self._bucket_locks
 
     def _probe_endpoint(self, attempts: int = 3, timeout: float = 3.0) -> None:
         """A custom endpoint that refuses connections fails in seconds (exit 69), not
