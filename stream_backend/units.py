@@ -27,6 +27,17 @@ def parse_size(text: str | int) -> int:
     return int(value * _UNITS[unit])
 
 
+def parse_rate(text: str, what: str = "--bwlimit") -> int:
+    """'20MiB' or '20MiB/s' -> bytes per second (--bwlimit), positive."""
+    try:
+        rate = parse_size(str(text).strip().removesuffix("/s"))
+    except UsageError:
+        rate = 0
+    if rate < 1:
+        raise UsageError(f"{what} takes a rate in bytes per second such as 20MiB, not {text!r}")
+    return rate
+
+
 def human_size(n: int) -> str:
     """67108864 -> '64.0 MiB': the one way sizes are shown (CLI output, progress bar)."""
     value = float(n)

@@ -30,6 +30,7 @@ from ..k8s.jobs import TransferSpec, container_args
 from ..k8s.names import check_k8s_name, parse_size
 from ..k8s.resources import API_VERSION, ARCHIVE_FIELDS, EXPORT_FIELDS, IMPORT_FIELDS, S3_WRITE_FIELDS
 from ..k8s.status import done_status, finished_progress, progress_entry, succeeded_message, sum_progress
+from ..units import parse_rate
 from ..urls import check_name, parse_stream_url, redact
 
 log = logging.getLogger("stream_backend.api")
@@ -39,7 +40,7 @@ KINDS = {"exports": "StreamExport", "imports": "StreamImport"}
 FINISHED = ("Succeeded", "Failed")
 #: spec fields a request may set on one machine (the pod and Job fields have no meaning here)
 _COMMON = {"archiveLocation": ARCHIVE_FIELDS["archiveLocation"], "archivePath": ARCHIVE_FIELDS["archivePath"],
-           "suspend": ARCHIVE_FIELDS["suspend"], "segments": {"type": "string"}}
+           "suspend": ARCHIVE_FIELDS["suspend"], "segments": {"type": "string"}, "bwlimit": {"type": "string"}}
 _SPEC = {"StreamExport": {**{k: v for k, (_, v) in EXPORT_FIELDS.items()}, **_COMMON},
          "StreamImport": {**{k: v for k, (_, v) in IMPORT_FIELDS.items()}, **_COMMON}}
 _TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
@@ -109,6 +110,8 @@ def check_spec(kind: str, spec: dict, more: dict | None = None) -> dict:
     for name in ("objectSize", "partSize"):
         if spec.get(name) is not None:
             parse_size(spec[name])
+    if spec.get("bwlimit") is not None:
+        parse_rate(spec["bwlimit"], "spec.bwlimit")
     segments = spec.get("segments")
     if segments is not None and not all(p.strip().isdigit() for p in segments.split(",")):
         raise UsageError("spec.segments takes segment numbers separated by commas, like 0,2")
@@ -302,7 +305,7 @@ class LocalWorkers(Changes):
         archive = location.archive(spec.get("archivePath"))
         ts = TransferSpec(op=op, stream_url=url, archive=archive, endpoint_url=location.endpoint_url,
                           object_size=spec.get("objectSize"), part_size=spec.get("partSize"),
-                          parallel=spec.get("parallel"), compression=spec.get("compression"),
+                          parallel=spec.get("parallel"), compression=spec.get("compression"), bwlimit=spec.get("bwlimit"),
                           file_view=bool(spec.get("fileView")),
                           **{field: spec.get(name) for name, (field, _) in S3_WRITE_FIELDS.items()},
                           segments=spec.get("segments"), to_seq=spec.get("toSeq"), to_time=spec.get("toTime"))

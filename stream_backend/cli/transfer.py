@@ -23,7 +23,7 @@ import click
 from .. import settings
 from ..errors import Paused, UsageError
 from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
-from ..units import human_size, iso_time
+from ..units import human_size, iso_time, parse_rate, parse_size
 from ..urls import parse_stream_url, redact
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
@@ -49,8 +49,6 @@ def _progress(op: str, mode: str):
 
 
 def _size(text: str, what: str) -> int:
-    from ..units import parse_size
-
     n = parse_size(text)
     if n <= 0:
         raise UsageError(f"{what} must be positive, not {text!r}")
@@ -127,6 +125,11 @@ def _sse_c_key(path: str) -> bytes:
     return key
 
 
+def _bwlimit_option(f):
+    return click.option("--bwlimit", default=None, metavar="RATE",
+                        help="S3: at most RATE bytes per second (e.g. 20MiB), all parts in flight together.")(f)
+
+
 def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str | None = None, **write_options):
     """The archive target, with a warning for a plain relative path whose first part looks
     like a bucket name (``export stream://a/b bucket/x`` wrote into ./bucket/x).
@@ -138,6 +141,8 @@ def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str 
         raise UsageError(f"--{next(iter(given)).replace('_', '-')} is an S3 setting; {archive} is not in S3")
     if sse_c_key_file:
         given["sse_c_key"] = _sse_c_key(given.pop("sse_c_key_file"))
+    if "bwlimit" in given:
+        given["bwlimit"] = parse_rate(given["bwlimit"])
     s3 = S3Options(endpoint_url=endpoint_url or settings.s3_endpoint(), **given) if endpoint_url or given else None
     target = open_target(archive, s3)
     first = archive.split("/", 1)[0]
@@ -302,13 +307,14 @@ def _endpoint_option(f):
               help="Also write each segment's file view (its payloads, what cat prints) as plain objects, "
                    "for downloads without our format (serve's download plans, docs/http-api.md).")
 @_s3_write_options
+@_bwlimit_option
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
                reader_group, file_view, sse, sse_kms_key_id, storage_class, object_lock_mode, object_lock_retain_days,
-               legal_hold, endpoint_url, sse_c_key_file, progress, root, controller, timeout, pause):
+               legal_hold, bwlimit, endpoint_url, sse_c_key_file, progress, root, controller, timeout, pause):
     """Export SOURCE (stream://SCOPE/STREAM) into ARCHIVE (s3://bucket/prefix, file:///dir, ./dir).
 
     Run again to export only what was appended since (a new run chained to the last);
@@ -337,7 +343,8 @@ def export_cmd(source, archive, object_size, part_size, parallel, compression, t
     sel, sh = _segments(segments_), _shard(shard, shards)
     target = _archive_target(archive, endpoint_url, sse_c_key_file, sse=sse, sse_kms_key_id=sse_kms_key_id,
                              storage_class=storage_class, object_lock_mode=object_lock_mode,
-                             object_lock_retain_days=object_lock_retain_days, legal_hold=legal_hold or None)
+                             object_lock_retain_days=object_lock_retain_days, legal_hold=legal_hold or None,
+                             bwlimit=bwlimit)
     store = open_store_for(url, root=root, controller=controller, timeout=timeout)
     try:
         info = store.stream_info(url.scope, url.stream)
@@ -388,12 +395,13 @@ def _group(name: str | None, url) -> str | None:
               help="Bytes fetched per ranged read.")
 @click.option("--reader-group", default=None, metavar="NAME",
               help="Pravega: create this reader group in DEST's scope where the archive recorded it (export --reader-group), so its readers go on where they were (needs Java).")
+@_bwlimit_option
 @_endpoint_option
 @_progress_option
 @store_options
 @_pausable
-def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, reader_group, endpoint_url,
-               sse_c_key_file, progress, root, controller, timeout, pause):
+def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, reader_group, bwlimit,
+               endpoint_url, sse_c_key_file, progress, root, controller, timeout, pause):
     """Replay ARCHIVE into DEST (stream://SCOPE/STREAM; created if absent).
 
     DEST must be new, empty, or this archive's own partial import; the same command
@@ -414,7 +422,7 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
         raise UsageError("import takes a whole stream (stream://SCOPE/STREAM) as destination")
     if to_seq is not None and to_seq < 0:
         raise UsageError("--to-seq must be >= 0")
-    target = _archive_target(archive, endpoint_url, sse_c_key_file)
+    target = _archive_target(archive, endpoint_url, sse_c_key_file, bwlimit=bwlimit)
     sel, sh = _segments(segments_), _shard(shard, shards)
     opts = ImportOptions(to_seq=to_seq, to_time_ns=_to_time_ns(to_time), part_size=_size(part_size, "--part-size"),
                          reader_group=_group(reader_group, url))
@@ -490,9 +498,10 @@ def status_cmd(archive, as_json, endpoint_url, sse_c_key_file):
 @main.command("verify")
 @click.argument("archive")
 @click.option("--against", default=None, help="Also compare event for event with this stream.")
+@_bwlimit_option
 @_endpoint_option
 @store_options
-def verify_cmd(archive, against, endpoint_url, sse_c_key_file, root, controller, timeout):
+def verify_cmd(archive, against, bwlimit, endpoint_url, sse_c_key_file, root, controller, timeout):
     """Check every manifest, object and record of ARCHIVE (exit 65 naming the first damage).
 
     \b
@@ -502,7 +511,7 @@ def verify_cmd(archive, against, endpoint_url, sse_c_key_file, root, controller,
     """
     from ..transfer.verify import mismatch, verify_archive
 
-    target = _archive_target(archive, endpoint_url, sse_c_key_file)
+    target = _archive_target(archive, endpoint_url, sse_c_key_file, bwlimit=bwlimit)
     problem = None
     if against:
         url = parse_stream_url(against, need="stream")

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__, settings
 from ..errors import UsageError
+from ..units import parse_rate
 from ..urls import parse_stream_url
 from .names import (QUANTITY, check_k8s_name, check_no_userinfo, check_schedule, dns_name, label_value,
                     parse_size, quantity)
@@ -136,6 +137,7 @@ class TransferSpec:
     # export options passed through to the CLI (None: the CLI's default)
     object_size: str | None = None
     part_size: str | None = None
+    bwlimit: str | None = None
     parallel: int | None = None
     compression: str | None = None
     sse: str | None = None
@@ -265,6 +267,8 @@ def _validate(spec: TransferSpec):
     for size in (spec.object_size, spec.part_size):
         if size is not None:
             parse_size(size)
+    if spec.bwlimit is not None:
+        parse_rate(spec.bwlimit)
     if spec.parallel is not None and spec.parallel < 1:
         raise UsageError("--parallel must be at least 1")
     if spec.compression not in (None, "none", "zstd"):
@@ -288,6 +292,7 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
     opts = [
         ("--object-size", spec.object_size),
         ("--part-size", spec.part_size),
+        ("--bwlimit", spec.bwlimit),
         ("--parallel", spec.parallel),
         ("--compression", spec.compression),
         ("--sse", spec.sse),

@@ -117,6 +117,7 @@ def test_requests_are_refused_without_the_right_token_or_with_bad_input(server, 
         ({"name": "x", "spec": {**good["spec"], "objectLockRetainDays": 0}}, "at least 1"),
         ({"name": "x", "spec": {**good["spec"], "objectLockRetainDays": 40_000}}, "at most 36500"),
         ({"name": "x", "spec": {**good["spec"], "partSize": "lots"}}, "size"),
+        ({"name": "x", "spec": {**good["spec"], "bwlimit": "fast"}}, "spec.bwlimit takes a rate"),
         ({"name": "x", "spec": {**good["spec"], "source": "pravega://a/b"}}, "stream://"),
         ({"name": "x", "spec": {"source": "stream://demo/logs"}}, "archiveLocation is required"),
     ]

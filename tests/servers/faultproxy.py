@@ -43,7 +43,9 @@ class FaultProxy:
     (sleep ``latency_s`` before forwarding). ``only_methods`` limits faults to some methods.
     ``max_consecutive`` lets a request through after that many faults in a row on the same
     method and path (bounds the client's exponential backoff, so tests stay fast).
-    ``stats`` counts requests and injected faults; ``log`` lists (method, path, fault).
+    ``stats`` counts requests and injected faults; ``log`` lists (method, path, fault);
+    ``carried`` lists (monotonic time, method, request body bytes, response body bytes) of
+    each request passed through, when its response was sent: what went over the wire when.
     """
 
     def __init__(self, target: str, seed: int = 0, slowdown: float = 0.0, internal_error: float = 0.0,
@@ -61,6 +63,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
         self.log: list[tuple[str, str, str | None]] = []
+        self.carried: list[tuple[float, str, int, int]] = []
         self.enabled = True
         self.max_consecutive = max_consecutive
         self._streak: Counter = Counter()
@@ -266,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and data:
             self.wfile.write(data)
         self.wfile.flush()
+        with owner._lock:
+            owner.carried.append((time.monotonic(), self.command, len(body), len(data) if self.command != "HEAD" else 0))
         if resp.will_close:
             conn.close()
             self.upstream = None

@@ -22,6 +22,7 @@ from ...archive.layout import parse_key
 from ...s3vocab import ARCHIVE_CLASSES, LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ...urls import has_userinfo, redact
 from .base import FsspecTarget, ObjectLock
+from .throttle import Bandwidth
 from .errors import PreconditionFailed, client_error_code, is_precondition_failure, translate_error
 from .uploads import ObjectUpload, PartPool, done
 
@@ -50,6 +51,8 @@ class S3Options:
     object_lock_retain_days: int | None = None
     #: an Object Lock legal hold on the same objects (until someone lifts it)
     legal_hold: bool | None = None
+    #: bytes per second for all requests of the transfer together (--bwlimit); None: no limit
+    bwlimit: int | None = None
 
     def check(self) -> None:
         self._check_write_options()
@@ -91,6 +94,8 @@ class S3Options:
                              "how objects are locked, and for how long")
         if days is not None and not 1 <= days <= MAX_LOCK_DAYS:
             raise UsageError(f"--object-lock-retain-days takes 1 to {MAX_LOCK_DAYS}, not {days}")
+        if self.bwlimit is not None and self.bwlimit < 1:
+            raise UsageError(f"--bwlimit takes a rate such as 20MiB (bytes per second), not {self.bwlimit}")
 
     def object_lock(self) -> ObjectLock | None:
         """The lock wanted on an object written now; None: no lock asked for."""
@@ -176,6 +181,9 @@ class S3Target(FsspecTarget):
             raise UsageError(f"archive URL {self.display} names no bucket")
         self.bucket, _, prefix = self.root.partition("/")
         self._bucket_locks: bool | Exception | None = None
+        # half a second saved over a short stall (an object's last part, the next one's first)
+        # keeps the average at the limit and any 10 s within 5 % above it
+        self.bandwidth = Bandwidth(options.bwlimit, burst=options.bwlimit / 2) if options.bwlimit else None
         self.key_prefix = prefix.strip("/")
 
     def presigned_url(self, key: str, expires: int) -> str:
@@ -213,6 +221,11 @@ class S3Target(FsspecTarget):
         status = response[0].status_code if response is not None else None
         if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
             self.retries += 1
+
+    def pace(self, nbytes: int) -> None:
+        """Wait for ``nbytes`` of the --bwlimit (every request's body, sent or received)."""
+        if self.bandwidth is not None:
+            self.bandwidth.take(nbytes)
 
     def s3_key(self, key: str) -> str:
         return f"{self.key_prefix}/{key}" if self.key_prefix else key
@@ -268,7 +281,17 @@ class S3Target(FsspecTarget):
         raise UnavailableError(f"cannot reach the storage endpoint {redact(ep)} for {self.display}")
 
     # -- objects -------------------------------------------------------------
+    def read(self, key: str) -> bytes | None:
+        data = super().read(key)
+        self.pace(len(data or b""))
+        return data
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        self.pace(end - start)
+        return super().read_range(key, start, end)
+
     def write(self, key: str, data: bytes) -> None:
+        self.pace(len(data))
         # a whole PUT: repeating it is harmless
         self._retried(key, lambda: self.call("put_object", key, Body=data, ChecksumCRC32C=crc32c_header(data),
                                              **self.options.put_args(key)))
@@ -287,9 +310,11 @@ class S3Target(FsspecTarget):
             return data, resp.get("ETag")
 
         try:
-            return self._retried(key, lambda: sync(self.fs.loop, get))
+            data, etag = self._retried(key, lambda: sync(self.fs.loop, get))
         except NotFoundError:
             return None, None
+        self.pace(len(data))
+        return data, etag
 
     def atomic_if(self, absent: bool) -> bool:
         """Some S3-compatible servers ignore the conditional headers: always read back."""
@@ -297,6 +322,7 @@ class S3Target(FsspecTarget):
 
     def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
         """A conditional PUT (If-None-Match / If-Match, honoured by AWS, SeaweedFS and moto)."""
+        self.pace(len(data))
         kw: dict = {}
         if absent:
             kw["IfNoneMatch"] = "*"
@@ -410,6 +436,7 @@ class S3Upload(ObjectUpload):
                 self.reused_parts += 1
                 self.etags[number] = (etag, crc)
             return
+        self.t.pace(len(data))
         check = ({"ChecksumCRC32C": crc} if self.crc
                  else {"ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode()})
         resp = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data, **check)
@@ -433,6 +460,7 @@ class S3Upload(ObjectUpload):
         self._submit(data)
 
     def _put_single(self, data: bytes) -> None:
+        self.t.pace(len(data))
         self._call("put_object", Body=data, ChecksumCRC32C=crc32c_header(data), **self.t.options.put_args(self.key))
         with self._lock:
             self.sent_bytes += len(data)
