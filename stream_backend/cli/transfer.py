@@ -442,6 +442,54 @@ def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_si
     _emit(summary)
 
 
+def _event_time(ns: int | None) -> str:
+    """An event's append time (ns), as every time is shown."""
+    return iso_time(ns / 1e9) if ns else "-"
+
+
+@main.command("archives")
+@click.argument("prefix")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--max-depth", type=click.IntRange(0, 32), default=6, show_default=True,
+              help="How many directory levels below PREFIX to look for archives.")
+@_endpoint_option
+def archives_cmd(prefix, as_json, max_depth, endpoint_url, sse_c_key_file):
+    """Every archive under PREFIX (s3://bucket[/prefix], a directory): its stream, runs,
+    events, size, the time range of its events and when its last run was written.
+
+    \b
+    Example:
+      stream-backend archives s3://backups
+      stream-backend archives file:///mnt/backup --json
+    """
+    from ..transfer.catalog import archive_summary, find_archives
+
+    root = _archive_target(prefix, endpoint_url, sse_c_key_file)
+    root.check_access()
+    found = [archive_summary(root.child(key) if key else root) for key in find_archives(root, max_depth)]
+    failed = next((a for a in found if "error" in a), None)
+    if as_json:
+        click.echo(json.dumps({"prefix": root.display, "archives": found}, sort_keys=True))
+    elif not found:
+        click.echo(f"no archives under {root.display} (looked {max_depth} levels down)")
+    else:
+        rows = [("ARCHIVE", "STREAM", "RUNS", "EVENTS", "SIZE", "EVENTS APPENDED", "LAST RUN WRITTEN")]
+        for a in found:
+            if "error" in a:
+                rows.append((a["archive"], f"error: {a['error']}", "", "", "", "", ""))
+                continue
+            state = " (export in progress)" if a["in_progress"] else ""
+            rows.append((a["archive"], a["stream"], str(a["runs"]), str(a["events"]), human_size(a["bytes"]),
+                         f"{_event_time(a['first_time'])} .. {_event_time(a['last_time'])}",
+                         f"{a['last_written'] or '-'}{_lock_words(a.get('lock'))}{state}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if failed:
+        click.echo(redact(f"stream-backend: {failed['archive']}: {failed['error']}"), err=True)
+        sys.exit(failed["exit_code"])
+
+
 @main.command("status")
 @click.argument("archive")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -460,10 +508,7 @@ def status_cmd(archive, as_json, endpoint_url, sse_c_key_file):
     if as_json:
         click.echo(json.dumps(st, sort_keys=True))
         return
-
-    def when(ns):
-        return iso_time(ns / 1e9) if ns else "-"
-
+    when = _event_time
     src = st["source"]
     click.echo(f"archive {st['archive']}: {src.get('store')}://{src.get('scope')}/{src.get('stream')}, "
                f"{_plural(src.get('segments') or 0, 'segment')}, {_plural(len(st['runs']), 'run')}, "

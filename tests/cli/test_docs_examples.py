@@ -93,8 +93,8 @@ def test_readme_everyday_block(tmp_path, work, s3_bucket, s3_lock_bucket):
 
 
 def test_transfer_page_blocks(tmp_path, work, s3_bucket, s3_lock_bucket):
-    script = "\n".join(blocks("docs/transfer.md")).replace("s3://backups/", f"s3://{s3_bucket.name}/")
-    script = script.replace("s3://locked-backups/", f"s3://{s3_lock_bucket.name}/")
+    script = re.sub(r"s3://backups\b", f"s3://{s3_bucket.name}", "\n".join(blocks("docs/transfer.md")))
+    script = re.sub(r"s3://locked-backups\b", f"s3://{s3_lock_bucket.name}", script)
     setup = "stream-backend write --create --event-size 4KiB stream://demo/logs app.log\n"
     env = {**os.environ, **s3_bucket.server.env, "STREAM_BACKEND_ROOT": str(tmp_path / "store")}
     run(setup + script, env, work)

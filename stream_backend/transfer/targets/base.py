@@ -72,6 +72,10 @@ class ArchiveTarget(Protocol):
     def size(self, key: str) -> int | None: ...
     def list(self, dirkey: str) -> dict[str, int]:
         """Every object under ``dirkey`` (recursive): relative key -> size."""
+    def children(self, dirkey: str) -> set[str]:
+        """Names of the objects and directories right under ``dirkey`` (one level)."""
+    def child(self, dirkey: str) -> ArchiveTarget:
+        """The target at ``dirkey`` below this one, with the same settings."""
     def written(self, dirkey: str) -> dict[str, float | None]:
         """Every object under ``dirkey``: relative key -> when the storage says it was
         written (epoch seconds; None where it does not say)."""
@@ -222,6 +226,21 @@ class FsspecTarget:
 
     def list(self, dirkey: str) -> dict[str, int]:
         return {rel: int(info.get("size") or 0) for rel, info in self._find(dirkey).items()}
+
+    def children(self, dirkey: str) -> set[str]:
+        base = self.path(dirkey).rstrip("/")
+
+        def ls():
+            try:
+                return self.fs.ls(base, detail=False)
+            except FileNotFoundError:
+                return []
+
+        return {p.rstrip("/").rsplit("/", 1)[-1] for p in self._retried(dirkey, ls)
+                if p.rstrip("/") != base} - {""}
+
+    def child(self, dirkey: str) -> FsspecTarget:
+        return type(self)(f"{self.url.rstrip('/')}/{dirkey}", self.where(dirkey), self.fs, self.path(dirkey))
 
     def written(self, dirkey: str) -> dict[str, float | None]:
         def when(info: dict) -> float | None:

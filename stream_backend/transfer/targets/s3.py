@@ -192,6 +192,9 @@ class S3Target(FsspecTarget):
         with self.errors(key):
             return self.fs.url(self.path(key), expires=expires)
 
+    def child(self, dirkey: str) -> S3Target:
+        return S3Target(f"{self.url.rstrip('/')}/{dirkey}", self.where(dirkey), self.options)
+
     def object_lock(self) -> ObjectLock | None:
         return self.options.object_lock()
 
