@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import datetime as _dt
 import functools
 import json
@@ -21,7 +22,7 @@ import threading
 import click
 
 from .. import settings
-from ..errors import Paused, UsageError
+from ..errors import Paused, StreamBackendError, UnavailableError, UsageError
 from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ..units import human_size, iso_time, parse_rate, parse_size
 from ..urls import parse_stream_url, redact
@@ -29,10 +30,62 @@ from . import main
 from .common import config_line, open_store_for, shape_line, store_options
 
 
+#: the metrics of the transfer this command runs (--metrics-port, --pushgateway), if any
+_metrics: contextvars.ContextVar = contextvars.ContextVar("metrics", default=None)
+
+
+def _metered(f):
+    """--metrics-port/--metrics-addr/--pushgateway on a transfer command: its progress
+    feeds Prometheus metrics, scraped while it runs and pushed when it ends, however it ends."""
+
+    @functools.wraps(f)
+    def wrapper(*args, metrics_port, metrics_addr, pushgateway, **kwargs):
+        if metrics_port is None and pushgateway is None:
+            return f(*args, **kwargs)
+        from ..transfer.metrics import TransferMetrics
+
+        archive = kwargs["archive"]
+        if "://" not in archive:
+            archive = "file://" + os.path.abspath(os.path.expanduser(archive))
+        op = "export" if "source" in kwargs else "import"
+        metrics = TransferMetrics(op, redact(archive), kwargs.get("source") or kwargs.get("dest"))
+        if metrics_port is not None:
+            metrics.serve(metrics_addr, metrics_port)
+        token = _metrics.set(metrics)
+        complete = False
+        try:
+            result = f(*args, **kwargs)
+            complete = metrics.complete
+            return result
+        except SystemExit as exc:  # a pause (75), or an error already reported
+            metrics.failed(exc.code if isinstance(exc.code, int) else 1)
+            raise
+        except StreamBackendError as exc:
+            metrics.failed(exc.exit_code)
+            raise
+        except Exception:
+            metrics.failed(70)
+            raise
+        finally:
+            _metrics.reset(token)
+            if pushgateway:
+                try:
+                    metrics.push(pushgateway, succeeded=complete)
+                except UnavailableError as exc:  # the transfer's own outcome stands
+                    click.echo(redact(f"stream-backend: warning: {exc}"), err=True)
+
+    wrapper = click.option("--pushgateway", default=None, metavar="URL",
+                           help="Push the metrics to this Prometheus Pushgateway when the run ends (CronJobs).")(wrapper)
+    wrapper = click.option("--metrics-addr", default="127.0.0.1", show_default=True,
+                           help="Address --metrics-port listens on (0.0.0.0 in a pod).")(wrapper)
+    return click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+                        help="Serve Prometheus metrics of the run on this port while it runs.")(wrapper)
+
+
 @contextlib.contextmanager
 def _progress(op: str, mode: str):
     """The transfer's Progress; in a pod the operator started, it also reports to the
-    pod's resource (k8s/status.py)."""
+    pod's resource (k8s/status.py); with --metrics-port/--pushgateway, to the metrics."""
     from ..transfer.progress import Progress
 
     reporter = None
@@ -40,8 +93,9 @@ def _progress(op: str, mode: str):
         from ..k8s.status import reporter_from_env
 
         reporter = reporter_from_env()
+    sinks = [s for s in (reporter, _metrics.get()) if s is not None]
     try:
-        with Progress(op, mode, sinks=[reporter] if reporter else ()) as prog:
+        with Progress(op, mode, sinks=sinks) as prog:
             yield prog
     finally:
         if reporter is not None:
@@ -156,6 +210,10 @@ def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str 
 def _emit(summary: dict) -> None:
     from ..k8s.termination import write_termination_message
     from ..transfer.progress import print_done
+
+    metrics = _metrics.get()
+    if metrics is not None:
+        metrics.finished(summary)
 
     write_termination_message({"event": "done", **summary})  # a Kubernetes pod shows it; no-op elsewhere
     if summary.get("warning"):
@@ -311,6 +369,7 @@ def _endpoint_option(f):
 @_endpoint_option
 @_progress_option
 @store_options
+@_metered
 @_pausable
 def export_cmd(source, archive, object_size, part_size, parallel, compression, to_seq, segments_, shard, shards,
                reader_group, file_view, sse, sse_kms_key_id, storage_class, object_lock_mode, object_lock_retain_days,
@@ -399,6 +458,7 @@ def _group(name: str | None, url) -> str | None:
 @_endpoint_option
 @_progress_option
 @store_options
+@_metered
 @_pausable
 def import_cmd(archive, dest, to_seq, to_time, segments_, shard, shards, part_size, reader_group, bwlimit,
                endpoint_url, sse_c_key_file, progress, root, controller, timeout, pause):
