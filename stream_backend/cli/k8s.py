@@ -82,6 +82,9 @@ def _k8s_options(f):
                      help="S3 endpoint as seen from the pod (MinIO, SeaweedFS, ...)."),
         click.option("--timeout", type=float, default=None, help="Pravega connect timeout passed to the CLI."),
         click.option("--bwlimit", default=None, metavar="RATE", help="Passed to the CLI: S3 bytes per second, e.g. 20MiB."),
+        click.option("--pushgateway", default=None, metavar="URL",
+                     help="Passed to the CLI: push the run's metrics here when it ends, e.g. "
+                          "http://pushgateway.monitoring:9091."),
         click.option("--segments", default=None, help="Only these segments, e.g. 0,2,5."),
         click.option("--backoff-limit", type=int, default=6, show_default=True,
                      help="Failures that count before the Job fails (exit 75 and evictions never count)."),

@@ -25,7 +25,7 @@ from .. import settings
 from ..errors import Paused, StreamBackendError, UnavailableError, UsageError
 from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ..units import human_size, iso_time, parse_rate, parse_size
-from ..urls import parse_stream_url, redact
+from ..urls import has_userinfo, parse_stream_url, redact
 from . import main
 from .common import config_line, open_store_for, shape_line, store_options
 
@@ -44,6 +44,11 @@ def _metered(f):
             return f(*args, **kwargs)
         from ..transfer.metrics import TransferMetrics
 
+        if pushgateway is not None and not pushgateway.startswith(("http://", "https://")):
+            raise UsageError(f"--pushgateway takes http(s)://HOST[:PORT], not {redact(pushgateway)}")
+        if pushgateway is not None and has_userinfo(pushgateway):
+            raise UsageError("--pushgateway URL carries credentials, which a process list shows: "
+                             "put the Pushgateway behind a proxy that adds them")
         archive = kwargs["archive"]
         if "://" not in archive:
             archive = "file://" + os.path.abspath(os.path.expanduser(archive))

@@ -138,6 +138,8 @@ class TransferSpec:
     object_size: str | None = None
     part_size: str | None = None
     bwlimit: str | None = None
+    #: a Prometheus Pushgateway URL the pod pushes the run's metrics to when it ends
+    pushgateway: str | None = None
     parallel: int | None = None
     compression: str | None = None
     sse: str | None = None
@@ -232,6 +234,8 @@ def _validate(spec: TransferSpec):
         mount = None
     if spec.endpoint_url:
         check_no_userinfo("--endpoint-url", spec.endpoint_url)
+    if spec.pushgateway:
+        check_no_userinfo("--pushgateway", spec.pushgateway)
     if spec.kind == "CronJob":
         if not spec.schedule:
             raise UsageError("a CronJob needs --schedule, e.g. '0 * * * *'")
@@ -293,6 +297,7 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
         ("--object-size", spec.object_size),
         ("--part-size", spec.part_size),
         ("--bwlimit", spec.bwlimit),
+        ("--pushgateway", spec.pushgateway),
         ("--parallel", spec.parallel),
         ("--compression", spec.compression),
         ("--sse", spec.sse),

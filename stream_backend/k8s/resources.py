@@ -32,6 +32,7 @@ POD_FIELDS = {
     "pvc": ("pvc", _S), "archivePvc": ("archive_pvc", _S), "archiveMount": ("archive_mount", _S),
     "s3Secret": ("s3_secret", _S), "pravegaSecret": ("pravega_secret", _S), "controller": ("controller", _S),
     "endpointUrl": ("endpoint_url", _S), "serviceAccount": ("service_account", _S), "bwlimit": ("bwlimit", _S),
+    "pushgateway": ("pushgateway", _S),
     "backoffLimit": ("backoff_limit", {"type": "integer", "minimum": 0}),
     "activeDeadlineSeconds": ("active_deadline", {"type": "integer", "minimum": 1}),
     "ttlSecondsAfterFinished": ("ttl_after_finished", {"type": "integer", "minimum": 0}),

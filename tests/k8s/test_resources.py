@@ -50,7 +50,7 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
     resource = _resource(source="pravega://app/events", archiveLocation="prod", archivePath="events",
                          shards=4, parallelism=2, controller="tcp://pravega-controller:9090",
                          image="registry.example/stream-backend:0.2", compression="zstd", storageClass="STANDARD_IA",
-                         legalHold=True, bwlimit="20MiB")
+                         legalHold=True, bwlimit="20MiB", pushgateway="http://pushgateway.monitoring:9091")
     location = {"url": "s3://backups/prod/", "endpointUrl": "http://minio.storage:9000", "credentialsSecret": "s3-creds",
                 "sse": "aws:kms", "sseKmsKeyId": "alias/backups", "storageClass": "ONEZONE_IA",
                 "objectLockMode": "COMPLIANCE", "objectLockRetainDays": 35}
@@ -67,6 +67,7 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
         "--endpoint-url", "http://minio.storage:9000", "--name", job_name(resource), "--namespace", "backups",
         "--sse", "aws:kms", "--sse-kms-key-id", "alias/backups", "--storage-class", "STANDARD_IA",
         "--object-lock-mode", "COMPLIANCE", "--object-lock-retain-days", "35", "--legal-hold", "--bwlimit", "20MiB",
+        "--pushgateway", "http://pushgateway.monitoring:9091",
         "--active-deadline", "0", "--ttl-after-finished", "-1", "--service-account", "stream-backend-worker"])
     assert cli.exit_code == 0, cli.output
     from_cli = yaml.safe_load(cli.stdout)
@@ -87,7 +88,7 @@ def test_a_resource_makes_the_manifest_the_cli_makes():
     args = from_cli["spec"]["template"]["spec"]["containers"][0]["args"]
     assert (" --sse aws:kms --sse-kms-key-id alias/backups --storage-class STANDARD_IA --object-lock-mode COMPLIANCE "
             "--object-lock-retain-days 35 ") in " ".join(args) and "--legal-hold" in args
-    assert " --bwlimit 20MiB " in " ".join(args)
+    assert " --bwlimit 20MiB --pushgateway http://pushgateway.monitoring:9091 " in " ".join(args)
 
 
 def test_a_schedule_makes_a_cronjob_and_names_are_stable():

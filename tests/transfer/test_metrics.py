@@ -127,3 +127,31 @@ def test_an_unreachable_pushgateway_does_not_fail_a_done_export(local_store, sto
                   cli_env(store_root), check=0)
     assert done_line(run.stdout)["complete"]
     assert "warning: cannot push metrics to the Pushgateway" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("url, words", [("pushgateway:9091", "takes http(s)://HOST[:PORT]"),
+                                        ("http://user:secret@127.0.0.1:9091", "carries credentials")])
+def test_a_bad_pushgateway_url_is_refused_before_the_run(local_store, store_root, tmp_path, url, words):
+    fill_stream(local_store, "demo", "src", segments=1, events=5, seed=1, max_size=100)
+    run = run_cli(["export", "stream://demo/src", str(tmp_path / "a"), "--pushgateway", url], cli_env(store_root),
+                  check=64)
+    assert words in run.stderr and "secret" not in run.stderr and not (tmp_path / "a").exists()
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_we_export():
+    import json
+    import re
+    from pathlib import Path
+
+    from stream_backend.transfer.metrics import TransferMetrics
+    from stream_backend.transfer.progress import Progress
+
+    dash = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text())
+    m = TransferMetrics("export", "s3://b/a", "stream://s/t")
+    m(Progress("export", "none").snapshot())
+    m.finished({"complete": True, "objects": 1})
+    exported = {s.name for fam in m.registry.collect() for s in fam.samples}
+    asked = {name for p in dash["panels"] for t in p["targets"]
+             for name in re.findall(r"\bstream_backend_[a-z_]+", t["expr"])}
+    assert asked and asked <= exported, asked - exported
+    assert {"stream_backend_last_success_timestamp_seconds", "stream_backend_transfer_errors_total"} <= asked
