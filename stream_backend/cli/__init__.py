@@ -45,7 +45,7 @@ def _register() -> None:
     """Import the command modules; each adds its commands to ``main``."""
     import importlib
 
-    for name in ("streams", "data", "transfer", "mount", "duplicity", "k8s", "serve", "version"):
+    for name in ("streams", "data", "transfer", "mount", "duplicity", "k8s", "serve", "version", "completion"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:  # a module not written yet, not a missing dependency
