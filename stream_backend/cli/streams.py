@@ -7,10 +7,12 @@ Thin: parse the URL, open the store, call the StreamStore protocol, print.
 from __future__ import annotations
 
 import contextlib
+import sys
 import json
 
 import click
 
+from .. import settings
 from ..errors import NotFoundError, UnsupportedError, UsageError
 from ..stores.base import StreamInfo
 from ..units import human_size, iso_time, parse_size
@@ -282,15 +284,21 @@ def create_cmd(url, segments, max_event_size, root, controller, timeout):
 @main.command("rm")
 @click.argument("url")
 @click.option("-r", "--recursive", is_flag=True, help="Also delete every stream of a scope.")
+@click.option("-y", "--yes", is_flag=True, help="An archive: remove it without asking.")
+@click.option("--endpoint-url", default=None, help="An archive in S3: the endpoint [env AWS_ENDPOINT_URL].")
 @store_options
-def rm_cmd(url, recursive, root, controller, timeout):
-    """Delete a stream, or a scope (empty, or with --recursive all of its streams).
+def rm_cmd(url, recursive, yes, endpoint_url, root, controller, timeout):
+    """Delete a stream, a scope (empty, or with --recursive all of its streams), or a
+    whole archive (s3://bucket/prefix, a directory), after asking.
 
     \b
     Example:
       stream-backend rm stream://demo/logs
       stream-backend rm --recursive stream://demo
+      stream-backend rm s3://backups/old-logs --yes
     """
+    if not url.startswith(("stream://", "pravega://")):
+        return _rm_archive(url, yes, endpoint_url)
     u = parse_stream_url(url, need="scope")
     if u.segment is not None:
         raise UsageError(f"a single segment cannot be deleted; rm the stream: {url}")
@@ -305,6 +313,25 @@ def rm_cmd(url, recursive, root, controller, timeout):
                     store.delete_stream(u.scope, name)
         store.delete_scope(u.scope)
         click.echo(f"deleted scope {u}", err=True)
+
+
+def _rm_archive(url: str, yes: bool, endpoint_url: str | None) -> None:
+    """Every object of the archive, once it is sure to be one and free to go."""
+    from ..transfer.removal import archive_keys, check_removable, remove_archive
+    from ..transfer.targets import S3Options, open_target
+
+    target = open_target(url, S3Options(endpoint_url=endpoint_url or settings.s3_endpoint()) if endpoint_url else None)
+    target.check_access()
+    keys = archive_keys(target)
+    check_removable(target, keys)
+    what = f"archive {target.display} ({len(keys)} objects, {human_size(sum(keys.values()))})"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"rm of {what} asks first: on no terminal, give --yes")
+        if not click.confirm(f"Remove {what}, every run of it?", default=False, err=True):
+            raise UsageError("nothing removed")
+    remove_archive(target)
+    click.echo(f"removed {what}", err=True)
 
 
 @main.command("seal")

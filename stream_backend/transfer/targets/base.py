@@ -68,6 +68,8 @@ class ArchiveTarget(Protocol):
     def write_if(self, key: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> str | None:
         """Write only if absent / still at ``etag``; PreconditionFailed when another won."""
     def delete(self, key: str) -> None: ...
+    def delete_all(self, keys: list[str]) -> None:
+        """Delete these objects (in batches where the storage has them)."""
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int | None: ...
     def list(self, dirkey: str) -> dict[str, int]:
@@ -191,6 +193,11 @@ class FsspecTarget:
         with self.errors(key):
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self.path(key))
+
+    def delete_all(self, keys: list[str]) -> None:
+        if keys:
+            with self.errors(keys[0]):
+                self.fs.rm([self.path(k) for k in keys])
 
     def exists(self, key: str) -> bool:
         with self.errors(key):
