@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import sys
@@ -154,3 +155,21 @@ def segment_of(info, url, segment: int | None):
         f"{url.protocol}://{info.scope}/{info.stream} has no segment {number} "
         f"(segments: {', '.join(str(s.segment) for s in info.segments)})"
     )
+
+
+def sse_c_key(path: str) -> bytes:
+    """An SSE-C key from its file: 32 bytes, raw or base64 (the key never on a command line)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1024)
+    except OSError as exc:
+        raise UsageError(f"--sse-c-key-file {path}: {exc.strerror}") from None
+    if len(raw) == 32:
+        return raw
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise UsageError(f"--sse-c-key-file {path}: not an SSE-C key (32 bytes, raw or base64)")
+    return key

@@ -73,6 +73,9 @@ def _k8s_options(f):
         click.option("--s3-secret", default=None, metavar="SECRET",
                      help="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally "
                           "AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL), referenced, never copied."),
+        click.option("--sse-c-secret", default=None, metavar="SECRET",
+                     help="Secret whose key sse-c.key is the archive's SSE-C key: mounted read-only and "
+                          "passed as --sse-c-key-file."),
         click.option("--pravega-secret", default=None, metavar="SECRET",
                      help="Secret whose keys become the Pravega client's env "
                           "(pravega_client_auth_method, _username, _password, _token)."),

@@ -18,7 +18,8 @@ import click
 
 from ..errors import NotFoundError, StreamBackendError, UsageError
 from . import main
-from .common import open_store_for, store_options
+from ..archive.layout import IDENTITY_KEY
+from .common import open_store_for, sse_c_key, store_options
 
 
 def _parse_targets(args: tuple[str, ...], archive: str | None) -> tuple[str, str]:
@@ -31,7 +32,7 @@ def _parse_targets(args: tuple[str, ...], archive: str | None) -> tuple[str, str
     return args[0], args[1]
 
 
-def _archive_operations(url: str, endpoint_url: str | None):
+def _archive_operations(url: str, endpoint_url: str | None, sse_c_key_file: str | None = None):
     """Generic read-only operations over the archive filesystem (protocol sbarchive)."""
     from ..fs.archivefs import ArchiveFileSystem
     from ..fs.fuse import FileSystemOperations
@@ -43,12 +44,21 @@ def _archive_operations(url: str, endpoint_url: str | None):
     from ..transfer.targets import S3_SCHEMES, S3Options, open_target, translate_error
 
     s3 = target.split("://", 1)[0] in S3_SCHEMES
+    if sse_c_key_file and not s3:
+        raise UsageError(f"--sse-c-key-file is an S3 setting; {redact(target)} is not in S3")
+    key = sse_c_key(sse_c_key_file) if sse_c_key_file else None
     # the archive's URL, endpoint and credentials checked the way export checks them:
     # one-line errors with their codes (69 unreachable, 77 denied, 66 missing), never 70
-    open_target(target, S3Options(endpoint_url=endpoint_url) if s3 and endpoint_url else None).check_access()
+    given = s3 and (endpoint_url or key is not None)
+    probe = open_target(target, S3Options(endpoint_url=endpoint_url, sse_c_key=key) if given else None)
+    probe.check_access()
     options = {}
     if endpoint_url and s3:
         options["endpoint_url"] = endpoint_url
+    if key is not None:
+        probe.read(IDENTITY_KEY)  # S3 refuses a wrong key here (77), not at the first read
+        options.update(probe.options.fs_options(lambda **_: None))
+        options.pop("session")
     try:
         fs = ArchiveFileSystem(fo=target, target_options=options, skip_instance_cache=True)
     except StreamBackendError:
@@ -139,6 +149,12 @@ def _background(argv: list[str], mountpoint: str, wait: float) -> None:
     help="Let other users (e.g. a backup user) use the mount; permissions still apply "
     "(non-root needs user_allow_other in /etc/fuse.conf).",
 )
+@click.option(
+    "--sse-c-key-file",
+    default=None,
+    metavar="FILE",
+    help="An archive encrypted with a customer key (SSE-C): the key's file, as export was given.",
+)
 @click.option("--fuse-debug", is_flag=True, hidden=True)
 @store_options
 @click.pass_context
@@ -151,6 +167,7 @@ def mount(
     attr_timeout,
     endpoint_url,
     allow_other,
+    sse_c_key_file,
     fuse_debug,
     root,
     controller,
@@ -193,6 +210,7 @@ def mount(
             argv.append("--allow-other")
         for flag, value in (
             ("--endpoint-url", endpoint_url),
+            ("--sse-c-key-file", os.path.abspath(sse_c_key_file) if sse_c_key_file else None),
             ("--root", root),
             ("--controller", controller),
         ):
@@ -207,7 +225,7 @@ def mount(
     from ..fs.streamfs import filesystem_over
 
     if is_archive:
-        ops = _archive_operations(url, endpoint_url)
+        ops = _archive_operations(url, endpoint_url, sse_c_key_file)
         run_mount(
             ops,
             mountpoint,

@@ -7,7 +7,6 @@ command that resumes it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import contextvars
 import datetime as _dt
@@ -27,7 +26,7 @@ from ..s3vocab import LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ..units import human_size, iso_time, parse_rate, parse_size
 from ..urls import has_userinfo, parse_stream_url, redact
 from . import main
-from .common import config_line, open_store_for, shape_line, store_options
+from .common import config_line, open_store_for, shape_line, sse_c_key, store_options
 
 
 #: the metrics of the transfer this command runs (--metrics-port, --pushgateway), if any
@@ -166,24 +165,6 @@ def _to_time_ns(text: str | None) -> int | None:
     return int(t.timestamp() * 1e9)
 
 
-def _sse_c_key(path: str) -> bytes:
-    """An SSE-C key from its file: 32 bytes, raw or base64 (the key never on a command line)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1024)
-    except OSError as exc:
-        raise UsageError(f"--sse-c-key-file {path}: {exc.strerror}") from None
-    if len(raw) == 32:
-        return raw
-    try:
-        key = base64.b64decode(raw.strip(), validate=True)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise UsageError(f"--sse-c-key-file {path}: not an SSE-C key (32 bytes, raw or base64)")
-    return key
-
-
 def _bwlimit_option(f):
     return click.option("--bwlimit", default=None, metavar="RATE",
                         help="S3: at most RATE bytes per second (e.g. 20MiB), all parts in flight together.")(f)
@@ -199,7 +180,7 @@ def _archive_target(archive: str, endpoint_url: str | None, sse_c_key_file: str 
     if given and not archive.startswith(("s3://", "s3a://")):
         raise UsageError(f"--{next(iter(given)).replace('_', '-')} is an S3 setting; {archive} is not in S3")
     if sse_c_key_file:
-        given["sse_c_key"] = _sse_c_key(given.pop("sse_c_key_file"))
+        given["sse_c_key"] = sse_c_key(given.pop("sse_c_key_file"))
     if "bwlimit" in given:
         given["bwlimit"] = parse_rate(given["bwlimit"])
     s3 = S3Options(endpoint_url=endpoint_url or settings.s3_endpoint(), **given) if endpoint_url or given else None

@@ -40,6 +40,8 @@ CONTAINER_NAME = "stream-backend"
 DEFAULT_IMAGE = f"stream-backend:{__version__}"
 #: where the image expects the local store (also its VOLUME); the --pvc is mounted here
 STORE_MOUNT = "/data/store"
+#: where an SSE-C key's Secret is mounted (--sse-c-secret), and its key in the Secret
+SSE_C_MOUNT, SSE_C_KEY = "/etc/stream-backend/sse-c", "sse-c.key"
 #: where Kubernetes mounts a pod's ServiceAccount token
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: the image's non-root user (numeric, so runAsNonRoot can be verified by the kubelet)
@@ -122,6 +124,8 @@ class TransferSpec:
     archive_pvc: str | None = None
     archive_mount: str | None = None
     s3_secret: str | None = None
+    #: a Secret holding an SSE-C key under ``sse-c.key``: mounted, given as --sse-c-key-file
+    sse_c_secret: str | None = None
     pravega_secret: str | None = None
     controller: str | None = None
     endpoint_url: str | None = None
@@ -196,6 +200,7 @@ def _validate(spec: TransferSpec):
         check_k8s_name("--name", spec.name, 52 if spec.kind == "CronJob" else 63, label=True)
     for opt, value in (("--pvc", spec.pvc), ("--archive-pvc", spec.archive_pvc),
                        ("--s3-secret", spec.s3_secret), ("--pravega-secret", spec.pravega_secret),
+                       ("--sse-c-secret", spec.sse_c_secret),
                        ("--service-account", spec.service_account)):
         if value is not None:
             check_k8s_name(opt, value)
@@ -236,6 +241,8 @@ def _validate(spec: TransferSpec):
         check_no_userinfo("--endpoint-url", spec.endpoint_url)
     if spec.pushgateway:
         check_no_userinfo("--pushgateway", spec.pushgateway)
+    if spec.sse_c_secret and archive.scheme not in ("s3", "s3a"):
+        raise UsageError(f"--sse-c-secret is for S3 archives, not {archive.url}")
     if spec.kind == "CronJob":
         if not spec.schedule:
             raise UsageError("a CronJob needs --schedule, e.g. '0 * * * *'")
@@ -318,6 +325,8 @@ def container_args(spec: TransferSpec, stream_url: str, archive_url: str) -> lis
         args.append("--file-view")
     if spec.legal_hold:
         args.append("--legal-hold")
+    if spec.sse_c_secret:
+        args += ["--sse-c-key-file", f"{SSE_C_MOUNT}/{SSE_C_KEY}"]
     if spec.shards is not None:
         # each pod takes the segments s with s % N == $JOB_COMPLETION_INDEX
         args += ["--shards", str(spec.shards)]
@@ -426,6 +435,10 @@ def build(spec: TransferSpec) -> dict:
         mounts.append({"name": "archive", "mountPath": archive_mount, "readOnly": spec.op == "import"})
         volumes.append({"name": "archive", "persistentVolumeClaim": {"claimName": spec.archive_pvc,
                                                                      "readOnly": spec.op == "import"}})
+    if spec.sse_c_secret:
+        mounts.append({"name": "sse-c", "mountPath": SSE_C_MOUNT, "readOnly": True})
+        volumes.append({"name": "sse-c", "secret": {"secretName": spec.sse_c_secret,
+                                                     "items": [{"key": SSE_C_KEY, "path": SSE_C_KEY}]}})
     container = {
         "name": CONTAINER_NAME,
         "image": spec.image,

@@ -32,7 +32,7 @@ POD_FIELDS = {
     "pvc": ("pvc", _S), "archivePvc": ("archive_pvc", _S), "archiveMount": ("archive_mount", _S),
     "s3Secret": ("s3_secret", _S), "pravegaSecret": ("pravega_secret", _S), "controller": ("controller", _S),
     "endpointUrl": ("endpoint_url", _S), "serviceAccount": ("service_account", _S), "bwlimit": ("bwlimit", _S),
-    "pushgateway": ("pushgateway", _S),
+    "pushgateway": ("pushgateway", _S), "sseCustomerKeySecret": ("sse_c_secret", _S),
     "backoffLimit": ("backoff_limit", {"type": "integer", "minimum": 0}),
     "activeDeadlineSeconds": ("active_deadline", {"type": "integer", "minimum": 1}),
     "ttlSecondsAfterFinished": ("ttl_after_finished", {"type": "integer", "minimum": 0}),
@@ -108,7 +108,8 @@ def _transfer_schema(own: dict, required: str) -> dict:
 def definitions() -> list[dict]:
     """The three CRDs, as `stream-backend k8s install` prints them."""
     location = {"type": "object", "required": ["url"], "properties": {
-        "url": _S, "endpointUrl": _S, "credentialsSecret": _S, **{k: v for k, (_, v) in S3_WRITE_FIELDS.items()}}}
+        "url": _S, "endpointUrl": _S, "credentialsSecret": _S, "sseCustomerKeySecret": _S,
+        **{k: v for k, (_, v) in S3_WRITE_FIELDS.items()}}}
     location_columns = [{"name": "URL", "type": "string", "jsonPath": ".spec.url"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
     return json.loads(json.dumps([  # no shared sub-dicts: YAML would print them as anchors
@@ -140,6 +141,7 @@ def transfer_spec(resource: dict, location: dict | None = None) -> TransferSpec:
         archive = location["url"].rstrip("/") + ("/" + spec["archivePath"].strip("/") if spec.get("archivePath") else "")
         values.setdefault("endpoint_url", location.get("endpointUrl"))
         values.setdefault("s3_secret", location.get("credentialsSecret"))
+        values.setdefault("sse_c_secret", location.get("sseCustomerKeySecret"))  # reads need it too
         if op == "export":
             for name, (field, _) in S3_WRITE_FIELDS.items():
                 values.setdefault(field, location.get(name))

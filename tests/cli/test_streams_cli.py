@@ -209,7 +209,7 @@ def test_rm_and_seal(cli):
         ["ls", "http://x"],
         ["info", "stream://"],
         ["create", "stream://bad name/x"],
-        ["rm", "nothing"],
+        ["rm", "stream://bad name"],
         ["seal", "stream://s"],
         ["write", "stream://s"],
         ["cat", "stream://s/t/x/y"],

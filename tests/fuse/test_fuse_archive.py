@@ -106,3 +106,23 @@ def test_archive_mount_errors(mountdir, s3_bucket, tmp_path, monkeypatch):
     res = cli("mount", "--read-write", "--archive", f"{s3_bucket.url}/x", mp, check=False)
     assert res.returncode == 64
     assert not os.path.ismount(mp)
+
+
+def test_an_sse_c_archive_mounts_with_its_key_only(mountdir, local_store, store_root, s3_bucket, tmp_path,
+                                                   monkeypatch):
+    for k, v in s3_bucket.server.env.items():
+        monkeypatch.setenv(k, v)
+    endpoint = s3_bucket.server.endpoint_url
+    local_store.create_stream("demo", "secret")
+    data = _append(local_store, "secret", 60, seed=7)[0]
+    key_file = tmp_path / "sse-c.key"
+    key_file.write_bytes(os.urandom(32))
+    arch = f"{s3_bucket.url}/ssec"
+    cli("export", "stream://demo/secret", arch, "--endpoint-url", endpoint, "--root", store_root,
+        "--sse-c-key-file", str(key_file))
+    mp = mountdir()
+    res = cli("mount", f"sbarchive::{arch}", mp, "--endpoint-url", endpoint, check=False)
+    assert res.returncode == 77 and "--sse-c-key-file" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not os.path.ismount(mp)
+    with mounted(f"sbarchive::{arch}", mp, "--endpoint-url", endpoint, "--sse-c-key-file", str(key_file)):
+        assert (mp / "0").read_bytes() == data

@@ -143,3 +143,30 @@ def test_k8s_serve_without_a_token_secret_checks_callers_with_rbac_over_https():
     user = docs[6]
     assert user["metadata"]["name"] == "stream-backend-api-user"
     assert {"apiGroups": ["stream-backend.io"], "resources": ["streamexports/download"], "verbs": ["get"]} in user["rules"]
+
+
+def test_an_sse_c_key_reaches_the_pod_only_as_a_mounted_secret():
+    location = {"url": "s3://backups/prod", "credentialsSecret": "s3-creds", "sseCustomerKeySecret": "backup-key"}
+    spec = transfer_spec(_resource(source="stream://app/events", archiveLocation="prod", pvc="streams"), location)
+    manifest = jobs.build(spec)
+    assert kv.validate(manifest, kv.latest_version(), strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "sse-c", "secret": {"secretName": "backup-key",
+                                        "items": [{"key": "sse-c.key", "path": "sse-c.key"}]}} in pod["volumes"]
+    assert {"name": "sse-c", "mountPath": jobs.SSE_C_MOUNT, "readOnly": True} in container["volumeMounts"]
+    args = " ".join(container["args"])
+    assert f" --sse-c-key-file {jobs.SSE_C_MOUNT}/sse-c.key" in args
+    assert "backup-key" not in yaml.safe_dump(container["env"])
+    # reading needs the key as much as writing: imports from the location get it too
+    restore = _resource("StreamImport", destination="stream://app/restored", archiveLocation="prod", pvc="streams")
+    assert transfer_spec(restore, location).sse_c_secret == "backup-key"
+    cli = CliRunner().invoke(main, [
+        "k8s", "job", "export", "stream://app/events", "s3://backups/prod", "--pvc", "streams", "--s3-secret",
+        "s3-creds", "--sse-c-secret", "backup-key", "--name", job_name(_resource()), "--namespace", "backups",
+        "--service-account", "stream-backend-worker"])
+    assert cli.exit_code == 0, cli.output
+    assert yaml.safe_load(cli.stdout)["spec"]["template"]["spec"]["volumes"] == pod["volumes"]
+    local = CliRunner().invoke(main, ["k8s", "job", "export", "stream://app/events", "file:///backups/x", "--pvc",
+                                      "streams", "--archive-pvc", "backups", "--sse-c-secret", "backup-key"])
+    assert local.exit_code == 64 and "--sse-c-secret is for S3 archives" in local.output
