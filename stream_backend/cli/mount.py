@@ -16,9 +16,9 @@ import time
 
 import click
 
+from ..archive.layout import IDENTITY_KEY
 from ..errors import NotFoundError, StreamBackendError, UsageError
 from . import main
-from ..archive.layout import IDENTITY_KEY
 from .common import open_store_for, sse_c_key, store_options
 
 

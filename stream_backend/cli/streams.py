@@ -7,8 +7,8 @@ Thin: parse the URL, open the store, call the StreamStore protocol, print.
 from __future__ import annotations
 
 import contextlib
-import sys
 import json
+import sys
 
 import click
 

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 import crc32c
 
-from ...errors import NotFoundError, PermissionDeniedError, UnavailableError, UsageError
 from ...archive.layout import parse_key
+from ...errors import NotFoundError, PermissionDeniedError, UnavailableError, UsageError
 from ...s3vocab import ARCHIVE_CLASSES, LOCK_MODES, MAX_LOCK_DAYS, SSE_MODES, STORAGE_CLASSES
 from ...urls import has_userinfo, redact
 from .base import FsspecTarget, ObjectLock
-from .throttle import Bandwidth
 from .errors import PreconditionFailed, client_error_code, is_precondition_failure, translate_error
+from .throttle import Bandwidth
 from .uploads import ObjectUpload, PartPool, done
 
 #: S3 refuses multipart parts smaller than this (except the last one)
