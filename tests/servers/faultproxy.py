@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 FAULTS = ("slowdown", "internal_error", "reset", "truncate", "latency")
@@ -30,6 +31,17 @@ _XML = (
     "<Resource>{resource}</Resource><RequestId>{rid}</RequestId><HostId>{rid}</HostId></Error>"
 )
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+class Carried(NamedTuple):
+    """One request through the proxy (times from time.monotonic())."""
+
+    received: float  # its body had come in from the client
+    answered: float  # its response had gone out to the client
+    method: str
+    sent: int  # request body bytes
+    got: int  # response body bytes
+    took: float  # seconds the server took to answer
 
 
 class FaultProxy:
@@ -44,8 +56,8 @@ class FaultProxy:
     ``max_consecutive`` lets a request through after that many faults in a row on the same
     method and path (bounds the client's exponential backoff, so tests stay fast).
     ``stats`` counts requests and injected faults; ``log`` lists (method, path, fault);
-    ``carried`` lists (monotonic time, method, request body bytes, response body bytes) of
-    each request passed through, when its response was sent: what went over the wire when.
+    ``carried`` lists a :class:`Carried` for each request passed through: what went over
+    the wire when, and where the server was slow.
     """
 
     def __init__(self, target: str, seed: int = 0, slowdown: float = 0.0, internal_error: float = 0.0,
@@ -63,7 +75,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
         self.log: list[tuple[str, str, str | None]] = []
-        self.carried: list[tuple[float, str, int, int]] = []
+        self.carried: list[Carried] = []
         self.enabled = True
         self.max_consecutive = max_consecutive
         self._streak: Counter = Counter()
@@ -225,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         body = self._read_body() if has_body else b""
+        received = time.monotonic()
         if fault == "reset":
             self._reset()
             return
@@ -236,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if slow:
             time.sleep(owner.latency_s)
+        asked = time.monotonic()
         for attempt in range(2):
             conn = self._connect()
             try:
@@ -246,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
                 conn.endheaders(body if body else None)
                 resp = conn.getresponse()
                 data = resp.read()
+                answered = time.monotonic()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 # a stale keep-alive connection to the server: reconnect once
@@ -270,7 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         self.wfile.flush()
         with owner._lock:
-            owner.carried.append((time.monotonic(), self.command, len(body), len(data) if self.command != "HEAD" else 0))
+            owner.carried.append(Carried(received, time.monotonic(), self.command, len(body),
+                                         len(data) if self.command != "HEAD" else 0, answered - asked))
         if resp.will_close:
             conn.close()
             self.upstream = None
