@@ -57,8 +57,7 @@ def _archive_operations(url: str, endpoint_url: str | None, sse_c_key_file: str 
         options["endpoint_url"] = endpoint_url
     if key is not None:
         probe.read(IDENTITY_KEY)  # S3 refuses a wrong key here (77), not at the first read
-        options.update(probe.options.fs_options(lambda **_: None))
-        options.pop("session")
+        options.update(probe.options.fs_options())
     try:
         fs = ArchiveFileSystem(fo=target, target_options=options, skip_instance_cache=True)
     except StreamBackendError:

@@ -30,8 +30,9 @@ class ObjectLock:
         stale = want.legal_hold and not self.legal_hold
         mode, until = self.mode, self.until
         if want.mode and want.until:
-            left = (self.until - datetime.now(timezone.utc)) if self.until else timedelta(0)
-            if left < (want.until - datetime.now(timezone.utc)) / 2:
+            now = datetime.now(timezone.utc)
+            left = (self.until - now) if self.until else timedelta(0)
+            if left < (want.until - now) / 2:
                 stale = True
                 mode = "COMPLIANCE" if "COMPLIANCE" in (self.mode, want.mode) else want.mode
                 until = max(want.until, self.until) if self.until else want.until

@@ -126,16 +126,11 @@ class S3Options:
                 args["ObjectLockLegalHoldStatus"] = "ON"
         return args
 
-    def fs_options(self, on_retry) -> dict:
-        """s3fs's constructor options; ``on_retry`` hears botocore's needs-retry events."""
-        from aiobotocore.session import AioSession
-
-        session = AioSession()
-        session.register("needs-retry.s3", on_retry)
+    def fs_options(self, on_retry=None) -> dict:
+        """s3fs's constructor options; ``on_retry``, if given, hears botocore's needs-retry events."""
         options: dict = {
             "use_listings_cache": False,
             "skip_instance_cache": True,
-            "session": session,
             # botocore retries transient faults (SlowDown, 5xx, resets) with backoff;
             # s3fs adds its own bounded retries around every call on top.
             "config_kwargs": {
@@ -154,6 +149,11 @@ class S3Options:
             options["s3_additional_kwargs"] = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": self.sse_c_key}
         if self.region:
             options["client_kwargs"] = {"region_name": self.region}
+        if on_retry is not None:
+            from aiobotocore.session import AioSession
+
+            options["session"] = AioSession()
+            options["session"].register("needs-retry.s3", on_retry)
         return options
 
 
